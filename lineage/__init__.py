@@ -1,0 +1,66 @@
+"""lineage: which data, code and parameters produced this model?
+
+Records datasets, pipeline steps and models as typed artifacts and executions in
+Google's ML-Metadata (MLMD), builds a networkx lineage graph over the store and draws
+Graphviz diagrams for audits.
+
+Example:
+    >>> import lineage
+    >>> store = lineage.connect(":memory:")
+    >>> store.put(lineage.Metrics({"acc": 0.93}, name="eval")).version
+    1
+"""
+
+from __future__ import annotations
+
+from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
+from lineage.errors import (
+    AmbiguousRef,
+    ArtifactError,
+    ConcurrentWriteError,
+    ConnectionFailed,
+    FingerprintError,
+    InvalidRef,
+    LineageError,
+    NotFound,
+    ReadOnlyStore,
+    RefError,
+    RenderError,
+    StepError,
+    StoreError,
+    TypeConflict,
+)
+from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.records import Execution, Run
+from lineage.store import Store, connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousRef",
+    "Artifact",
+    "ArtifactError",
+    "ConcurrentWriteError",
+    "Config",
+    "ConnectionFailed",
+    "Dataset",
+    "Execution",
+    "FingerprintError",
+    "InvalidRef",
+    "LineageError",
+    "Metrics",
+    "Model",
+    "NotFound",
+    "ReadOnlyStore",
+    "RefError",
+    "RenderError",
+    "Run",
+    "StepError",
+    "Store",
+    "StoreError",
+    "TypeConflict",
+    "__version__",
+    "connect",
+    "fingerprint",
+    "fingerprint_content",
+]

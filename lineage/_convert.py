@@ -1,0 +1,306 @@
+"""The one place that converts our records to and from ``metadata_store_pb2`` messages."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from lineage._schema import ARTIFACT_PROPERTIES, INPUT_EVENTS, OUTPUT_EVENTS, RECORDED_BY
+from lineage.artifacts import Artifact, artifact_class
+from lineage.errors import ArtifactError
+from lineage.records import Execution, Run
+
+_STATE_NAMES = {v: k for k, v in pb.Execution.State.items()}
+_ARTIFACT_STATE_NAMES = {v: k for k, v in pb.Artifact.State.items()}
+_ARTIFACT_BASE = {v: k for k, v in pb.ArtifactType.SystemDefinedBaseType.items()}
+_EXECUTION_BASE = {v: k for k, v in pb.ExecutionType.SystemDefinedBaseType.items()}
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_INT64 = (-(2**63), 2**63 - 1)
+
+# --- values ---------------------------------------------------------------------------
+
+
+def _to_pb_value(x: Any) -> struct_pb2.Value:
+    out = struct_pb2.Value()
+    if x is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(x, bool):
+        out.bool_value = x
+    elif isinstance(x, (int, float)):
+        out.number_value = float(x)
+    elif isinstance(x, str):
+        out.string_value = x
+    elif isinstance(x, Mapping):
+        for k, v in x.items():
+            out.struct_value.fields[str(k)].CopyFrom(_to_pb_value(v))
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            out.list_value.values.add().CopyFrom(_to_pb_value(v))
+    else:
+        raise TypeError(f"cannot store a {type(x).__name__} in a struct")
+    return out
+
+
+def _from_pb_value(v: struct_pb2.Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        n = v.number_value
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return {k: _from_pb_value(x) for k, x in v.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_from_pb_value(x) for x in v.list_value.values]
+    return None
+
+
+def to_value(x: Any) -> pb.Value:
+    """Encode a Python value as an MLMD ``Value``, losslessly where MLMD allows.
+
+    bool, int (64-bit), float (NaN and inf included) and str are native; dicts are structs;
+    lists, tuples and ``None`` are ``google.protobuf.Value`` messages in ``proto_value``.
+    Raises ``TypeError`` for anything else.
+    """
+    value = pb.Value()
+    if isinstance(x, bool):
+        value.bool_value = x
+    elif isinstance(x, int) and _INT64[0] <= x <= _INT64[1]:
+        value.int_value = x
+    elif isinstance(x, (int, float)):
+        value.double_value = float(x)
+    elif isinstance(x, str):
+        value.string_value = x
+    elif isinstance(x, Mapping):
+        value.struct_value.CopyFrom(_to_pb_value(x).struct_value)
+    elif x is None or isinstance(x, (list, tuple)):
+        value.proto_value.Pack(_to_pb_value(x))
+    else:
+        raise TypeError(f"cannot store a {type(x).__name__} as an MLMD property")
+    return value
+
+
+def from_value(value: pb.Value) -> Any:
+    """Decode an MLMD ``Value`` written by :func:`to_value` or by any other tool."""
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {k: _from_pb_value(v) for k, v in value.struct_value.fields.items()}
+    if kind == "proto_value":
+        inner = struct_pb2.Value()
+        if value.proto_value.Unpack(inner):
+            return _from_pb_value(inner)
+        return json_format.MessageToDict(value.proto_value)
+    return None
+
+
+def props_to_dict(props: Mapping[str, pb.Value]) -> dict[str, Any]:
+    """Decode a properties map, keys sorted."""
+    return {k: from_value(props[k]) for k in sorted(props)}
+
+
+def set_props(target: Any, props: Mapping[str, Any]) -> None:
+    """Write Python values into a protobuf properties map."""
+    for key, val in props.items():
+        try:
+            target[key].CopyFrom(to_value(val))
+        except TypeError as exc:
+            raise ArtifactError(f"property {key!r}: {exc}") from None
+
+
+# --- artifacts --------------------------------------------------------------------------
+
+
+def artifact_type_proto(cls: type[Artifact]) -> pb.ArtifactType:
+    """The MLMD type declaration of an artifact class."""
+    t = pb.ArtifactType(name=cls.type_name)
+    if cls.base_type:
+        t.base_type = pb.ArtifactType.SystemDefinedBaseType.Value(cls.base_type)
+    for key, ptype in {**ARTIFACT_PROPERTIES, **cls.property_types}.items():
+        t.properties[key] = ptype
+    return t
+
+
+def mlmd_artifact_name(name: str, version: int) -> str:
+    """The MLMD ``name`` of version ``version`` of logical name ``name``."""
+    return f"{name}@{version}"
+
+
+def artifact_to_proto(
+    artifact: Artifact,
+    *,
+    type_id: int,
+    version: int,
+    previous: int | None,
+    external_id: str,
+    declared: Mapping[str, int],
+) -> pb.Artifact:
+    """A new MLMD artifact (no id) for ``artifact`` at ``version``."""
+    proto = pb.Artifact(
+        type_id=type_id,
+        name=mlmd_artifact_name(artifact.name, version),
+        uri=artifact.uri,
+        external_id=external_id,
+        state=pb.Artifact.LIVE,
+    )
+    typed: dict[str, Any] = {"version": version}
+    if artifact.fingerprint:
+        typed["fingerprint"] = artifact.fingerprint
+    if previous is not None:
+        typed["previous_version"] = previous
+    custom: dict[str, Any] = {}
+    for key, val in artifact.properties.items():
+        (typed if key in declared else custom)[key] = val
+    set_props(proto.properties, typed)
+    set_props(proto.custom_properties, custom)
+    return proto
+
+
+def artifact_from_proto(proto: pb.Artifact, atype: pb.ArtifactType | None) -> Artifact:
+    """Build the recorded :class:`Artifact` (of the class registered for its type)."""
+    type_name = atype.name if atype is not None else proto.type or f"type#{proto.type_id}"
+    cls = artifact_class(type_name)
+    art = cls.__new__(cls)
+    props = props_to_dict(proto.properties)
+    props.update(props_to_dict(proto.custom_properties))
+    version = props.pop("version", None)
+    fingerprint = props.pop("fingerprint", None)
+    previous = props.pop("previous_version", None)
+    name = proto.name
+    if isinstance(version, int) and name.endswith(f"@{version}"):
+        name = name[: -len(f"@{version}")]
+    art.__dict__.update(
+        content=None,
+        has_content=False,
+        uri=proto.uri,
+        name=name or None,
+        fingerprint=fingerprint if isinstance(fingerprint, str) and fingerprint else None,
+        properties=props,
+        id=proto.id,
+        version=version if isinstance(version, int) else None,
+        previous_version=previous if isinstance(previous, int) else None,
+        state=_ARTIFACT_STATE_NAMES.get(proto.state, "UNKNOWN"),
+        external_id=proto.external_id or None,
+        create_time=proto.create_time_since_epoch or None,
+    )
+    if cls is Artifact or type_name != cls.type_name:
+        art.__dict__["type_name"] = type_name
+    art.__dict__["base_type"] = (
+        _ARTIFACT_BASE.get(atype.base_type) if atype is not None and atype.HasField("base_type")
+        else cls.base_type
+    )
+    if art.base_type == "UNSET":
+        art.__dict__["base_type"] = None
+    return art
+
+
+# --- executions and contexts ------------------------------------------------------------
+
+
+def state_name(state: int) -> str:
+    """``pb.Execution.State`` value → name."""
+    return str(_STATE_NAMES.get(state, "UNKNOWN"))
+
+
+def is_ours(etype: pb.ExecutionType | None) -> bool:
+    """Whether an execution type was declared by ``lineage``."""
+    return etype is not None and RECORDED_BY in etype.properties
+
+
+def execution_from_proto(
+    proto: pb.Execution, etype: pb.ExecutionType | None, events: Iterable[pb.Event] = ()
+) -> Execution:
+    """Build an :class:`Execution` record; ``events`` are this execution's events."""
+    type_name = etype.name if etype is not None else proto.type or f"type#{proto.type_id}"
+    ours = is_ours(etype)
+    typed = props_to_dict(proto.properties)
+    custom = props_to_dict(proto.custom_properties)
+    if ours:
+        params, properties = custom, typed
+        name = type_name
+    else:
+        params, properties = {**typed, **custom}, {}
+        name = type_name.rsplit(".", 1)[-1]
+    error = properties.get("error") or None
+    inputs: list[int] = []
+    outputs: list[int] = []
+    for ev in sorted(events, key=_event_order):
+        if ev.type in INPUT_EVENTS and ev.artifact_id not in inputs:
+            inputs.append(ev.artifact_id)
+        elif ev.type in OUTPUT_EVENTS and ev.artifact_id not in outputs:
+            outputs.append(ev.artifact_id)
+    base = None
+    if etype is not None and etype.HasField("base_type"):
+        base = _EXECUTION_BASE.get(etype.base_type)
+        if base == "UNSET":
+            base = None
+    return Execution(
+        id=proto.id,
+        type_name=type_name,
+        name=name,
+        state=state_name(proto.last_known_state),
+        params=params,
+        error=error if isinstance(error, str) else None,
+        inputs=inputs,
+        outputs=outputs,
+        properties=properties,
+        base_type=base,
+        create_time=proto.create_time_since_epoch or None,
+        update_time=proto.last_update_time_since_epoch or None,
+        mlmd_name=proto.name or None,
+        ours=ours,
+    )
+
+
+def _event_order(ev: pb.Event) -> tuple[int, str]:
+    return (ev.milliseconds_since_epoch, event_path(ev))
+
+
+def event_path(ev: pb.Event) -> str:
+    """An event's path as text: ``"data"``, ``"inputs[0]"``, ``"examples.train[0]"``."""
+    parts: list[str] = []
+    for step in ev.path.steps:
+        if step.HasField("key"):
+            parts.append(("." if parts else "") + str(step.key))
+        elif step.HasField("index"):
+            parts.append(f"[{step.index}]")
+    return "".join(parts)
+
+
+def make_event_path(event: pb.Event, path: Sequence[str | int]) -> None:
+    """Fill ``event.path`` from keys (str) and indices (int)."""
+    for part in path:
+        step = event.path.steps.add()
+        if isinstance(part, int):
+            step.index = part
+        else:
+            step.key = part
+
+
+def context_from_proto(proto: pb.Context, ctype: pb.ContextType | None, parent: str | None = None) -> Run:
+    """Build a :class:`Run` record from a context."""
+    typed = props_to_dict(proto.properties)
+    run_name = typed.get("run_name")
+    return Run(
+        id=proto.id,
+        type_name=ctype.name if ctype is not None else proto.type or f"type#{proto.type_id}",
+        name=proto.name,
+        run_name=run_name if isinstance(run_name, str) else proto.name,
+        experiment=parent if parent is not None else (typed.get("experiment") or None),
+        params=props_to_dict(proto.custom_properties),
+        properties=typed,
+        create_time=proto.create_time_since_epoch or None,
+    )

@@ -1,0 +1,87 @@
+"""How ``lineage`` lays its records out in MLMD: type names, property names, conventions.
+
+Everything here is readable by any MLMD tool; nothing is kept outside MLMD.
+
+Artifacts (types ``Dataset``, ``Model``, ``Metrics``, ``Config`` and user subclasses):
+    MLMD ``name``        ``"<name>@<version>"`` (unique per type, so two writers cannot both
+                         create the same version)
+    ``external_id``      ``"lineage:<sha256 of type, name and content identity>"`` (unique, so
+                         the same content under the same name is recorded once)
+    typed properties     ``version`` (INT), ``fingerprint`` (STRING, ``"<algo>:<hex>"``),
+                         ``previous_version`` (INT, the artifact id of version n-1), and the
+                         properties the artifact class declares
+    custom properties    any other keyword given to the artifact
+
+Executions (one execution type per step, named like the step, base type from ``kind``):
+    typed properties     :data:`STEP_PROPERTIES`: code, environment and timing; the
+                         ``recorded_by`` property marks the type as ours
+    custom properties    the step's parameters, one property per parameter
+    state                MLMD's ``last_known_state`` (RUNNING, COMPLETE, FAILED, CACHED,
+                         CANCELED)
+
+Contexts: ``Experiment`` and ``Run`` (a run's parent context is its experiment).
+"""
+
+from __future__ import annotations
+
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+#: Typed properties every artifact type of ours declares.
+ARTIFACT_PROPERTIES: dict[str, int] = {
+    "version": pb.INT,
+    "fingerprint": pb.STRING,
+    "previous_version": pb.INT,
+}
+
+#: Typed properties every execution type of ours (one per step) declares.
+STEP_PROPERTIES: dict[str, int] = {
+    "recorded_by": pb.STRING,
+    "function": pb.STRING,
+    "source_hash": pb.STRING,
+    "git_commit": pb.STRING,
+    "git_dirty": pb.BOOLEAN,
+    "git_repo": pb.STRING,
+    "script": pb.STRING,
+    "hostname": pb.STRING,
+    "python": pb.STRING,
+    "packages": pb.STRUCT,
+    "start_time": pb.DOUBLE,
+    "end_time": pb.DOUBLE,
+    "duration": pb.DOUBLE,
+    "error": pb.STRING,
+    "traceback": pb.STRING,
+    "cache_key": pb.STRING,
+}
+
+#: The typed property that marks an execution type as written by ``lineage``.
+RECORDED_BY = "recorded_by"
+
+EXPERIMENT_TYPE = "Experiment"
+RUN_TYPE = "Run"
+
+#: Typed properties of our context types.
+RUN_PROPERTIES: dict[str, int] = {
+    "recorded_by": pb.STRING,
+    "run_name": pb.STRING,
+    "experiment": pb.STRING,
+    "start_time": pb.DOUBLE,
+    "end_time": pb.DOUBLE,
+    "status": pb.STRING,
+}
+EXPERIMENT_PROPERTIES: dict[str, int] = {"recorded_by": pb.STRING}
+
+#: ``kind=`` of a step → MLMD execution base type.
+STEP_KINDS: dict[str, int] = {
+    "process": pb.ExecutionType.PROCESS,
+    "transform": pb.ExecutionType.TRANSFORM,
+    "train": pb.ExecutionType.TRAIN,
+    "evaluate": pb.ExecutionType.EVALUATE,
+    "deploy": pb.ExecutionType.DEPLOY,
+}
+
+#: Event types whose edge runs artifact → execution (the artifact was read).
+INPUT_EVENTS = frozenset({pb.Event.INPUT, pb.Event.DECLARED_INPUT, pb.Event.INTERNAL_INPUT})
+#: Event types whose edge runs execution → artifact (the artifact was written or declared).
+OUTPUT_EVENTS = frozenset(
+    {pb.Event.OUTPUT, pb.Event.DECLARED_OUTPUT, pb.Event.INTERNAL_OUTPUT, pb.Event.PENDING_OUTPUT}
+)

@@ -1,0 +1,212 @@
+"""The exceptions of ``lineage`` and the one boundary where MLMD errors become them.
+
+Every error raised on purpose by ``lineage`` derives from :class:`LineageError`::
+
+    LineageError
+    ├── StoreError                 the metadata store failed or refused (carries .uri)
+    │   ├── ConnectionFailed       could not open or reach the store
+    │   ├── ReadOnlyStore          a write on a store opened with read_only=True
+    │   ├── ConcurrentWriteError   a write kept conflicting with other writers
+    │   └── TypeConflict           a type declaration clashes with the stored type
+    ├── RefError                   a reference does not name exactly one record (carries .ref)
+    │   ├── NotFound               nothing matches the reference
+    │   ├── AmbiguousRef           several records match (e.g. the same name in two types)
+    │   └── InvalidRef             the reference is malformed
+    ├── ArtifactError              an artifact cannot be built or recorded
+    │   └── FingerprintError       its content cannot be read for a fingerprint
+    ├── StepError                  a step is declared or called wrongly (carries .step)
+    └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+
+MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
+extension raises for connection problems are translated in :func:`translate`, and only
+there; callers see the original as ``__cause__``. Passwords are redacted from every
+message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ml_metadata import errors as _mlmd_errors
+
+__all__ = [
+    "AmbiguousRef",
+    "ArtifactError",
+    "ConcurrentWriteError",
+    "ConnectionFailed",
+    "FingerprintError",
+    "InvalidRef",
+    "LineageError",
+    "NotFound",
+    "ReadOnlyStore",
+    "RefError",
+    "RenderError",
+    "StepError",
+    "StoreError",
+    "TypeConflict",
+]
+
+
+class LineageError(Exception):
+    """Base of every error ``lineage`` raises on purpose."""
+
+
+class StoreError(LineageError):
+    """The metadata store failed or refused an operation.
+
+    Attributes:
+        uri: the store's URI, password redacted.
+    """
+
+    def __init__(self, message: str, *, uri: str | None = None) -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class ConnectionFailed(StoreError):
+    """Raised when a store cannot be opened or reached."""
+
+
+class ReadOnlyStore(StoreError):
+    """Raised by every write method of a store opened with ``read_only=True``."""
+
+
+class ConcurrentWriteError(StoreError):
+    """Raised when a write still conflicts with other writers after the retries."""
+
+
+class TypeConflict(StoreError):
+    """Raised when a declared type clashes with the type already stored under its name."""
+
+
+class RefError(LineageError):
+    """A reference does not name exactly one record.
+
+    Attributes:
+        ref: the reference as given.
+    """
+
+    def __init__(self, message: str, *, ref: object = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+class NotFound(RefError):
+    """Raised when no artifact, execution or run matches a reference."""
+
+
+class AmbiguousRef(RefError):
+    """Raised when a name matches records of several types."""
+
+
+class InvalidRef(RefError):
+    """Raised when a reference has a form ``lineage`` does not understand."""
+
+
+class ArtifactError(LineageError):
+    """Raised when an artifact cannot be built or recorded as given."""
+
+
+class FingerprintError(ArtifactError):
+    """Raised when content cannot be read or digested.
+
+    Attributes:
+        path: the path or object that could not be fingerprinted.
+    """
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StepError(LineageError):
+    """Raised when a step is declared or called in a way that cannot be recorded.
+
+    Attributes:
+        step: the step's name.
+    """
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class RenderError(LineageError):
+    """Raised when a diagram or report cannot be produced."""
+
+
+# --- the MLMD boundary -------------------------------------------------------------
+
+_PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with every password in URIs and every given secret replaced by ``***``.
+
+    Example:
+        >>> redact("postgresql://me:hunter2@db:5432/meta")
+        'postgresql://me:***@db:5432/meta'
+    """
+    text = _PASSWORD_IN_URI.sub(r"\g<head>***\g<tail>", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+#: Which of our errors each MLMD status error becomes. A test checks every class in
+#: ``ml_metadata.errors`` has an entry.
+MLMD_ERROR_MAP: dict[type[Exception], type[StoreError]] = {
+    _mlmd_errors.AbortedError: ConcurrentWriteError,
+    _mlmd_errors.AlreadyExistsError: StoreError,
+    _mlmd_errors.CancelledError: StoreError,
+    _mlmd_errors.DataLossError: StoreError,
+    _mlmd_errors.DeadlineExceededError: ConnectionFailed,
+    _mlmd_errors.FailedPreconditionError: StoreError,
+    _mlmd_errors.InternalError: StoreError,
+    _mlmd_errors.InvalidArgumentError: StoreError,
+    _mlmd_errors.NotFoundError: StoreError,
+    _mlmd_errors.OutOfRangeError: StoreError,
+    _mlmd_errors.PermissionDeniedError: StoreError,
+    _mlmd_errors.ResourceExhaustedError: StoreError,
+    _mlmd_errors.StatusError: StoreError,
+    _mlmd_errors.UnauthenticatedError: ConnectionFailed,
+    _mlmd_errors.UnavailableError: ConnectionFailed,
+    _mlmd_errors.UnimplementedError: StoreError,
+    _mlmd_errors.UnknownError: StoreError,
+}
+
+
+def translate(
+    exc: BaseException, *, uri: str | None, action: str, secrets: Iterable[str] = ()
+) -> StoreError:
+    """Turn an exception raised by ml_metadata into the matching :class:`StoreError`.
+
+    Args:
+        exc: what ml_metadata raised (a ``StatusError`` or the extension's ``RuntimeError``).
+        uri: the store's URI, already redacted.
+        action: what we were doing, for the message (``"open the store"``).
+        secrets: strings to redact from the message (the password).
+
+    Returns:
+        The error to raise, ``raise translate(...) from exc``.
+    """
+    secrets = list(secrets)
+    detail = redact(str(getattr(exc, "message", None) or exc), secrets).strip()
+    where = f" {uri}" if uri else ""
+    cls: type[StoreError]
+    if isinstance(exc, _mlmd_errors.StatusError):
+        cls = next(
+            (ours for theirs, ours in MLMD_ERROR_MAP.items()
+             if type(exc) is theirs),
+            StoreError,
+        )
+    else:
+        cls = ConnectionFailed if action.startswith("open") else StoreError
+    hint = ""
+    if cls is ConnectionFailed:
+        hint = " Check that the server is running and the URI, user and password are right."
+    elif cls is ConcurrentWriteError:
+        hint = " Other processes kept the store busy; retry, or use PostgreSQL for many writers."
+    return cls(f"could not {action} on store{where}: {detail}.{hint}", uri=uri)

@@ -1,0 +1,696 @@
+"""The store: ``connect()``, artifact recording with versions, batched reads.
+
+A :class:`Store` wraps an ``ml_metadata.MetadataStore`` (``store.mlmd``). Every call into
+MLMD goes through :meth:`Store._call`, the one place where MLMD's errors are translated
+and aborted transactions are retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from lineage import _convert
+from lineage._backends import Backend, open_mlmd, parse_uri
+from lineage._schema import (
+    EXPERIMENT_PROPERTIES,
+    EXPERIMENT_TYPE,
+    RUN_PROPERTIES,
+    RUN_TYPE,
+)
+from lineage.artifacts import Artifact, _local_path
+from lineage.errors import (
+    AmbiguousRef,
+    ArtifactError,
+    ConcurrentWriteError,
+    InvalidRef,
+    NotFound,
+    ReadOnlyStore,
+    StoreError,
+    TypeConflict,
+    translate,
+)
+from lineage.fingerprint import FingerprintCache, fingerprint, fingerprint_content
+from lineage.records import Execution, Run
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["Ref", "Store", "connect"]
+
+#: What every query accepts as a reference to an artifact.
+Ref = Artifact | int | str
+
+T = TypeVar("T")
+_BATCH = 1000
+_RAISE: Any = object()
+_REF = re.compile(r"^(?P<name>.+)@(?P<version>\d+)$")
+# Errors that mean "another writer got in the way; the transaction was rolled back".
+_RETRYABLE_INTERNAL = (
+    "deadlock detected",
+    "current transaction is aborted",
+    "could not serialize",
+    "database is locked",
+    "concurrent",
+)
+
+
+def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Store:
+    """Open (or create) a lineage store.
+
+    Args:
+        uri: where the MLMD store lives:
+
+            - ``None``: ``$LINEAGE_URI``, else ``./.lineage/metadata.sqlite``
+            - a path or ``sqlite:///path``: a SQLite file, created with its folders
+            - ``":memory:"``: a throwaway in-process store
+            - ``postgresql://user:pw@host:5432/db``, ``mysql://user:pw@host:3306/db``
+            - ``grpc://host:8080``: an MLMD gRPC server
+        read_only: open for reading only (SQLite is opened READONLY); every write method
+            then raises :class:`~lineage.errors.ReadOnlyStore`.
+
+    Raises:
+        ConnectionFailed: the store cannot be opened or reached.
+        InvalidRef: the URI has an unknown scheme.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> store
+        <lineage.Store :memory:>
+    """
+    backend = parse_uri(uri, read_only=read_only)
+    return Store(backend, read_only=read_only)
+
+
+class Store:
+    """A connection to an MLMD store, with ``lineage``'s reads and writes.
+
+    Use :func:`connect` to make one. The raw ``ml_metadata`` store is ``store.mlmd``.
+    """
+
+    def __init__(self, backend: Backend, *, read_only: bool = False) -> None:
+        self._backend = backend
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        self.mlmd: metadata_store.MetadataStore = open_mlmd(backend, read_only=read_only)
+        self._artifact_types: dict[int, pb.ArtifactType] = {}
+        self._execution_types: dict[int, pb.ExecutionType] = {}
+        self._context_types: dict[int, pb.ContextType] = {}
+        self._registered: dict[tuple[str, str], int] = {}
+        self._fingerprint_cache: FingerprintCache | None = None
+        self._graph_cache: Any = None
+
+    # --- identity ----------------------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        """The store's URI, password redacted."""
+        return self._backend.display
+
+    @property
+    def kind(self) -> str:
+        """``sqlite``, ``memory``, ``postgresql``, ``mysql`` or ``grpc``."""
+        return self._backend.kind
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of a SQLite store, else ``None``."""
+        return self._backend.folder
+
+    def __repr__(self) -> str:
+        ro = " read-only" if self.read_only else ""
+        return f"<lineage.Store {self.uri}{ro}>"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the fingerprint cache (MLMD closes its connection when collected)."""
+        if self._fingerprint_cache is not None:
+            self._fingerprint_cache.close()
+
+    # --- the MLMD boundary -------------------------------------------------------------
+
+    def _call(
+        self, method: str, *args: Any, retry: bool = True, missing: Any = _RAISE, **kwargs: Any
+    ) -> Any:
+        """Call ``store.mlmd.<method>``; translate errors; retry lost races.
+
+        ``missing``, when given, is returned instead of raising when MLMD says NotFound.
+
+        Aborted transactions (SQLite busy, MLMD's own conflict detection) and PostgreSQL's
+        deadlock/aborted-transaction errors are retried with jittered back-off for up to
+        about a minute when ``retry`` is true: they mean the transaction was rolled back,
+        so running it again is safe.
+        """
+        fn = getattr(self.mlmd, method)
+        delay, deadline = 0.005, time.monotonic() + 60
+        while True:
+            try:
+                with self._lock:
+                    return fn(*args, **kwargs)
+            except (mlmd_errors.AbortedError, mlmd_errors.InternalError) as exc:
+                transient = isinstance(exc, mlmd_errors.AbortedError) or any(
+                    t in str(exc).lower() for t in _RETRYABLE_INTERNAL
+                )
+                if retry and transient and time.monotonic() < deadline:
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise self._translate(exc, method) from exc
+            except mlmd_errors.NotFoundError as exc:
+                if missing is not _RAISE:
+                    return missing
+                raise self._translate(exc, method) from exc
+            except mlmd_errors.StatusError as exc:
+                raise self._translate(exc, method) from exc
+            except RuntimeError as exc:
+                raise self._translate(exc, method) from exc
+
+    def _translate(self, exc: BaseException, method: str) -> StoreError:
+        secrets = [self._backend.password] if self._backend.password else []
+        return translate(exc, uri=self.uri, action=method.replace("_", " "), secrets=secrets)
+
+    def _check_writable(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyStore(
+                f"cannot {what}: the store {self.uri} was opened with read_only=True; "
+                "connect without read_only to record",
+                uri=self.uri,
+            )
+
+    # --- types -------------------------------------------------------------------------
+
+    def _register_type(self, kind: str, proto: Any) -> int:
+        """Put a type once per store object (adding fields to an older stored type)."""
+        key = (kind, proto.name)
+        if key in self._registered:
+            return self._registered[key]
+        self._check_writable(f"register the {kind} type {proto.name!r}")
+        method = {"artifact": "put_artifact_type", "execution": "put_execution_type",
+                  "context": "put_context_type"}[kind]
+        try:
+            type_id = self._call(method, proto, can_add_fields=True, can_omit_fields=True)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
+                raise TypeConflict(
+                    f"the {kind} type {proto.name!r} is already in {self.uri} with different "
+                    f"property types or base type ({exc.__cause__}); keep the stored property "
+                    "types, or use a new type name",
+                    uri=self.uri,
+                ) from exc.__cause__
+            raise
+        self._registered[key] = int(type_id)
+        return int(type_id)
+
+    def _artifact_type_id(self, cls: type[Artifact]) -> int:
+        return self._register_type("artifact", _convert.artifact_type_proto(cls))
+
+    def _types(self, kind: str, ids: Iterable[int]) -> dict[int, Any]:
+        cache: dict[int, Any] = {
+            "artifact": self._artifact_types,
+            "execution": self._execution_types,
+            "context": self._context_types,
+        }[kind]
+        missing = sorted({i for i in ids if i not in cache})
+        if missing:
+            got = self._call(f"get_{kind}_types_by_id", missing)
+            cache.update({t.id: t for t in got})
+        return cache
+
+    def _type_named(self, kind: str, name: str) -> Any | None:
+        return self._call(f"get_{kind}_type", name, missing=None)
+
+    # --- batched reads -----------------------------------------------------------------
+
+    def _batched(self, method: str, ids: Sequence[int]) -> list[Any]:
+        out: list[Any] = []
+        for start in range(0, len(ids), _BATCH):
+            out.extend(self._call(method, list(ids[start:start + _BATCH])))
+        return out
+
+    def _artifacts_from_protos(self, protos: Sequence[pb.Artifact]) -> list[Artifact]:
+        types = self._types("artifact", (p.type_id for p in protos))
+        return [_convert.artifact_from_proto(p, types.get(p.type_id)) for p in protos]
+
+    def artifacts_by_id(self, ids: Iterable[int]) -> dict[int, Artifact]:
+        """Read artifacts by id in batches; missing ids are left out.
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").artifacts_by_id([1, 2])
+            {}
+        """
+        protos = self._batched("get_artifacts_by_id", sorted(set(ids)))
+        return {a.id: a for a in self._artifacts_from_protos(protos) if a.id is not None}
+
+    def executions_by_id(self, ids: Iterable[int]) -> dict[int, Execution]:
+        """Read executions by id, with their input and output ids, in batches.
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").executions_by_id([1])
+            {}
+        """
+        id_list = sorted(set(ids))
+        protos = self._batched("get_executions_by_id", id_list)
+        return {e.id: e for e in self._executions_from_protos(protos)}
+
+    def _executions_from_protos(self, protos: Sequence[pb.Execution]) -> list[Execution]:
+        events = self._batched("get_events_by_execution_ids", [p.id for p in protos])
+        by_exec: dict[int, list[pb.Event]] = {}
+        for ev in events:
+            by_exec.setdefault(ev.execution_id, []).append(ev)
+        types = self._types("execution", (p.type_id for p in protos))
+        return [
+            _convert.execution_from_proto(p, types.get(p.type_id), by_exec.get(p.id, ()))
+            for p in protos
+        ]
+
+    # --- artifacts: write --------------------------------------------------------------
+
+    def _fingerprints(self) -> FingerprintCache:
+        if self._fingerprint_cache is None:
+            folder = self.folder or Path(
+                os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
+            ) / "lineage"
+            self._fingerprint_cache = FingerprintCache(folder / "fingerprints.sqlite")
+        return self._fingerprint_cache
+
+    def fingerprint_of(self, artifact: Artifact) -> str | None:
+        """Compute (or reuse) the content fingerprint of an unrecorded artifact.
+
+        In-memory content is digested as given; a local path is read (through the cache of
+        unchanged files); remote URIs get ``None`` unless a fingerprint was given.
+        """
+        if artifact.fingerprint:
+            return artifact.fingerprint
+        if artifact.has_content:
+            return fingerprint_content(artifact.content)
+        path = _local_path(artifact.uri)
+        if path is None:
+            return None
+        return fingerprint(path, cache=self._fingerprints())
+
+    @staticmethod
+    def _identity_key(artifact: Artifact) -> str:
+        identity = artifact.fingerprint or f"uri:{artifact.uri}"
+        digest = hashlib.sha256(
+            "\0".join((artifact.type_name, artifact.name, identity)).encode()
+        ).hexdigest()
+        return f"lineage:{digest}"
+
+    def _latest_version(self, type_name: str, name: str) -> pb.Artifact | None:
+        """The stored proto of the newest version of ``name``, probing O(log n) names."""
+
+        def get(v: int) -> pb.Artifact | None:
+            found = self._call(
+                "get_artifact_by_type_and_name", type_name, _convert.mlmd_artifact_name(name, v),
+                missing=None,
+            )
+            return found if found is not None and found.id else None
+
+        if (hit := get(1)) is None:
+            return None
+        lo, lo_hit, hi = 1, hit, 2
+        while (probe := get(hi)) is not None:
+            lo, lo_hit, hi = hi, probe, hi * 2
+        while hi - lo > 1:  # lo exists, hi does not
+            mid = (lo + hi) // 2
+            if (probe := get(mid)) is not None:
+                lo, lo_hit = mid, probe
+            else:
+                hi = mid
+        return lo_hit
+
+    def _prepare(self, artifact: Artifact) -> pb.Artifact:
+        """The MLMD artifact to write for ``artifact``: the stored one if the same content is
+        already recorded under its name, else a new version (no id yet).
+
+        Fills in ``artifact.fingerprint``. Callers write a new proto and, on a lost race
+        (``AlreadyExists``), call this again.
+        """
+        if not artifact.uri and not artifact.has_content and not artifact.fingerprint:
+            raise ArtifactError(
+                f"{artifact!r} has neither a uri nor content; give a path, a URI or content="
+            )
+        artifact.fingerprint = self.fingerprint_of(artifact)
+        cls = type(artifact)
+        type_id = self._artifact_type_id(cls)
+        key = self._identity_key(artifact)
+        found = self._call("get_artifacts_by_external_ids", [key], missing=[])
+        if found:
+            return found[0]
+        latest = self._latest_version(artifact.type_name, artifact.name)
+        version = 1 if latest is None else int(latest.properties["version"].int_value) + 1
+        return _convert.artifact_to_proto(
+            artifact,
+            type_id=type_id,
+            version=version,
+            previous=latest.id if latest is not None else None,
+            external_id=key,
+            declared=cls.property_types,
+        )
+
+    def _fill(self, artifact: Artifact, proto: pb.Artifact) -> Artifact:
+        """Copy the recorded fields of ``proto`` into ``artifact``; return it."""
+        recorded = self._artifacts_from_protos([proto])[0]
+        for attr in ("id", "version", "previous_version", "fingerprint", "state",
+                     "external_id", "create_time", "uri"):
+            setattr(artifact, attr, getattr(recorded, attr))
+        artifact.properties = recorded.properties
+        return artifact
+
+    def _write_with_retry(self, attempt: Callable[[], T], what: str) -> T:
+        """Run ``attempt`` again when it lost a creation race to another writer."""
+        for _ in range(50):
+            try:
+                return attempt()
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
+                    raise
+                time.sleep(random.random() * 0.01)
+        raise ConcurrentWriteError(f"could not {what}: other writers kept winning", uri=self.uri)
+
+    def put(self, artifact: Artifact) -> Artifact:
+        """Record an artifact outside any step; return it with id, version and fingerprint.
+
+        The same content under the same name returns the existing record; new content
+        under a known name becomes the next version, linked to the previous one by the
+        ``previous_version`` property.
+
+        Raises:
+            ReadOnlyStore: the store was opened read-only.
+            FingerprintError: the content cannot be read.
+
+        Example:
+            >>> import lineage, tempfile, pathlib
+            >>> store = lineage.connect(":memory:")
+            >>> f = pathlib.Path(tempfile.mkdtemp()) / "iris.csv"
+            >>> _ = f.write_text("a,b\\n1,2\\n")
+            >>> store.put(lineage.Dataset(f, name="iris")).version
+            1
+            >>> _ = f.write_text("a,b\\n1,3\\n")
+            >>> store.put(lineage.Dataset(f, name="iris")).version
+            2
+        """
+        self._check_writable(f"put {artifact!r}")
+
+        def attempt() -> Artifact:
+            proto = self._prepare(artifact)
+            if not proto.id:
+                [proto.id] = self._call("put_artifacts", [proto])
+            return self._fill(artifact, proto)
+
+        return self._write_with_retry(attempt, f"put {artifact!r}")
+
+    # --- artifacts: read ---------------------------------------------------------------
+
+    def _artifact_protos_of_type(self, type_name: str) -> list[pb.Artifact]:
+        return list(self._call("get_artifacts_by_type", type_name))
+
+    def _all_artifact_types(self) -> list[pb.ArtifactType]:
+        types = list(self._call("get_artifact_types"))
+        self._artifact_types.update({t.id: t for t in types})
+        return types
+
+    def _resolve(self, ref: Ref, *, type: str | type[Artifact] | None = None) -> pb.Artifact:
+        """The stored artifact a reference names (see ``Store.get``)."""
+        if isinstance(ref, Artifact):
+            if ref.id is not None:
+                return self._resolve(ref.id)
+            type = type or ref.__class__
+            ref = f"{ref.name}@{ref.version}" if ref.version else ref.name
+        if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+            raise InvalidRef(
+                f"{ref!r} is not a reference: use an Artifact, an id, 'name', 'name@3' or "
+                "'artifact:12'",
+                ref=ref,
+            )
+        if isinstance(ref, str) and ref.startswith("artifact:"):
+            try:
+                ref = int(ref.split(":", 1)[1])
+            except ValueError:
+                raise InvalidRef(f"{ref!r}: expected 'artifact:<id>'", ref=ref) from None
+        if isinstance(ref, int):
+            found = self._call("get_artifacts_by_id", [ref])
+            if not found:
+                raise NotFound(f"no artifact with id {ref} in {self.uri}", ref=ref)
+            return found[0]
+        if not ref:
+            raise InvalidRef("an empty string is not a reference", ref=ref)
+        type_name = type if isinstance(type, str) else (type.type_name if type else None)
+        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
+        match = _REF.match(ref)
+        hits: list[pb.Artifact] = []
+        for tname in type_names:
+            if match:
+                got = self._call("get_artifact_by_type_and_name", tname, ref, missing=None)
+                hit = got if got is not None and got.id else None
+            else:
+                hit = self._latest_version(tname, ref)
+                if hit is None:  # a foreign artifact whose MLMD name is the plain name
+                    got = self._call("get_artifact_by_type_and_name", tname, ref, missing=None)
+                    hit = got if got is not None and got.id else None
+            if hit is not None:
+                hits.append(hit)
+        if not hits:
+            scope = f" of type {type_name}" if type_name else ""
+            raise NotFound(
+                f"no artifact{scope} named {ref!r} in {self.uri}; `lineage ls` lists what is "
+                "recorded",
+                ref=ref,
+            )
+        if len(hits) > 1:
+            types = self._types("artifact", (h.type_id for h in hits))
+            options = ", ".join(f"artifact:{h.id} ({types[h.type_id].name})" for h in hits)
+            raise AmbiguousRef(
+                f"{ref!r} names artifacts of several types: {options}; pass one of these ids "
+                "or type=",
+                ref=ref,
+            )
+        return hits[0]
+
+    def get(self, ref: Ref, *, type: str | type[Artifact] | None = None) -> Artifact:
+        """Return the recorded artifact a reference names.
+
+        Args:
+            ref: an :class:`Artifact`, an int id, ``"name"`` (latest version), ``"name@3"``
+                or ``"artifact:12"``.
+            type: restrict name lookups to one artifact type.
+
+        Raises:
+            NotFound: nothing matches. AmbiguousRef: the name exists in several types.
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> m = store.put(lineage.Metrics({"acc": 0.9}, name="eval"))
+            >>> store.get("eval@1").values, store.get(f"artifact:{m.id}").name
+            ({'acc': 0.9}, 'eval')
+        """
+        return self._artifacts_from_protos([self._resolve(ref, type=type)])[0]
+
+    def artifacts(
+        self, type: str | type[Artifact] | None = None, name: str | None = None
+    ) -> list[Artifact]:
+        """Return artifacts, oldest first, optionally of one type and/or one logical name.
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> _ = store.put(lineage.Metrics({"acc": 0.9}, name="eval"))
+            >>> [a.name for a in store.artifacts(type="Metrics")]
+            ['eval']
+        """
+        if type is not None:
+            type_name = type if isinstance(type, str) else type.type_name
+            if self._type_named("artifact", type_name) is None:
+                return []
+            protos = self._artifact_protos_of_type(type_name)
+        else:
+            protos = list(self._call("get_artifacts"))
+        arts = self._artifacts_from_protos(protos)
+        if name is not None:
+            arts = [a for a in arts if a.name == name]
+        return sorted(arts, key=lambda a: (a.create_time or 0, a.id or 0))
+
+    # --- executions and runs -----------------------------------------------------------
+
+    def executions(
+        self, step: str | None = None, state: str | None = None, run: str | int | None = None
+    ) -> list[Execution]:
+        """Return executions, oldest first, filtered by step name, state and run.
+
+        Args:
+            step: the step (execution type) name.
+            state: ``"RUNNING"``, ``"COMPLETE"``, ``"FAILED"``, ``"CACHED"``, ``"CANCELED"``.
+            run: a run name or context id.
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").executions(state="RUNNING")
+            []
+        """
+        if state is not None and state.upper() not in list(pb.Execution.State.keys()):
+            raise InvalidRef(
+                f"unknown state {state!r}; use one of {list(pb.Execution.State.keys())}",
+                ref=state,
+            )
+        if run is not None:
+            protos = list(self._call("get_executions_by_context", self._resolve_run(run).id))
+        elif step is not None:
+            if self._type_named("execution", step) is None:
+                return []
+            protos = list(self._call("get_executions_by_type", step))
+        else:
+            protos = list(self._call("get_executions"))
+        if state is not None:
+            wanted = pb.Execution.State.Value(state.upper())
+            protos = [p for p in protos if p.last_known_state == wanted]
+        execs = self._executions_from_protos(protos)
+        if step is not None:
+            execs = [e for e in execs if step in (e.type_name, e.name)]
+        return sorted(execs, key=lambda e: (e.create_time or 0, e.id))
+
+    def _context_type_ids(self) -> dict[str, int]:
+        types = list(self._call("get_context_types"))
+        self._context_types.update({t.id: t for t in types})
+        return {t.name: t.id for t in types}
+
+    def _ensure_run_types(self) -> tuple[int, int]:
+        exp = pb.ContextType(name=EXPERIMENT_TYPE)
+        for k, v in EXPERIMENT_PROPERTIES.items():
+            exp.properties[k] = v
+        run = pb.ContextType(name=RUN_TYPE)
+        for k, v in RUN_PROPERTIES.items():
+            run.properties[k] = v
+        return self._register_type("context", exp), self._register_type("context", run)
+
+    def _runs_from_protos(self, protos: Sequence[pb.Context]) -> list[Run]:
+        types = self._types("context", (p.type_id for p in protos))
+        out = []
+        for proto in protos:
+            parents = self._call("get_parent_contexts_by_context", proto.id) if proto.id else []
+            parent = parents[0].name if parents else None
+            out.append(_convert.context_from_proto(proto, types.get(proto.type_id), parent))
+        return out
+
+    def runs(self, experiment: str | None = None, name: str | None = None) -> list[Run]:
+        """Return the runs (``Run`` contexts), oldest first.
+
+        Args:
+            experiment: only runs of this experiment.
+            name: only runs the user gave this name (several runs may share one).
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").runs()
+            []
+        """
+        if experiment is not None:
+            exp = self._context_named(EXPERIMENT_TYPE, experiment)
+            if exp is None:
+                return []
+            protos = list(self._call("get_children_contexts_by_context", exp.id))
+        elif self._type_named("context", RUN_TYPE) is None:
+            return []
+        else:
+            protos = list(self._call("get_contexts_by_type", RUN_TYPE))
+        runs = self._runs_from_protos(protos)
+        if name is not None:
+            runs = [r for r in runs if name in (r.name, r.run_name)]
+        return sorted(runs, key=lambda r: (r.create_time or 0, r.id))
+
+    def _context_named(self, type_name: str, name: str) -> pb.Context | None:
+        if self._type_named("context", type_name) is None:
+            return None
+        got = self._call("get_context_by_type_and_name", type_name, name, missing=None)
+        return got if got is not None and got.id else None
+
+    def _resolve_run(self, ref: str | int | Run) -> pb.Context:
+        """The context a run reference names: a Run, ``"context:<id>"``, an id, a unique run
+        name, or a name several runs share (the latest of them). Any context type with that
+        name is accepted too (a TFX ``pipeline_run``)."""
+        if isinstance(ref, Run):
+            ref = ref.id
+        if isinstance(ref, str) and ref.startswith("context:"):
+            ref = int(ref.split(":", 1)[1])
+        if isinstance(ref, int):
+            found = self._call("get_contexts_by_id", [ref])
+            if not found:
+                raise NotFound(f"no run or context with id {ref} in {self.uri}", ref=ref)
+            return found[0]
+        exact = self._context_named(RUN_TYPE, ref)
+        if exact is not None:
+            return exact
+        named = [r for r in self.runs(name=ref)]
+        if named:
+            return self._call("get_contexts_by_id", [named[-1].id])[0]
+        for type_name in self._context_type_ids():
+            hit = self._context_named(type_name, ref)
+            if hit is not None:
+                return hit
+        raise NotFound(f"no run named {ref!r} in {self.uri}; `lineage ls runs` lists them", ref=ref)
+
+    # --- queries (implemented in their own modules) ------------------------------------
+
+    def graph(
+        self, *, run: str | int | None = None, experiment: str | None = None,
+        contexts: bool = False,
+    ) -> nx.MultiDiGraph:
+        """The lineage graph of the store (see :func:`lineage.graph.load_graph`)."""
+        from lineage.graph import load_graph
+
+        return load_graph(self, run=run, experiment=experiment, contexts=contexts)
+
+    def provenance(self, ref: Ref) -> Any:
+        """Which data, code and parameters produced ``ref`` (see :mod:`lineage.queries`)."""
+        from lineage.queries import provenance
+
+        return provenance(self, ref)
+
+    def impact(self, ref: Ref) -> Any:
+        """Everything downstream of ``ref`` (see :mod:`lineage.queries`)."""
+        from lineage.queries import impact
+
+        return impact(self, ref)
+
+    def diff(self, ref_a: Ref, ref_b: Ref) -> Any:
+        """How the lineages of two artifacts differ (see :mod:`lineage.queries`)."""
+        from lineage.queries import diff
+
+        return diff(self, ref_a, ref_b)
+
+    def verify(self, ref: Ref | None = None) -> Any:
+        """Re-fingerprint recorded content and report what changed (see :mod:`lineage.queries`)."""
+        from lineage.queries import verify
+
+        return verify(self, ref)
+
+    def compare(self, runs: Sequence[str | int]) -> Any:
+        """Runs side by side with params and final metrics (see :mod:`lineage.queries`)."""
+        from lineage.queries import compare
+
+        return compare(self, runs)
+
+    def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Any:
+        """An audit report of ``ref`` (see :mod:`lineage.report`)."""
+        from lineage.report import audit
+
+        return audit(self, ref, path)
