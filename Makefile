@@ -14,7 +14,7 @@ setup-test:
 	@bash scripts/setup.sh test
 
 demo: setup
-	$(BIN)/python examples/tabular/pipeline.py
+	$(BIN)/python examples/tabular/demo.py
 
 lint: setup-test
 	$(BIN)/ruff check lineage tests bench examples

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -232,7 +233,8 @@ def execution_from_proto(
         params, properties = custom, typed
         name = type_name
     else:
-        params, properties = {**typed, **custom}, {}
+        params = {k: _maybe_json(v) for k, v in {**typed, **custom}.items()}
+        properties = {}
         name = type_name.rsplit(".", 1)[-1]
     error = properties.get("error") or None
     inputs: list[int] = []
@@ -263,6 +265,16 @@ def execution_from_proto(
         mlmd_name=proto.name or None,
         ours=ours,
     )
+
+
+def _maybe_json(value: Any) -> Any:
+    """TFX keeps component settings as JSON strings; decode objects, arrays and strings."""
+    if isinstance(value, str) and value[:1] in ('{', '[', '"'):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _event_order(ev: pb.Event) -> tuple[int, str]:
