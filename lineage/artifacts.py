@@ -120,7 +120,8 @@ class Artifact:
         for attr, annotation in inspect.get_annotations(cls).items():
             if attr.startswith("_") or attr in ("type_name", "base_type", "property_types"):
                 continue
-            if typing.get_origin(annotation) is ClassVar or str(annotation).startswith("ClassVar"):
+            origin: object = typing.get_origin(annotation)
+            if origin is ClassVar or str(annotation).startswith("ClassVar"):
                 continue
             if attr in ARTIFACT_PROPERTIES:
                 raise ArtifactError(
