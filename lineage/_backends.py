@@ -43,12 +43,12 @@ class Backend:
 
     kind: str
     """``sqlite``, ``memory``, ``postgresql``, ``mysql`` or ``grpc``."""
-    config: pb.ConnectionConfig | pb.MetadataStoreClientConfig
-    """What ``ml_metadata.MetadataStore`` is opened with."""
+    config: pb.ConnectionConfig | pb.MetadataStoreClientConfig = attrs.field(repr=False)
+    """What ``ml_metadata.MetadataStore`` is opened with (holds the password: no repr)."""
     display: str
     """The URI with the password replaced by ``***``."""
-    password: str | None = None
-    """The password, to redact from messages."""
+    password: str | None = attrs.field(default=None, repr=False)
+    """The password, to redact from messages (never in the repr)."""
     path: Path | None = None
     """The SQLite file, for SQLite stores."""
 
@@ -200,7 +200,11 @@ def open_mlmd(backend: Backend, *, read_only: bool, retries: int = 30) -> metada
     for attempt in range(retries):
         try:
             with _file_lock(lock_path) if lock_path else contextlib.nullcontext():
-                return metadata_store.MetadataStore(config)
+                store = metadata_store.MetadataStore(config)
+            if backend.kind == "grpc":
+                # The gRPC client connects lazily; probe so a dead server fails here.
+                store.get_context_types()
+            return store
         except Exception as exc:
             race = any(text in str(exc).lower() for text in _CREATION_RACES)
             if race and attempt < retries - 1:

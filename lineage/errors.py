@@ -194,7 +194,7 @@ def translate(
     """
     secrets = list(secrets)
     detail = redact(str(getattr(exc, "message", None) or exc), secrets).strip()
-    where = f" {uri}" if uri else ""
+    where = (f" {uri}" if action.endswith("store") else f" on store {uri}") if uri else ""
     cls: type[StoreError]
     if isinstance(exc, _mlmd_errors.StatusError):
         cls = next(
@@ -209,4 +209,4 @@ def translate(
         hint = " Check that the server is running and the URI, user and password are right."
     elif cls is ConcurrentWriteError:
         hint = " Other processes kept the store busy; retry, or use PostgreSQL for many writers."
-    return cls(f"could not {action} on store{where}: {detail}.{hint}", uri=uri)
+    return cls(f"could not {action}{where}: {detail}.{hint}", uri=uri)

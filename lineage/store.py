@@ -158,6 +158,10 @@ class Store:
         about a minute when ``retry`` is true: they mean the transaction was rolled back,
         so running it again is safe.
         """
+        if self.read_only and method.startswith("put_"):
+            # Every MLMD write is a put_* call: refusing them here covers every write
+            # method of the library, present and future.
+            self._check_writable(method.replace("_", " "))
         fn = getattr(self.mlmd, method)
         delay, deadline = 0.005, time.monotonic() + 60
         while True:
@@ -197,8 +201,12 @@ class Store:
     # --- types -------------------------------------------------------------------------
 
     def _register_type(self, kind: str, proto: Any) -> int:
-        """Put a type once per store object (adding fields to an older stored type)."""
-        key = (kind, proto.name)
+        """Put a type once per store object (adding fields to an older stored type).
+
+        Keyed by the whole declaration, so a redefined class that adds a property (a
+        notebook cell run again) upgrades the stored type on the same store object too.
+        """
+        key = (kind, proto.SerializeToString(deterministic=True).hex())
         if key in self._registered:
             return self._registered[key]
         self._check_writable(f"register the {kind} type {proto.name!r}")
