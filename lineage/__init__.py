@@ -32,6 +32,7 @@ from lineage.errors import (
 )
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.records import Execution, Run
+from lineage.render import render
 from lineage.store import Store, connect
 
 __version__ = "0.1.0"
@@ -63,4 +64,5 @@ __all__ = [
     "connect",
     "fingerprint",
     "fingerprint_content",
+    "render",
 ]

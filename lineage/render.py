@@ -1,0 +1,853 @@
+"""Graphviz diagrams of lineage graphs and query results (this module never touches a store).
+
+:func:`render` draws a ``networkx`` lineage graph (``store.graph()``), a ``Provenance``,
+an ``Impact`` or a ``LineageDiff`` with Graphviz's ``dot``. The visual language:
+
+========================  ==================================================================
+what                      how it is drawn
+========================  ==================================================================
+dataset (base DATASET)    blue cylinder
+model (base MODEL)        violet 3-D box
+metrics (base METRICS)    pink note
+statistics                teal folder
+config (``Config``)       orange tab
+other artifacts           white ellipse
+execution (a step)        rounded box, filled by state: COMPLETE green, FAILED red (thick
+                          border), CACHED grey (dashed), RUNNING amber, CANCELED light grey
+                          (dotted), other states white
+context (``contexts=``)   grey octagon
+run                       dashed cluster around its executions and what they produced
+provenance target /       thick blue double border and a "target" / "source" badge
+impact source
+diff                      thick border and a badge: "changed (A)" / "changed (B)" orange,
+                          "only in A" red dashed, "only in B" green
+========================  ==================================================================
+
+Artifact labels show name, version, type and a short fingerprint (metrics also show up to
+``params`` values); execution labels show the step name, its state and up to ``params``
+parameters (sorted by name), and the error of a failed step. Declared and pending events
+are dashed edges, internal events dotted.
+
+Output is deterministic: nodes, edges and clusters are sorted, DOT ids come from MLMD ids,
+so the same store gives byte-identical DOT. Every text from the store goes into an
+HTML-like label with ``&``, ``<``, ``>``, quotes escaped, backslashes doubled (Graphviz
+expands ``\\N``-style escapes even inside HTML labels), control characters replaced,
+non-ASCII written as numeric character references and long texts shortened: a name like
+``x"]; evil -> y; <script>`` is shown as text, never interpreted. The DOT file is pure
+ASCII.
+
+``max_nodes`` keeps big graphs readable: structurally identical nodes (same kind, type and
+state, with equivalent neighbours, e.g. 500 copies of one preprocessing step) are drawn as
+one counted node (``\u00d7500``), largest groups first, until at most ``max_nodes`` nodes remain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import graphviz
+import networkx as nx
+
+from lineage.errors import RenderError
+
+__all__ = ["DEFAULT_MAX_NODES", "FORMATS", "render", "to_dot", "to_graphviz", "to_svg"]
+
+#: Output formats :func:`render` writes, by file suffix.
+FORMATS = ("svg", "png", "pdf", "dot")
+_FORMAT_ALIASES = {"gv": "dot", "jpeg": "jpg"}
+_PIPE_FORMATS = frozenset({"svg", "png", "pdf", "jpg"})
+
+#: Above this many nodes, :func:`render` collapses repeated structure unless told otherwise.
+DEFAULT_MAX_NODES = 200
+
+_INSTALL_HINT = (
+    "Graphviz's `dot` program was not found on PATH; install Graphviz "
+    "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) "
+    "or render to .dot, which needs no Graphviz"
+)
+
+_FONT = "Helvetica"
+_KIND_RANK = {"context": 0, "artifact": 1, "execution": 2}
+_KEY = re.compile(r"^(artifact|execution|context):(\d+)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NAME_LIMIT = 40
+_VALUE_LIMIT = 28
+
+
+# --- styles ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Style:
+    """How one category of node is drawn."""
+
+    shape: str
+    fill: str
+    border: str
+    style: str = "filled"
+    penwidth: float = 1.2
+
+
+_ARTIFACT_STYLES: dict[str, _Style] = {
+    "dataset": _Style("cylinder", "#dbeafe", "#1e40af"),
+    "model": _Style("box3d", "#ede9fe", "#5b21b6"),
+    "metrics": _Style("note", "#fce7f3", "#9d174d"),
+    "statistics": _Style("folder", "#ccfbf1", "#0f766e"),
+    "config": _Style("tab", "#ffedd5", "#9a3412"),
+    "other": _Style("ellipse", "#ffffff", "#4b5563"),
+}
+_EXECUTION_STYLES: dict[str, _Style] = {
+    "COMPLETE": _Style("box", "#dcfce7", "#15803d", "filled,rounded"),
+    "FAILED": _Style("box", "#fecaca", "#b91c1c", "filled,rounded", 2.5),
+    "CACHED": _Style("box", "#e5e7eb", "#6b7280", "filled,rounded,dashed"),
+    "RUNNING": _Style("box", "#fde68a", "#b45309", "filled,rounded", 2.0),
+    "CANCELED": _Style("box", "#f3f4f6", "#9ca3af", "filled,rounded,dotted"),
+    "other": _Style("box", "#ffffff", "#6b7280", "filled,rounded"),
+}
+_CONTEXT_STYLE = _Style("octagon", "#f3f4f6", "#6b7280")
+_DIFF_COLORS = {"changed": "#ea580c", "only_a": "#dc2626", "only_b": "#16a34a"}
+_HIGHLIGHT = "#1d4ed8"
+_EDGE_STYLES = {
+    "DECLARED_INPUT": "dashed",
+    "DECLARED_OUTPUT": "dashed",
+    "PENDING_OUTPUT": "dashed",
+    "INTERNAL_INPUT": "dotted",
+    "INTERNAL_OUTPUT": "dotted",
+    "ASSOCIATION": "dotted",
+    "ATTRIBUTION": "dotted",
+    "PARENT": "dotted",
+}
+
+
+def _artifact_category(data: Mapping[str, Any]) -> str:
+    base = str(data.get("base_type") or "").upper()
+    type_name = str(data.get("type_name") or "")
+    if base == "DATASET":
+        return "dataset"
+    if base == "MODEL":
+        return "model"
+    if base == "METRICS":
+        return "metrics"
+    if base == "STATISTICS":
+        return "statistics"
+    if type_name == "Config" or type_name.lower().endswith("config"):
+        return "config"
+    return "other"
+
+
+# --- text -----------------------------------------------------------------------------
+
+
+def _text(value: Any, limit: int = _NAME_LIMIT) -> str:
+    """``value`` as one line of display text: controls replaced, shortened in the middle."""
+    text = value if isinstance(value, str) else _format_value(value)
+    text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    text = _CONTROL.sub("\ufffd", text)
+    if len(text) > limit:
+        head = (limit * 2) // 3
+        tail = limit - head - 1
+        text = text[:head] + "\u2026" + (text[-tail:] if tail > 0 else "")
+    return text
+
+
+def _esc(text: str) -> str:
+    """Escape display text for a Graphviz HTML-like label; the result is ASCII."""
+    out: list[str] = []
+    for ch in text:
+        if ch == "&":
+            out.append("&amp;")
+        elif ch == "<":
+            out.append("&lt;")
+        elif ch == ">":
+            out.append("&gt;")
+        elif ch == '"':
+            out.append("&quot;")
+        elif ch == "'":
+            out.append("&#39;")
+        elif ch == "\\":
+            out.append("\\\\")  # Graphviz expands \N, \G, \\ … even in HTML labels
+        elif ord(ch) > 126 or ord(ch) < 32:
+            out.append(f"&#{ord(ch)};")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return format(value, ".6g")
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        except (TypeError, ValueError):
+            return repr(value)
+    return str(value)
+
+
+def _short_fingerprint(fp: Any) -> str | None:
+    if not isinstance(fp, str) or not fp:
+        return None
+    algo, _, digest = fp.partition(":")
+    return f"{algo}:{digest[:10]}" if digest else fp[:16]
+
+
+def _font(text: str, *, size: int | None = None, color: str | None = None,
+          bold: bool = False, face: str | None = None) -> str:
+    """Wrap already escaped text in FONT (and B) tags."""
+    if bold:
+        text = f"<B>{text}</B>"
+    attrs_ = []
+    if size is not None:
+        attrs_.append(f'POINT-SIZE="{size}"')
+    if color is not None:
+        attrs_.append(f'COLOR="{color}"')
+    if face is not None:
+        attrs_.append(f'FACE="{face}"')
+    return f"<FONT {' '.join(attrs_)}>{text}</FONT>" if attrs_ else text
+
+
+def _table(rows: Sequence[str]) -> str:
+    body = "".join(f"<TR><TD>{row}</TD></TR>" for row in rows)
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{body}</TABLE>>'
+
+
+# --- what to draw -----------------------------------------------------------------------
+
+
+@attrs.define
+class _View:
+    """A graph plus what to emphasise, taken from a query result."""
+
+    graph: nx.MultiDiGraph
+    title: str | None = None
+    highlight: dict[str, str] = attrs.field(factory=dict)  # node → badge text
+    sides: dict[str, str] = attrs.field(factory=dict)  # node → "A", "B" or "A+B"
+
+
+def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _artifact_key(obj: Any) -> str | None:
+    if obj is None:
+        return None
+    if isinstance(obj, str) and _KEY.match(obj):
+        return obj
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return f"artifact:{obj}"
+    ident = _get(obj, "id")
+    return f"artifact:{ident}" if isinstance(ident, int) else None
+
+
+def _describe(obj: Any) -> str:
+    if obj is None:
+        return "?"
+    name = _get(obj, "name")
+    version = _get(obj, "version")
+    type_name = _get(obj, "type_name") or _get(obj, "type")
+    text = str(name) if name else f"artifact {_get(obj, 'id')}"
+    if version is not None:
+        text += f" v{version}"
+    if type_name:
+        text += f" ({type_name})"
+    return text
+
+
+def _view_of(obj: Any) -> _View:
+    """Dispatch on duck typing (class names of :mod:`lineage.queries`, not imports)."""
+    if isinstance(obj, nx.Graph):
+        graph = obj if isinstance(obj, nx.MultiDiGraph) else nx.MultiDiGraph(obj)
+        return _View(graph)
+    graph = getattr(obj, "graph", None)
+    cls = type(obj).__name__
+    if not isinstance(graph, nx.Graph):
+        raise RenderError(
+            f"cannot draw a {cls}: give a lineage graph (store.graph()), a Provenance, an "
+            "Impact or a LineageDiff"
+        )
+    if not isinstance(graph, nx.MultiDiGraph):
+        graph = nx.MultiDiGraph(graph)
+    a, b = getattr(obj, "a", None), getattr(obj, "b", None)
+    if cls == "LineageDiff" or (a is not None and b is not None):
+        sides: dict[str, str] = {}
+        for label, side in (("A", a), ("B", b)):
+            side_graph = getattr(side, "graph", None)
+            if isinstance(side_graph, nx.Graph):
+                for node in side_graph:
+                    sides[node] = "A+B" if node in sides else label
+        highlight = {}
+        for label, side in (("A", a), ("B", b)):
+            key = _artifact_key(getattr(side, "target", None))
+            if key is not None:
+                highlight[key] = f"target {label}" if key not in highlight else "target A+B"
+        title = (
+            f"Diff: A = {_describe(getattr(a, 'target', None))}   "
+            f"B = {_describe(getattr(b, 'target', None))}"
+        )
+        return _View(graph, title, highlight, sides)
+    if cls == "Provenance" or hasattr(obj, "target"):
+        target = getattr(obj, "target", None)
+        key = _artifact_key(target)
+        return _View(graph, f"Provenance of {_describe(target)}",
+                     {key: "target"} if key else {})
+    if cls == "Impact" or hasattr(obj, "source"):
+        source = getattr(obj, "source", None)
+        key = _artifact_key(source)
+        return _View(graph, f"Impact of {_describe(source)}", {key: "source"} if key else {})
+    return _View(graph, None)
+
+
+# --- collapsing repeated structure ----------------------------------------------------
+
+
+def _node_sort_key(node: Any) -> tuple[int, int, str]:
+    text = str(node)
+    match = _KEY.match(text)
+    if match:
+        return (_KIND_RANK[match.group(1)], int(match.group(2)), text)
+    return (3, 0, text)
+
+
+def _kind(node: Any, data: Mapping[str, Any]) -> str:
+    kind = data.get("kind")
+    if kind in _KIND_RANK:
+        return str(kind)
+    match = _KEY.match(str(node))
+    return match.group(1) if match else "artifact"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha1(repr(value).encode("utf-8", "backslashreplace")).hexdigest()[:16]
+
+
+def _groups(graph: nx.MultiDiGraph, max_nodes: int | None, keep: Iterable[Any]) -> list[list[Any]]:
+    """Partition the nodes into groups to draw as one node each (sorted, deterministic)."""
+    nodes = sorted(graph.nodes, key=_node_sort_key)
+    if not max_nodes or len(nodes) <= max_nodes:
+        return [[n] for n in nodes]
+    kept = set(keep)
+    color: dict[Any, str] = {}
+    for node in nodes:
+        data = graph.nodes[node]
+        kind = _kind(node, data)
+        if node in kept:
+            color[node] = _digest(("keep", str(node)))
+        elif kind == "execution":
+            color[node] = _digest((kind, data.get("type_name"), data.get("state"), data.get("diff")))
+        else:
+            color[node] = _digest((kind, data.get("type_name"), data.get("base_type"),
+                                   data.get("diff")))
+    # A few rounds of colour refinement (Weisfeiler-Lehman with neighbour *sets*): nodes
+    # that end with the same colour have the same local structure.
+    for _ in range(3):
+        refined = {
+            node: color[node] if node in kept else _digest((
+                color[node],
+                sorted({color[p] for p in graph.predecessors(node)}),
+                sorted({color[s] for s in graph.successors(node)}),
+            ))
+            for node in nodes
+        }
+        if len(set(refined.values())) == len(set(color.values())):
+            break
+        color = refined
+    by_color: dict[str, list[Any]] = defaultdict(list)
+    for node in nodes:
+        by_color[color[node]].append(node)
+    classes = sorted(by_color.values(), key=lambda m: (-len(m), _node_sort_key(m[0])))
+    count = len(nodes)
+    merged: set[str] = set()
+    for members in classes:
+        if count <= max_nodes or len(members) < 2:
+            break
+        merged.add(color[members[0]])
+        count -= len(members) - 1
+    groups = []
+    for members in by_color.values():
+        if color[members[0]] in merged:
+            groups.append(members)
+        else:
+            groups.extend([m] for m in members)
+    return sorted(groups, key=lambda m: _node_sort_key(m[0]))
+
+
+# --- labels ----------------------------------------------------------------------------
+
+
+def _badges(view: _View, node: Any, data: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """Badge rows (escaped) and the border colour that goes with them."""
+    rows: list[str] = []
+    border: str | None = None
+    diff = data.get("diff")
+    if diff in _DIFF_COLORS:
+        color = _DIFF_COLORS[str(diff)]
+        if diff == "changed":
+            side = view.sides.get(str(node))
+            text = f"\u2260 changed ({side})" if side in ("A", "B") else "\u2260 changed"
+        elif diff == "only_a":
+            text = "\u2212 only in A"
+        else:
+            text = "+ only in B"
+        rows.append(_font(_esc(text), size=9, color=color, bold=True))
+        border = color
+    badge = view.highlight.get(str(node))
+    if badge:
+        rows.append(_font(_esc(f"\u25ce {badge}"), size=9, color=_HIGHLIGHT, bold=True))
+        border = _HIGHLIGHT
+    return rows, border
+
+
+def _kv_rows(values: Mapping[str, Any], limit: int, *, size: int = 9) -> list[str]:
+    keys = sorted(values, key=str)
+    rows = [
+        _font(_esc(f"{_text(k, 18)} = {_text(values[k], _VALUE_LIMIT)}"), size=size,
+              color="#374151")
+        for k in keys[:limit]
+    ]
+    if len(keys) > limit:
+        rows.append(_font(_esc(f"+{len(keys) - limit} more"), size=8, color="#6b7280"))
+    return rows
+
+
+def _display_name(node: Any, data: Mapping[str, Any]) -> str:
+    name = data.get("name")
+    if name:
+        return str(name)
+    uri = data.get("uri")
+    if uri:
+        return str(uri).rstrip("/").rsplit("/", 1)[-1] or str(uri)
+    return f"{data.get('type_name') or _kind(node, data)} {data.get('id', '')}".strip()
+
+
+def _artifact_rows(node: Any, data: Mapping[str, Any], params: int) -> list[str]:
+    name = _esc(_text(_display_name(node, data)))
+    version = data.get("version")
+    head = _font(name, bold=True)
+    if version is not None:
+        head += " " + _font(_esc(f"v{_text(version, 12)}"), color="#374151")
+    rows = [head]
+    sub = _text(data.get("type_name") or "artifact", 24)
+    fp = _short_fingerprint(data.get("fingerprint"))
+    rows.append(_font(_esc(sub), size=9, color="#4b5563"))
+    if fp:
+        rows.append(_font(_esc(_text(fp, 24)), size=8, color="#4b5563", face="Courier"))
+    if _artifact_category(data) == "metrics" and params:
+        props = data.get("properties") or {}
+        numbers = {k: v for k, v in props.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        rows.extend(_kv_rows(numbers, params))
+    return rows
+
+
+def _execution_rows(data: Mapping[str, Any], params: int) -> list[str]:
+    name = _esc(_text(data.get("name") or data.get("type_name") or "execution"))
+    state = str(data.get("state") or "UNKNOWN")
+    rows = [_font(name, bold=True) + " " + _font(_esc(_text(state, 12)), size=8,
+                                                  color="#374151")]
+    rows.extend(_kv_rows(data.get("params") or {}, params))
+    error = data.get("error")
+    if error:
+        rows.append(_font(_esc(_text(error, 36)), size=8, color="#991b1b"))
+    return rows
+
+
+def _group_rows(graph: nx.MultiDiGraph, members: Sequence[Any], params: int) -> list[str]:
+    datas = [graph.nodes[m] for m in members]
+    first = datas[0]
+    kind = _kind(members[0], first)
+    names = sorted({_display_name(m, d) for m, d in zip(members, datas, strict=True)})
+    name = names[0] if len(names) == 1 else f"{_text(names[0], 18)} \u2026 {_text(names[-1], 18)}"
+    count = _font(_esc(f"\u00d7{len(members)}"), bold=True, color="#111827")
+    rows = [count + " " + _font(_esc(_text(name)), bold=True)]
+    if kind == "execution":
+        rows[0] += " " + _font(_esc(_text(first.get("state") or "", 12)), size=8)
+        all_params = [d.get("params") or {} for d in datas]
+        keys = sorted({k for p in all_params for k in p}, key=str)
+        common: dict[str, Any] = {}
+        varying: list[str] = []
+        for key in keys:
+            values = {_format_value(p.get(key)) for p in all_params}
+            if len(values) == 1 and all(key in p for p in all_params):
+                common[key] = all_params[0][key]
+            else:
+                varying.append(f"{key}: {len(values)} values")
+        rows.extend(_kv_rows(common, params))
+        for text in varying[:2]:
+            rows.append(_font(_esc(_text(text)), size=8, color="#6b7280"))
+    else:
+        rows.append(_font(_esc(_text(first.get("type_name") or kind, 24)), size=9,
+                          color="#4b5563"))
+        versions = sorted(d["version"] for d in datas if isinstance(d.get("version"), int))
+        if versions:
+            span = f"v{versions[0]}" if versions[0] == versions[-1] else \
+                f"v{versions[0]}\u2013v{versions[-1]}"
+            rows.append(_font(_esc(span), size=8, color="#4b5563"))
+    return rows
+
+
+# --- DOT ------------------------------------------------------------------------------
+
+
+def _dot_id(members: Sequence[Any]) -> str:
+    match = _KEY.match(str(members[0]))
+    base = f"{match.group(1)[0]}{match.group(2)}" if match else f"n{_digest(str(members[0]))}"
+    return base if len(members) == 1 else f"g_{base}"
+
+
+def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int) -> str:
+    graph = view.graph
+    node = members[0]
+    data = graph.nodes[node]
+    kind = _kind(node, data)
+    if kind == "execution":
+        style = _EXECUTION_STYLES.get(str(data.get("state")), _EXECUTION_STYLES["other"])
+    elif kind == "context":
+        style = _CONTEXT_STYLE
+    else:
+        style = _ARTIFACT_STYLES[_artifact_category(data)]
+    if len(members) == 1:
+        rows = _artifact_rows(node, data, params) if kind == "artifact" else (
+            _execution_rows(data, params) if kind == "execution" else
+            [_font(_esc(_text(_display_name(node, data))), bold=True),
+             _font(_esc(_text(data.get("type_name") or "context", 24)), size=9)]
+        )
+    else:
+        rows = _group_rows(graph, members, params)
+    badges, border = _badges(view, node, data)
+    attrs_ = [
+        f"shape={style.shape}",
+        f'style="{style.style}{",bold" if border else ""}"',
+        f'fillcolor="{style.fill}"',
+        f'color="{border or style.border}"',
+        f"penwidth={3.0 if border else style.penwidth}",
+    ]
+    if len(members) > 1:
+        attrs_.append("peripheries=2" if style.shape not in ("box3d", "cylinder") else
+                      "penwidth=2.5")
+    elif border == _HIGHLIGHT and style.shape not in ("box3d", "cylinder", "note", "tab",
+                                                      "folder"):
+        attrs_.append("peripheries=2")
+    if data.get("diff") == "only_a":
+        attrs_[1] = f'style="{style.style},dashed"'
+    attrs_.append(f"label={_table(badges + rows)}")
+    return f"{dot_id} [{', '.join(attrs_)}];"
+
+
+def _cluster_names(graph: nx.MultiDiGraph, groups: Sequence[Sequence[Any]]) -> dict[int, str]:
+    """Group index → the run it is drawn in (executions by their runs, artifacts with their
+    producers when those all belong to one run)."""
+    sizes: Counter[str] = Counter()
+    for node, data in graph.nodes(data=True):
+        if _kind(node, data) == "execution":
+            sizes.update({str(r) for r in data.get("runs") or ()})
+
+    def run_of(node: Any) -> str | None:
+        data = graph.nodes[node]
+        runs = sorted({str(r) for r in data.get("runs") or ()})
+        if not runs:
+            return None
+        # The most specific context: the smallest one that holds more than this execution.
+        shared = [r for r in runs if sizes[r] > 1]
+        pool = shared or runs
+        return min(pool, key=lambda r: (sizes[r], r))
+
+    exec_run: dict[Any, str | None] = {}
+    for node, data in graph.nodes(data=True):
+        if _kind(node, data) == "execution":
+            exec_run[node] = run_of(node)
+    out: dict[int, str] = {}
+    for index, members in enumerate(groups):
+        runs: set[str | None] = set()
+        for node in members:
+            data = graph.nodes[node]
+            kind = _kind(node, data)
+            if kind == "execution":
+                runs.add(exec_run[node])
+            elif kind == "artifact":
+                producers = [p for p in graph.predecessors(node) if p in exec_run]
+                if producers:
+                    runs.update(exec_run[p] for p in producers)
+                else:
+                    runs.add(None)
+            else:
+                runs.add(None)
+        if len(runs) == 1 and (run := next(iter(runs))) is not None:
+            out[index] = run
+    return out
+
+
+def _edge_lines(graph: nx.MultiDiGraph, where: Mapping[Any, str],
+                edge_labels: bool) -> list[str]:
+    merged: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    order: dict[str, tuple[int, int, str]] = {}
+    for u, v, data in graph.edges(data=True):
+        event = str(data.get("event_type") or "")
+        merged[(where[u], where[v], event)].append(str(data.get("path") or ""))
+        order.setdefault(where[u], _node_sort_key(u))
+        order.setdefault(where[v], _node_sort_key(v))
+    lines = []
+    for (u, v, event), paths in sorted(
+        merged.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]], kv[0])
+    ):
+        attrs_ = []
+        style = _EDGE_STYLES.get(event)
+        if style:
+            attrs_.append(f"style={style}")
+        if event == "PENDING_OUTPUT" or event in ("ASSOCIATION", "ATTRIBUTION", "PARENT"):
+            attrs_.append('color="#9ca3af"')
+        distinct = sorted(set(paths))
+        text = ""
+        if edge_labels and len(distinct) == 1 and distinct[0]:
+            text = _text(distinct[0], 24)
+        if len(paths) > 1:
+            text = (text + " " if text else "") + f"\u00d7{len(paths)}"
+        if text:
+            attrs_.append(f"label={_table([_font(_esc(text), size=8, color='#4b5563')])}")
+        suffix = f" [{', '.join(attrs_)}]" if attrs_ else ""
+        lines.append(f"{u} -> {v}{suffix};")
+    return lines
+
+
+def _legend_lines() -> list[str]:
+    lines = ["subgraph cluster_legend {",
+             f'  label=<{_font("legend", size=9, color="#6b7280")}>; style="rounded"; '
+             'color="#d1d5db"; fontname="' + _FONT + '";']
+    samples: list[tuple[str, _Style, str]] = [
+        (f"legend_{cat}", style, cat) for cat, style in _ARTIFACT_STYLES.items()
+    ] + [
+        (f"legend_{state.lower()}", style, state.lower() if state != "other" else "other state")
+        for state, style in _EXECUTION_STYLES.items()
+    ]
+    for dot_id, style, text in samples:
+        lines.append(
+            f'  {dot_id} [shape={style.shape}, style="{style.style}", fillcolor="{style.fill}", '
+            f'color="{style.border}", penwidth={style.penwidth}, '
+            f"label={_table([_font(_esc(text), size=9)])}];"
+        )
+    ids = [s[0] for s in samples]
+    for left, right in itertools.pairwise(ids):
+        lines.append(f"  {left} -> {right} [style=invis];")
+    lines.append("}")
+    return lines
+
+
+_OPTIONS = ("max_nodes", "rankdir", "title", "params", "clusters", "edge_labels", "legend",
+            "highlight")
+
+
+def to_dot(
+    obj: Any,
+    *,
+    max_nodes: int | None = DEFAULT_MAX_NODES,
+    rankdir: str = "LR",
+    title: str | None = None,
+    params: int = 4,
+    clusters: bool = True,
+    edge_labels: bool = True,
+    legend: bool = False,
+    highlight: Iterable[str] = (),
+) -> str:
+    """The Graphviz DOT source of a lineage graph or query result (deterministic, ASCII).
+
+    Args:
+        obj: a ``networkx`` lineage graph (``store.graph()``), a ``Provenance``, an
+            ``Impact`` or a ``LineageDiff``.
+        max_nodes: collapse repeated structure until at most this many nodes are drawn;
+            ``None`` or ``0`` draws every node.
+        rankdir: ``"LR"`` (left to right, the default) or ``"TB"`` (top to bottom).
+        title: a caption; query results get one by default (``"Provenance of clf v2"``).
+        params: how many parameters (metric values) to show per execution (metrics).
+        clusters: draw runs as clusters.
+        edge_labels: label edges with their event path (``"data"``, ``"examples[0]"``).
+        legend: add a legend of shapes and colours.
+        highlight: graph keys (``"artifact:3"``) to emphasise.
+
+    Raises:
+        RenderError: ``obj`` is not something that can be drawn, or an option is wrong.
+
+    Example:
+        >>> import networkx as nx
+        >>> g = nx.MultiDiGraph()
+        >>> g.add_node("artifact:1", kind="artifact", type_name="Dataset",
+        ...            base_type="DATASET", name="iris", version=1)
+        >>> g.add_node("execution:2", kind="execution", type_name="train", name="train",
+        ...            state="COMPLETE", params={"lr": 0.1})
+        >>> _ = g.add_edge("artifact:1", "execution:2", event_type="INPUT", path="data")
+        >>> dot = to_dot(g)
+        >>> "a1 -> e2" in dot and "shape=cylinder" in dot
+        True
+    """
+    if rankdir not in ("LR", "TB", "RL", "BT"):
+        raise RenderError(f"rankdir={rankdir!r}: use 'LR' (left to right) or 'TB' (top to bottom)")
+    if max_nodes is not None and (not isinstance(max_nodes, int) or max_nodes < 0):
+        raise RenderError(f"max_nodes={max_nodes!r}: give a positive number, or None for all")
+    view = _view_of(obj)
+    if title is not None:
+        view.title = title
+    for key in highlight:
+        view.highlight.setdefault(str(key), "highlighted")
+    graph = view.graph
+    groups = _groups(graph, max_nodes, keep=set(view.highlight) & set(graph.nodes))
+    where: dict[Any, str] = {}
+    ids: list[str] = []
+    for members in groups:
+        dot_id = _dot_id(members)
+        ids.append(dot_id)
+        for node in members:
+            where[node] = dot_id
+    in_run = _cluster_names(graph, groups) if clusters else {}
+
+    lines = [
+        "// lineage diagram, drawn by lineage.render (deterministic: same store, same DOT)",
+        "digraph lineage {",
+        f'  graph [rankdir={rankdir}, fontname="{_FONT}", fontsize=12, nodesep=0.25, '
+        'ranksep=0.4, bgcolor="white", pad=0.2, newrank=true];',
+        f'  node [fontname="{_FONT}", fontsize=10, margin="0.1,0.05"];',
+        f'  edge [fontname="{_FONT}", fontsize=8, color="#4b5563", arrowsize=0.7];',
+    ]
+    if view.title:
+        lines.append(
+            f"  label={_table([_font(_esc(_text(view.title, 100)), size=13, bold=True)])}; "
+            "labelloc=t; labeljust=l;"
+        )
+    if legend:
+        lines.extend("  " + line for line in _legend_lines())
+    by_run: dict[str, list[int]] = defaultdict(list)
+    for index, run in in_run.items():
+        by_run[run].append(index)
+    for number, run in enumerate(sorted(by_run)):
+        lines.append(f"  subgraph cluster_run{number} {{")
+        lines.append(
+            f"    label={_table([_font(_esc('run: ' + _text(run, 60)), size=10, color='#374151')])}; "
+            'style="rounded,dashed"; color="#9ca3af"; bgcolor="#f9fafb"; labeljust=l;'
+        )
+        for index in sorted(by_run[run]):
+            lines.append("    " + _node_line(view, ids[index], groups[index], params))
+        lines.append("  }")
+    for index, members in enumerate(groups):
+        if index not in in_run:
+            lines.append("  " + _node_line(view, ids[index], members, params))
+    lines.extend("  " + line for line in _edge_lines(graph, where, edge_labels))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise RenderError(f"unknown option(s) {unknown}; render() accepts {list(_OPTIONS)}")
+    return dict(options)
+
+
+def _pipe(source: str, fmt: str) -> bytes:
+    try:
+        data: bytes = graphviz.Source(source, engine="dot").pipe(format=fmt)
+    except graphviz.ExecutableNotFound as exc:
+        raise RenderError(_INSTALL_HINT) from exc
+    except graphviz.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode("utf-8", "replace").strip() if isinstance(
+            exc.stderr, bytes) else str(exc.stderr or exc)
+        raise RenderError(f"Graphviz could not draw the diagram as {fmt}: {detail}") from exc
+    return data
+
+
+def to_graphviz(obj: Any, **options: Any) -> graphviz.Source:
+    """The diagram as a ``graphviz.Source`` (displays itself in Jupyter; ``.source`` is DOT).
+
+    Example:
+        >>> import networkx as nx
+        >>> to_graphviz(nx.MultiDiGraph()).source.splitlines()[1]
+        'digraph lineage {'
+    """
+    return graphviz.Source(to_dot(obj, **_options(options)), engine="dot", format="svg")
+
+
+def to_svg(obj: Any, **options: Any) -> str:
+    """The diagram as SVG text (what ``_repr_svg_`` of query results shows in Jupyter).
+
+    Raises:
+        RenderError: Graphviz's ``dot`` is not installed, or ``obj`` cannot be drawn.
+
+    Example:
+        >>> import networkx as nx
+        >>> to_svg(nx.MultiDiGraph()).lstrip().startswith("<?xml")
+        True
+    """
+    return _pipe(to_dot(obj, **_options(options)), "svg").decode("utf-8")
+
+
+def render(
+    obj: Any, path: str | os.PathLike[str] | None = None, format: str | None = None,
+    **options: Any,
+) -> graphviz.Source | Path:
+    """Draw a lineage graph, ``Provenance``, ``Impact`` or ``LineageDiff`` with Graphviz.
+
+    Args:
+        obj: ``store.graph()``, ``store.provenance(ref)``, ``store.impact(ref)`` or
+            ``store.diff(a, b)``.
+        path: the file to write; ``None`` returns the ``graphviz.Source`` instead.
+        format: ``svg``, ``png``, ``pdf`` or ``dot``; by default taken from the suffix of
+            ``path``.
+        **options: ``max_nodes``, ``rankdir``, ``title``, ``params``, ``clusters``,
+            ``edge_labels``, ``legend``, ``highlight`` (see :func:`to_dot`).
+
+    Returns:
+        The path written, or the ``graphviz.Source`` when ``path`` is ``None``.
+
+    Raises:
+        RenderError: Graphviz's ``dot`` is missing (the message says how to install it),
+            the format is unknown, or ``obj`` cannot be drawn.
+
+    Example:
+        >>> import lineage, networkx as nx, tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "empty.dot"
+        >>> lineage.render(nx.MultiDiGraph(), out).suffix
+        '.dot'
+        >>> type(lineage.render(nx.MultiDiGraph())).__name__
+        'Source'
+    """
+    opts = _options(options)
+    if path is None:
+        src = to_graphviz(obj, **opts)
+        if format is not None:
+            src.format = _format(format, None)
+        return src
+    target = Path(path)
+    fmt = _format(format, target)
+    source = to_dot(obj, **opts)
+    data = source.encode("ascii") if fmt == "dot" else _pipe(source, fmt)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as exc:
+        raise RenderError(f"cannot write the diagram to {target}: {exc}") from exc
+    return target
+
+
+def _format(format: str | None, path: Path | None) -> str:
+    fmt = (format or (path.suffix.lstrip(".") if path is not None else "")).lower()
+    fmt = _FORMAT_ALIASES.get(fmt, fmt)
+    if fmt == "dot" or fmt in _PIPE_FORMATS:
+        return fmt
+    where = f" for {path}" if path is not None else ""
+    raise RenderError(
+        f"unknown diagram format {fmt or '(none)'!r}{where}: use a .svg, .png, .pdf or .dot "
+        "file name, or format="
+    )
+
+
+# ``lineage.render`` is this module's ``render`` function (re-exported by the package), so
+# ``lineage.render.to_svg`` and friends are reachable from it too.
+for _name in ("to_dot", "to_graphviz", "to_svg", "render", "FORMATS", "DEFAULT_MAX_NODES"):
+    setattr(render, _name, globals()[_name])
