@@ -215,7 +215,10 @@ class Store:
         try:
             type_id = self._call(method, proto, can_add_fields=True, can_omit_fields=True)
         except StoreError as exc:
-            if isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
+            cause = exc.__cause__
+            if isinstance(cause, mlmd_errors.AlreadyExistsError) or (
+                isinstance(cause, mlmd_errors.UnimplementedError) and "base_type" in str(cause)
+            ):
                 raise TypeConflict(
                     f"the {kind} type {proto.name!r} is already in {self.uri} with different "
                     f"property types or base type ({exc.__cause__}); keep the stored property "
@@ -390,7 +393,9 @@ class Store:
             try:
                 return attempt()
             except StoreError as exc:
-                if not isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
+                if isinstance(exc, TypeConflict) or not isinstance(
+                    exc.__cause__, mlmd_errors.AlreadyExistsError
+                ):
                     raise
                 time.sleep(random.random() * 0.01)
         raise ConcurrentWriteError(f"could not {what}: other writers kept winning", uri=self.uri)
