@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from lineage._params import ParamWarning
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
 from lineage.errors import (
     AmbiguousRef,
@@ -33,11 +34,22 @@ from lineage.errors import (
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.records import Execution, Run
 from lineage.render import render
+from lineage.steps import (
+    ActiveRun,
+    RunMetrics,
+    current_run,
+    log_metrics,
+    log_params,
+    run,
+    run_metrics,
+    step,
+)
 from lineage.store import Store, connect
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActiveRun",
     "AmbiguousRef",
     "Artifact",
     "ArtifactError",
@@ -52,17 +64,25 @@ __all__ = [
     "Metrics",
     "Model",
     "NotFound",
+    "ParamWarning",
     "ReadOnlyStore",
     "RefError",
     "RenderError",
     "Run",
+    "RunMetrics",
     "StepError",
     "Store",
     "StoreError",
     "TypeConflict",
     "__version__",
     "connect",
+    "current_run",
     "fingerprint",
     "fingerprint_content",
+    "log_metrics",
+    "log_params",
     "render",
+    "run",
+    "run_metrics",
+    "step",
 ]

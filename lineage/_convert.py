@@ -36,9 +36,11 @@ def _to_pb_value(x: Any) -> struct_pb2.Value:
     elif isinstance(x, str):
         out.string_value = x
     elif isinstance(x, Mapping):
+        out.struct_value.SetInParent()  # an empty dict stays a dict
         for k, v in x.items():
             out.struct_value.fields[str(k)].CopyFrom(_to_pb_value(v))
     elif isinstance(x, (list, tuple)):
+        out.list_value.SetInParent()  # an empty list stays a list
         for v in x:
             out.list_value.values.add().CopyFrom(_to_pb_value(v))
     else:
@@ -74,6 +76,10 @@ def to_value(x: Any) -> pb.Value:
         value.bool_value = x
     elif isinstance(x, int) and _INT64[0] <= x <= _INT64[1]:
         value.int_value = x
+    elif isinstance(x, (int, float)) and not math.isfinite(float(x)):
+        # MLMD writes doubles as SQL literals, and `nan`/`inf` break the query: keep
+        # non-finite numbers in a packed google.protobuf.Value (from_value unpacks it).
+        value.proto_value.Pack(_to_pb_value(float(x)))
     elif isinstance(x, (int, float)):
         value.double_value = float(x)
     elif isinstance(x, str):

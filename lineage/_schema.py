@@ -20,6 +20,10 @@ Executions (one execution type per step, named like the step, base type from ``k
                          CANCELED)
 
 Contexts: ``Experiment`` and ``Run`` (a run's parent context is its experiment).
+    Run custom properties are the run's params; its typed ``metrics`` and
+    ``metric_series`` hold the final metric values and the per-step series (see
+    :mod:`lineage.steps`). ``execution_cache`` contexts (named by a cache key) group the
+    COMPLETE executions a cached step call can reuse.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ STEP_PROPERTIES: dict[str, int] = {
     "error": pb.STRING,
     "traceback": pb.STRING,
     "cache_key": pb.STRING,
+    # added by steps.py (issue 3):
+    "returns": pb.STRING,  # shape of the return value: artifact/tuple/list/dict/none/other
+    "parent_execution": pb.INT,  # the step that called this one (nested steps)
+    "cached_from": pb.INT,  # a CACHED execution: the COMPLETE execution whose outputs it reused
+    "metrics": pb.STRUCT,  # final value of each metric logged in the step
+    "metric_series": pb.STRUCT,  # metric -> [[step, value], ...] for metrics logged with step=
 }
 
 #: The typed property that marks an execution type as written by ``lineage``.
@@ -58,6 +68,9 @@ RECORDED_BY = "recorded_by"
 
 EXPERIMENT_TYPE = "Experiment"
 RUN_TYPE = "Run"
+#: Context type grouping the executions of a cacheable step call (TFX's convention);
+#: the context ``name`` is the cache key, so a lookup is one indexed query.
+CACHE_CONTEXT_TYPE = "execution_cache"
 
 #: Typed properties of our context types.
 RUN_PROPERTIES: dict[str, int] = {
@@ -67,6 +80,10 @@ RUN_PROPERTIES: dict[str, int] = {
     "start_time": pb.DOUBLE,
     "end_time": pb.DOUBLE,
     "status": pb.STRING,
+    # added by steps.py (issue 3):
+    "metrics": pb.STRUCT,  # final value of each metric logged in the run (and its steps)
+    "metric_series": pb.STRUCT,  # metric -> [[step, value], ...] for metrics logged with step=
+    "config": pb.STRUCT,  # config file name -> artifact id of its Config artifact
 }
 EXPERIMENT_PROPERTIES: dict[str, int] = {"recorded_by": pb.STRING}
 

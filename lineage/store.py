@@ -430,7 +430,11 @@ class Store:
                 [proto.id] = self._call("put_artifacts", [proto])
             return self._fill(artifact, proto)
 
-        return self._write_with_retry(attempt, f"put {artifact!r}")
+        recorded = self._write_with_retry(attempt, f"put {artifact!r}")
+        from lineage.steps import _attribute_to_run  # inside a `with lineage.run()`: attribute
+
+        _attribute_to_run(self, recorded)
+        return recorded
 
     # --- artifacts: read ---------------------------------------------------------------
 
