@@ -32,6 +32,14 @@ from lineage.errors import (
     TypeConflict,
 )
 from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.queries import (
+    ArtifactCheck,
+    Comparison,
+    Impact,
+    LineageDiff,
+    Provenance,
+    Verification,
+)
 from lineage.records import Execution, Run
 from lineage.render import render
 from lineage.steps import (
@@ -52,19 +60,24 @@ __all__ = [
     "ActiveRun",
     "AmbiguousRef",
     "Artifact",
+    "ArtifactCheck",
     "ArtifactError",
+    "Comparison",
     "ConcurrentWriteError",
     "Config",
     "ConnectionFailed",
     "Dataset",
     "Execution",
     "FingerprintError",
+    "Impact",
     "InvalidRef",
+    "LineageDiff",
     "LineageError",
     "Metrics",
     "Model",
     "NotFound",
     "ParamWarning",
+    "Provenance",
     "ReadOnlyStore",
     "RefError",
     "RenderError",
@@ -74,6 +87,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TypeConflict",
+    "Verification",
     "__version__",
     "connect",
     "current_run",

@@ -290,7 +290,7 @@ def _membership_by_context(
     """execution id → [(context id, context name)], one call per context."""
     member: dict[int, list[tuple[int, str]]] = {}
     for ctx in sorted(contexts, key=lambda c: c.id):
-        for ex in store._call("get_executions_by_context", ctx.id):
+        for ex in store._call("get_executions_by_context", ctx.id, missing=[]):
             member.setdefault(ex.id, []).append((ctx.id, ctx.name))
     return member
 
@@ -313,11 +313,11 @@ def _add_context_nodes(
                 g.add_edge(context_node(cid), execution_node(eid), key="ASSOCIATION:",
                            event_type="ASSOCIATION", path="", time=None)
     for ctx in sorted(contexts, key=lambda c: c.id):
-        for art in store._call("get_artifacts_by_context", ctx.id):
+        for art in store._call("get_artifacts_by_context", ctx.id, missing=[]):
             if artifact_node(art.id) in g:
                 g.add_edge(context_node(ctx.id), artifact_node(art.id), key="ATTRIBUTION:",
                            event_type="ATTRIBUTION", path="", time=None)
-        for parent in store._call("get_parent_contexts_by_context", ctx.id):
+        for parent in store._call("get_parent_contexts_by_context", ctx.id, missing=[]):
             if context_node(parent.id) in g:
                 g.add_edge(context_node(parent.id), context_node(ctx.id), key="PARENT:",
                            event_type="PARENT", path="", time=None)
@@ -372,7 +372,7 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
                     g.nodes[node]["runs"] = list(names)
         else:
             for ex in executions:  # grows with what was added, not with the store
-                ctxs = store._call("get_contexts_by_execution", ex.id)
+                ctxs = store._call("get_contexts_by_execution", ex.id, missing=[])
                 cache.members[ex.id] = [(c.id, c.name) for c in ctxs]
                 cache.runs[ex.id] = _run_names(cache.members[ex.id])
     _add_artifacts(store, g, artifacts)
@@ -397,12 +397,12 @@ def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: boo
     events = _batched(store, "get_events_by_execution_ids", members)
     artifact_ids = {ev.artifact_id for ev in events}
     for ctx in roots:
-        artifact_ids.update(a.id for a in store._call("get_artifacts_by_context", ctx.id))
+        artifact_ids.update(a.id for a in store._call("get_artifacts_by_context", ctx.id, missing=[]))
     artifacts = _batched(store, "get_artifacts_by_id", artifact_ids)
     # Name every context of these executions, not only the ones asked for.
     runs: dict[int, list[str]] = {}
     for ex in executions:  # grows with the run, not with the store
-        ctxs = store._call("get_contexts_by_execution", ex.id)
+        ctxs = store._call("get_contexts_by_execution", ex.id, missing=[])
         runs[ex.id] = _run_names((c.id, c.name) for c in ctxs)
     _add_artifacts(store, g, artifacts)
     _add_executions(store, g, executions, runs)
@@ -463,7 +463,7 @@ def load_graph(
                     "shows the experiments of the runs",
                     ref=experiment,
                 ) from None
-        children = list(store._call("get_children_contexts_by_context", exp.id))
+        children = list(store._call("get_children_contexts_by_context", exp.id, missing=[]))
         return _load_contexts(store, [exp, *children], contexts)
     g = _load_all(store)
     out: nx.MultiDiGraph = g.copy()

@@ -1,0 +1,852 @@
+"""The questions asked of a lineage: provenance, impact, diff, verify, compare.
+
+Provenance and impact walk the store frontier by frontier: one batched
+``get_events_by_artifact_ids`` and one batched ``get_events_by_execution_ids`` call per hop,
+then the rows of the answer by id. Their cost grows with the answer, never with the store,
+and there is no depth limit (a 1,000-step chain is followed to its root).
+
+They follow INPUT and OUTPUT events only. The other event types are edges of the graph
+(see :mod:`lineage.graph`) but are not followed:
+
+- ``DECLARED_INPUT`` / ``DECLARED_OUTPUT``: what a pipeline declared it would read or
+  write, not what it did; a declared output may never have been produced.
+- ``INTERNAL_INPUT`` / ``INTERNAL_OUTPUT``: orchestrator bookkeeping (TFX resolvers link
+  existing artifacts with INTERNAL_OUTPUT); following them would make a resolver look
+  like the producer of a model it only selected.
+- ``PENDING_OUTPUT``: an output not finalised yet (its content may not exist).
+
+Every result has ``to_dict()`` (JSON-serialisable), ``graph`` (the networkx subgraph,
+the queried artifact included) and displays as SVG in Jupyter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import networkx as nx
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from lineage import _convert
+from lineage.artifacts import Artifact
+from lineage.errors import FingerprintError, InvalidRef
+from lineage.fingerprint import ALGORITHMS, fingerprint
+from lineage.graph import (
+    _add_events,
+    artifact_attrs,
+    artifact_node,
+    execution_attrs,
+    execution_node,
+)
+from lineage.records import Execution, Run
+
+if TYPE_CHECKING:
+    import pandas
+
+    from lineage.store import Ref, Store
+
+__all__ = [
+    "ArtifactCheck",
+    "Comparison",
+    "Impact",
+    "LineageDiff",
+    "Provenance",
+    "Verification",
+    "compare",
+    "diff",
+    "impact",
+    "provenance",
+    "verify",
+]
+
+_CODE_KEYS = ("function", "source_hash", "git_commit", "git_dirty", "git_repo", "script")
+_ENV_KEYS = ("python", "packages")
+_TIME_KEYS = ("start_time", "end_time", "duration")
+
+
+# --- the walk ---------------------------------------------------------------------------
+
+
+@attrs.define
+class _Walk:
+    """What a frontier-by-frontier walk read."""
+
+    artifacts: dict[int, pb.Artifact]
+    executions: dict[int, pb.Execution]
+    events: list[pb.Event]
+    """Every event of the executions walked (edges to rows outside the answer included)."""
+
+
+def _batched(store: Store, method: str, ids: Iterable[int]) -> list[Any]:
+    return store._batched(method, sorted(set(ids)))
+
+
+def _walk(store: Store, start: int, *, up: bool) -> _Walk:
+    """Upstream (``up``) or downstream closure of artifact ``start`` along INPUT/OUTPUT.
+
+    Per hop: the events of the frontier artifacts (one batched call), then the events of
+    the executions reached (one batched call).
+    """
+    toward_exec = pb.Event.OUTPUT if up else pb.Event.INPUT
+    toward_art = pb.Event.INPUT if up else pb.Event.OUTPUT
+    seen_art: set[int] = {start}
+    seen_exec: set[int] = set()
+    events: list[pb.Event] = []
+    frontier = {start}
+    while frontier:
+        art_events = _batched(store, "get_events_by_artifact_ids", frontier)
+        new_exec = {e.execution_id for e in art_events if e.type == toward_exec} - seen_exec
+        if not new_exec:
+            break
+        seen_exec |= new_exec
+        exec_events = _batched(store, "get_events_by_execution_ids", new_exec)
+        events.extend(exec_events)
+        frontier = {e.artifact_id for e in exec_events if e.type == toward_art} - seen_art
+        seen_art |= frontier
+    artifacts = {a.id: a for a in _batched(store, "get_artifacts_by_id", seen_art)}
+    executions = {e.id: e for e in _batched(store, "get_executions_by_id", seen_exec)}
+    return _Walk(artifacts, executions, events)
+
+
+def _contexts_of(store: Store, execution_ids: Iterable[int]) -> dict[int, list[Run]]:
+    """execution id → the contexts it belongs to (with their experiment).
+
+    One ``get_contexts_by_execution`` call per execution of the answer: MLMD has no
+    batched form, and this grows with the answer (the steps of one lineage), not with the
+    store. Parents are read once per distinct context.
+    """
+    by_exec: dict[int, list[pb.Context]] = {}
+    distinct: dict[int, pb.Context] = {}
+    for eid in sorted(set(execution_ids)):
+        ctxs = list(store._call("get_contexts_by_execution", eid, missing=[]))
+        by_exec[eid] = ctxs
+        distinct.update({c.id: c for c in ctxs})
+    runs = {r.id: r for r in store._runs_from_protos(sorted(distinct.values(), key=lambda c: c.id))}
+    return {eid: [runs[c.id] for c in sorted(ctxs, key=lambda c: c.id)] for eid, ctxs in by_exec.items()}
+
+
+def _records(store: Store, walk: _Walk) -> tuple[dict[int, Artifact], dict[int, Execution]]:
+    arts = {a.id: a for a in store._artifacts_from_protos(list(walk.artifacts.values()))
+            if a.id is not None}
+    by_exec: dict[int, list[pb.Event]] = {}
+    for ev in walk.events:
+        by_exec.setdefault(ev.execution_id, []).append(ev)
+    types = store._types("execution", (e.type_id for e in walk.executions.values()))
+    execs = {
+        eid: _convert.execution_from_proto(p, types.get(p.type_id), by_exec.get(eid, ()))
+        for eid, p in walk.executions.items()
+    }
+    return arts, execs
+
+
+def _subgraph(
+    store: Store, walk: _Walk, runs: dict[int, list[Run]]
+) -> nx.MultiDiGraph:
+    """The answer as a graph with the same node and edge attributes as ``store.graph()``."""
+    g = nx.MultiDiGraph()
+    atypes = store._types("artifact", (a.type_id for a in walk.artifacts.values()))
+    etypes = store._types("execution", (e.type_id for e in walk.executions.values()))
+    g.add_nodes_from(
+        (artifact_node(i), artifact_attrs(walk.artifacts[i], atypes.get(walk.artifacts[i].type_id)))
+        for i in sorted(walk.artifacts)
+    )
+    g.add_nodes_from(
+        (execution_node(i), execution_attrs(
+            walk.executions[i], etypes.get(walk.executions[i].type_id),
+            [r.name for r in runs.get(i, [])]))
+        for i in sorted(walk.executions)
+    )
+    _add_events(g, (e for e in walk.events if e.artifact_id in walk.artifacts))
+    return g
+
+
+def _topological(execs: dict[int, Execution]) -> list[Execution]:
+    """Executions ordered producers first; ties (and cycles) by create time and id."""
+    dag = nx.DiGraph()
+    dag.add_nodes_from(execs)
+    producers: dict[int, list[int]] = {}
+    for e in execs.values():
+        for a in e.outputs:
+            producers.setdefault(a, []).append(e.id)
+    for e in execs.values():
+        for a in e.inputs:
+            for p in producers.get(a, []):
+                if p != e.id:
+                    dag.add_edge(p, e.id)
+
+    def key(eid: int) -> tuple[int, int]:
+        return (execs[eid].create_time or 0, eid)
+
+    if not nx.is_directed_acyclic_graph(dag):  # MLMD does not forbid cycles
+        cond = nx.condensation(dag)
+        order: list[int] = []
+        for comp in nx.lexicographical_topological_sort(
+            cond, key=lambda c: min(key(m) for m in cond.nodes[c]["members"])
+        ):
+            order.extend(sorted(cond.nodes[comp]["members"], key=key))
+        return [execs[i] for i in order]
+    return [execs[i] for i in nx.lexicographical_topological_sort(dag, key=key)]
+
+
+def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
+    """A step in query results: the API shape plus runs, code, environment, timing."""
+    out = ex.to_dict()
+    props = ex.properties
+    run_ctx = [r for r in runs if r.type_name not in ("Experiment", "execution_cache")]
+    out.update(
+        base_type=ex.base_type,
+        error=ex.error,
+        runs=[r.name for r in run_ctx],
+        contexts=[{"type": r.type_name, "name": r.name} for r in runs],
+        experiment=next((r.experiment for r in run_ctx if r.experiment), None),
+        code={k: props[k] for k in _CODE_KEYS if props.get(k) not in (None, "")},
+        environment={k: props[k] for k in _ENV_KEYS if props.get(k) not in (None, "")},
+        **{k: props.get(k) for k in _TIME_KEYS},
+    )
+    return out
+
+
+def _json_dict(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats become strings so ``json.dumps`` output stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _artifact_dict(a: Artifact) -> dict[str, Any]:
+    return a.to_dict()
+
+
+def _is_dataset(a: Artifact) -> bool:
+    return getattr(a, "base_type", None) == "DATASET"
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Provenance:
+    """Which data, steps and parameters produced an artifact.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> raw = store.put(lineage.Dataset(content=b"x", name="raw"))
+        >>> store.provenance(raw).to_dict()["steps"]
+        []
+    """
+
+    target: Artifact
+    """The artifact asked about."""
+    artifacts: list[Artifact]
+    """Every upstream artifact (the target excluded), by id."""
+    datasets: list[Artifact]
+    """The upstream artifacts whose MLMD base type is DATASET."""
+    roots: list[int]
+    """Ids of the upstream artifacts with no artifact upstream of them."""
+    steps: list[Execution]
+    """Every upstream execution, in topological order, roots first."""
+    graph: nx.MultiDiGraph
+    """The subgraph: target, upstream artifacts and steps, and the events between them."""
+    runs: dict[int, list[Run]] = attrs.field(factory=dict)
+    """Execution id → the contexts (runs, experiments, TFX contexts) it belongs to."""
+
+    def step_dict(self, step: Execution) -> dict[str, Any]:
+        """One step as in ``to_dict()["steps"]``."""
+        return _step_dict(step, self.runs.get(step.id, []))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape documented in API.md (``target``, ``datasets``, ``artifacts``,
+        ``roots``, ``steps``)."""
+        return _json_dict({
+            "target": _artifact_dict(self.target),
+            "datasets": [_artifact_dict(a) for a in self.datasets],
+            "artifacts": [_artifact_dict(a) for a in self.artifacts],
+            "roots": list(self.roots),
+            "steps": [self.step_dict(s) for s in self.steps],
+        })
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
+
+
+def provenance(store: Store, ref: Ref) -> Provenance:
+    """Which data, steps and parameters produced ``ref``, to any depth.
+
+    Args:
+        store: the store.
+        ref: an artifact reference (an Artifact, an id, ``"name"``, ``"name@3"``,
+            ``"artifact:12"``).
+
+    Raises:
+        NotFound: the reference names nothing. AmbiguousRef: the name exists in several types.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> m = store.put(lineage.Model(content=b"weights", name="clf"))
+        >>> p = store.provenance("clf")
+        >>> p.target.name, p.artifacts, sorted(p.graph)
+        ('clf', [], ['artifact:1'])
+    """
+    target_proto = store._resolve(ref)
+    walk = _walk(store, target_proto.id, up=True)
+    arts, execs = _records(store, walk)
+    runs = _contexts_of(store, execs)
+    target = arts.pop(target_proto.id)
+    upstream = [arts[i] for i in sorted(arts)]
+    # Roots: upstream artifacts whose producers (if any) read no artifact.
+    produced_by: dict[int, list[Execution]] = {}
+    for ex in execs.values():
+        for a in ex.outputs:
+            produced_by.setdefault(a, []).append(ex)
+    roots = [
+        a.id for a in upstream
+        if a.id is not None and all(not p.inputs for p in produced_by.get(a.id, []))
+    ]
+    return Provenance(
+        target=target,
+        artifacts=upstream,
+        datasets=[a for a in upstream if _is_dataset(a)],
+        roots=roots,
+        steps=_topological(execs),
+        graph=_subgraph(store, walk, runs),
+        runs=runs,
+    )
+
+
+# --- impact -------------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Impact:
+    """Everything downstream of an artifact: what a bad dataset reached.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> raw = store.put(lineage.Dataset(content=b"x", name="raw"))
+        >>> store.impact(raw).to_dict()["artifacts"]
+        []
+    """
+
+    source: Artifact
+    """The artifact asked about."""
+    artifacts: list[Artifact]
+    """Every downstream artifact (the source excluded), by id."""
+    executions: list[Execution]
+    """Every downstream execution, in topological order."""
+    by_type: dict[str, list[Artifact | Execution]]
+    """Type name → the downstream artifacts and executions of that type."""
+    graph: nx.MultiDiGraph
+    """The subgraph: source, downstream artifacts and executions, and their events."""
+    runs: dict[int, list[Run]] = attrs.field(factory=dict)
+    """Execution id → the contexts it belongs to."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """``source``, ``artifacts``, ``executions`` and ``by_type`` (type → refs)."""
+
+        def brief(x: Artifact | Execution) -> dict[str, Any]:
+            if isinstance(x, Execution):
+                return {"ref": x.ref, "id": x.id, "name": x.name, "state": x.state}
+            return {"ref": x.ref, "id": x.id, "name": x.name, "version": x.version}
+
+        return _json_dict({
+            "source": _artifact_dict(self.source),
+            "artifacts": [_artifact_dict(a) for a in self.artifacts],
+            "executions": [_step_dict(e, self.runs.get(e.id, [])) for e in self.executions],
+            "by_type": {t: [brief(x) for x in xs] for t, xs in self.by_type.items()},
+        })
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
+
+
+def impact(store: Store, ref: Ref) -> Impact:
+    """Everything downstream of ``ref``: artifacts and executions, grouped by type.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> raw = store.put(lineage.Dataset(content=b"x", name="raw"))
+        >>> store.impact("raw").by_type
+        {}
+    """
+    source_proto = store._resolve(ref)
+    walk = _walk(store, source_proto.id, up=False)
+    arts, execs = _records(store, walk)
+    runs = _contexts_of(store, execs)
+    source = arts.pop(source_proto.id)
+    downstream = [arts[i] for i in sorted(arts)]
+    ordered = _topological(execs)
+    by_type: dict[str, list[Artifact | Execution]] = {}
+    items: list[Artifact | Execution] = [*downstream, *ordered]
+    for x in items:
+        by_type.setdefault(x.type_name, []).append(x)
+    return Impact(
+        source=source,
+        artifacts=downstream,
+        executions=ordered,
+        by_type=dict(sorted(by_type.items())),
+        graph=_subgraph(store, walk, runs),
+        runs=runs,
+    )
+
+
+# --- diff ---------------------------------------------------------------------------------
+
+
+def _artifact_key(a: Artifact) -> tuple[str, str]:
+    return (a.type_name, a.name or a.uri or f"#{a.id}")
+
+
+def _step_labels(steps: Sequence[Execution]) -> dict[str, Execution]:
+    """``"train"``, or ``"prep#2"`` for the second call of a step, in topological order."""
+    seen: dict[str, int] = {}
+    out: dict[str, Execution] = {}
+    for s in steps:
+        seen[s.name] = seen.get(s.name, 0) + 1
+        out[s.name if seen[s.name] == 1 else f"{s.name}#{seen[s.name]}"] = s
+    return out
+
+
+def _changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _environment(ex: Execution) -> dict[str, Any]:
+    env: dict[str, Any] = {}
+    if ex.properties.get("python"):
+        env["python"] = ex.properties["python"]
+    packages = ex.properties.get("packages")
+    if isinstance(packages, dict):
+        env.update({f"packages.{k}": v for k, v in packages.items()})
+    return env
+
+
+@attrs.define(eq=False)
+class LineageDiff:
+    """Why two artifacts (usually two models) differ: data, params, code, environment.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> m = store.put(lineage.Model(content=b"w", name="clf"))
+        >>> store.diff(m, m).is_empty
+        True
+    """
+
+    a: Provenance
+    """Provenance of the first artifact."""
+    b: Provenance
+    """Provenance of the second artifact."""
+    datasets: list[dict[str, Any]]
+    """Datasets that differ: ``{"type", "name", "status", "a", "b"}`` with status
+    ``"changed"`` (other version or fingerprint), ``"only_a"`` or ``"only_b"``."""
+    params: dict[str, dict[str, tuple[Any, Any]]]
+    """Step label → parameter → (value in a, value in b), for differing parameters."""
+    code: dict[str, dict[str, tuple[Any, Any]]]
+    """Step label → code fact (``source_hash``, ``git_commit``, …) → (a, b)."""
+    environment: dict[str, dict[str, tuple[Any, Any]]]
+    """Step label → ``python`` or ``packages.<name>`` → (a, b)."""
+    only_in_a: list[str]
+    """Step labels present only in the lineage of a."""
+    only_in_b: list[str]
+    """Step labels present only in the lineage of b."""
+    graph: nx.MultiDiGraph
+    """Both provenance graphs; every node has ``diff`` in same/changed/only_a/only_b."""
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether both lineages used the same data, params, code and environment."""
+        return not (self.datasets or self.params or self.code or self.environment
+                    or self.only_in_a or self.only_in_b)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape: the two targets, every difference, ``is_empty``."""
+
+        def pairs(d: dict[str, dict[str, tuple[Any, Any]]]) -> dict[str, Any]:
+            return {s: {k: {"a": v[0], "b": v[1]} for k, v in kv.items()} for s, kv in d.items()}
+
+        return _json_dict({
+            "a": _artifact_dict(self.a.target),
+            "b": _artifact_dict(self.b.target),
+            "is_empty": self.is_empty,
+            "datasets": self.datasets,
+            "params": pairs(self.params),
+            "code": pairs(self.code),
+            "environment": pairs(self.environment),
+            "only_in_a": self.only_in_a,
+            "only_in_b": self.only_in_b,
+        })
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
+
+
+def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
+    """How the lineages of two artifacts differ.
+
+    Datasets are matched by type and name (the uri for unnamed ones); steps by name, in
+    topological order (the second call of a step is ``"name#2"``).
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> a = store.put(lineage.Model(content=b"1", name="clf"))
+        >>> b = store.put(lineage.Model(content=b"2", name="clf"))
+        >>> d = store.diff(a, b)
+        >>> d.is_empty, d.graph.nodes[a.ref]["diff"]
+        (True, 'changed')
+    """
+    pa, pb_ = provenance(store, ref_a), provenance(store, ref_b)
+
+    def group(p: Provenance) -> dict[tuple[str, str], list[Artifact]]:
+        out: dict[tuple[str, str], list[Artifact]] = {}
+        for a in p.datasets:
+            out.setdefault(_artifact_key(a), []).append(a)
+        return out
+
+    da, db = group(pa), group(pb_)
+    datasets: list[dict[str, Any]] = []
+    for key in sorted(set(da) | set(db)):
+        sa, sb = da.get(key, []), db.get(key, [])
+        ida = {(x.version, x.fingerprint, x.uri) for x in sa}
+        idb = {(x.version, x.fingerprint, x.uri) for x in sb}
+        if ida == idb:
+            continue
+        status = "only_a" if not sb else "only_b" if not sa else "changed"
+        datasets.append({
+            "type": key[0], "name": key[1], "status": status,
+            "a": [_artifact_dict(x) for x in sa], "b": [_artifact_dict(x) for x in sb],
+        })
+    la, lb = _step_labels(pa.steps), _step_labels(pb_.steps)
+    params: dict[str, dict[str, tuple[Any, Any]]] = {}
+    code: dict[str, dict[str, tuple[Any, Any]]] = {}
+    env: dict[str, dict[str, tuple[Any, Any]]] = {}
+    changed_steps: set[str] = set()
+    for label in [x for x in la if x in lb]:
+        ea, eb = la[label], lb[label]
+        if ea.id == eb.id:
+            continue
+        for table, got in (
+            (params, _changes(ea.params, eb.params)),
+            (code, _changes({k: ea.properties.get(k) for k in _CODE_KEYS},
+                            {k: eb.properties.get(k) for k in _CODE_KEYS})),
+            (env, _changes(_environment(ea), _environment(eb))),
+        ):
+            if got:
+                table[label] = got
+                changed_steps.add(label)
+    only_a = [x for x in la if x not in lb]
+    only_b = [x for x in lb if x not in la]
+    graph = _diff_graph(pa, pb_, da, db, la, lb, changed_steps)
+    return LineageDiff(
+        a=pa, b=pb_, datasets=datasets, params=params, code=code, environment=env,
+        only_in_a=only_a, only_in_b=only_b, graph=graph,
+    )
+
+
+def _diff_graph(
+    pa: Provenance, pb_: Provenance,
+    da: dict[tuple[str, str], list[Artifact]], db: dict[tuple[str, str], list[Artifact]],
+    la: dict[str, Execution], lb: dict[str, Execution], changed_steps: set[str],
+) -> nx.MultiDiGraph:
+    g: nx.MultiDiGraph = nx.compose(pa.graph, pb_.graph)
+    in_a, in_b = set(pa.graph), set(pb_.graph)
+    keys_a = {_artifact_key(a) for a in [pa.target, *pa.artifacts]}
+    keys_b = {_artifact_key(a) for a in [pb_.target, *pb_.artifacts]}
+    step_label = {execution_node(e.id): lbl for lbl, e in la.items()}
+    step_label.update({execution_node(e.id): lbl for lbl, e in lb.items()})
+    arts = {artifact_node(a.id): a for a in [pa.target, *pa.artifacts, pb_.target, *pb_.artifacts]
+            if a.id is not None}
+    for node, data in g.nodes(data=True):
+        if node in in_a and node in in_b:
+            label = step_label.get(node)
+            data["diff"] = "changed" if label in changed_steps else "same"
+            continue
+        side = "only_a" if node in in_a else "only_b"
+        other_keys, other_labels = (keys_b, lb) if side == "only_a" else (keys_a, la)
+        if data.get("kind") == "artifact" and node in arts:
+            data["diff"] = "changed" if _artifact_key(arts[node]) in other_keys else side
+        elif data.get("kind") == "execution":
+            label = step_label.get(node)
+            if label in other_labels:
+                data["diff"] = "changed" if label in changed_steps else "same"
+            else:
+                data["diff"] = side
+        else:
+            data["diff"] = side
+    return g
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class ArtifactCheck:
+    """The result of re-fingerprinting one artifact."""
+
+    artifact: Artifact
+    """The recorded artifact."""
+    status: str
+    """``ok``, ``changed``, ``missing``, ``unreadable``, or ``skipped`` (no local content to
+    re-read: in-memory content, a remote URI, or no recorded fingerprint)."""
+    recorded: str | None
+    """The fingerprint recorded in the store."""
+    current: str | None
+    """The fingerprint of the content now (``None`` when it cannot be computed)."""
+    detail: str = ""
+    """Why, for anything but ``ok``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape of one check."""
+        return {"artifact": _artifact_dict(self.artifact), "status": self.status,
+                "recorded": self.recorded, "current": self.current, "detail": self.detail}
+
+
+@attrs.define(eq=False)
+class Verification:
+    """Re-fingerprinted content of recorded artifacts.
+
+    Example:
+        >>> import lineage
+        >>> lineage.connect(":memory:").verify().ok
+        True
+    """
+
+    results: list[ArtifactCheck]
+    """One check per artifact, by artifact id."""
+
+    @property
+    def ok(self) -> bool:
+        """No artifact changed, went missing or became unreadable (skipped ones are fine)."""
+        return all(r.status in ("ok", "skipped") for r in self.results)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Status → how many artifacts."""
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return dict(sorted(out.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``ok``, ``counts`` and ``artifacts`` (one check each)."""
+        return {"ok": self.ok, "counts": self.counts,
+                "artifacts": [r.to_dict() for r in self.results]}
+
+
+def _check(a: Artifact) -> ArtifactCheck:
+    recorded = a.fingerprint
+    path = a.path
+    if path is None:
+        why = "in-memory content" if not a.uri else f"remote URI {a.uri}"
+        return ArtifactCheck(a, "skipped", recorded, None, f"{why}: nothing local to re-read")
+    if recorded is None:
+        return ArtifactCheck(a, "skipped", None, None, "no fingerprint was recorded")
+    algo = recorded.split(":", 1)[0]
+    if algo not in ALGORITHMS:
+        return ArtifactCheck(a, "unreadable", recorded, None,
+                             f"unknown fingerprint algorithm {algo!r}")
+    if not Path(path).exists():
+        return ArtifactCheck(a, "missing", recorded, None, f"{path} does not exist")
+    try:
+        # No digest cache: an audit re-reads the bytes.
+        current = fingerprint(path, algo=algo, progress=False)
+    except FingerprintError as exc:
+        return ArtifactCheck(a, "unreadable", recorded, None, str(exc))
+    if current != recorded:
+        return ArtifactCheck(a, "changed", recorded, current, f"{path} changed since it was recorded")
+    return ArtifactCheck(a, "ok", recorded, current)
+
+
+def verify(store: Store, ref: Ref | None = None) -> Verification:
+    """Re-fingerprint the content behind recorded artifacts.
+
+    Args:
+        store: the store.
+        ref: check this artifact and its provenance; ``None`` checks every artifact.
+
+    Example:
+        >>> import lineage, tempfile, pathlib
+        >>> store = lineage.connect(":memory:")
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "d.csv"; _ = f.write_text("1")
+        >>> d = store.put(lineage.Dataset(f, name="d"))
+        >>> _ = f.write_text("2")
+        >>> [r.status for r in store.verify("d").results]
+        ['changed']
+    """
+    if ref is None:
+        arts = store.artifacts()
+    else:
+        p = provenance(store, ref)
+        arts = [p.target, *p.artifacts]
+    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)])
+
+
+# --- compare ------------------------------------------------------------------------------
+
+
+@attrs.define(frozen=True)
+class Column:
+    """One compared value: a parameter or a metric."""
+
+    name: str
+    kind: str
+    """``param`` or ``metric``."""
+    differs: bool
+
+
+@attrs.define(eq=False)
+class Comparison:
+    """Runs side by side: their params and final metrics, the differing columns first.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> store.compare([]).to_dict()
+        {'runs': [], 'columns': [], 'rows': []}
+    """
+
+    runs: list[Run]
+    """The runs, in the order asked."""
+    columns: list[Column]
+    """Differing columns first, then params before metrics, then by name."""
+    values: list[dict[str, Any]]
+    """Per run (aligned with ``runs``): column name → value (missing when absent)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """``runs``, ``columns`` (name, kind, differs) and ``rows`` (run → values)."""
+        return _json_dict({
+            "runs": [r.to_dict() for r in self.runs],
+            "columns": [attrs.asdict(c) for c in self.columns],
+            "rows": [
+                {"run": r.name, "id": r.id, "values": {c.name: v.get(c.name) for c in self.columns}}
+                for r, v in zip(self.runs, self.values, strict=True)
+            ],
+        })
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """A DataFrame: one row per run (index: run name), one column per value."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("Comparison.to_pandas() needs pandas: pip install pandas") from exc
+        return pd.DataFrame(
+            [[v.get(c.name) for c in self.columns] for v in self.values],
+            index=pd.Index([r.name for r in self.runs], name="run"),
+            columns=[c.name for c in self.columns],
+        )
+
+    def __str__(self) -> str:
+        """A plain-text table: one column per run, one row per value, ``*`` where they differ."""
+        if not self.runs:
+            return "(no runs)"
+        header = ["", *[r.run_name or r.name for r in self.runs]]
+        rows = [header]
+        for c in self.columns:
+            mark = "*" if c.differs else " "
+            rows.append([f"{mark} {c.name}", *[_cell(v.get(c.name, _ABSENT)) for v in self.values]])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+                 for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+_ABSENT: Any = object()
+
+
+def _cell(v: Any) -> str:
+    if v is _ABSENT:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    text = str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _run_values(store: Store, ctx: pb.Context, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
+    params = dict(run.params)
+    metrics: dict[str, Any] = {}
+    props = run.properties
+    if isinstance(props.get("metrics"), dict):
+        metrics.update(props["metrics"])
+    protos = list(store._call("get_executions_by_context", ctx.id, missing=[]))
+    execs = sorted(store._executions_from_protos(protos), key=lambda e: e.id)
+    for ex in execs:  # later calls of a step overwrite earlier ones
+        for k, v in ex.params.items():
+            params[f"{ex.name}.{k}"] = v
+    artifact_ids = {a for ex in execs for a in ex.outputs}
+    artifact_ids.update(a.id for a in store._call("get_artifacts_by_context", ctx.id, missing=[]))
+    arts = sorted(store.artifacts_by_id(artifact_ids).values(), key=lambda a: a.id or 0)
+    for a in arts:  # the latest Metrics artifact of each name gives its final values
+        if getattr(a, "base_type", None) == "METRICS":
+            for k, v in a.properties.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    metrics[f"{a.name}.{k}"] = v
+    return params, metrics
+
+
+def compare(store: Store, runs: Sequence[str | int | Run]) -> Comparison:
+    """Runs side by side with their params and final metrics, the differing ones first.
+
+    Params are the run's own (``lineage.run(..., **params)``, ``log_params``) and every
+    step's, as ``"<step>.<param>"``; metrics the run's final logged values and the values of
+    Metrics artifacts the run produced (``"<name>.<key>"``).
+
+    Raises:
+        NotFound: a run reference names nothing.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> print(store.compare([]))
+        (no runs)
+    """
+    if isinstance(runs, (str, int)):
+        raise InvalidRef("compare() takes a list of runs, e.g. ['baseline', 'tuned']", ref=runs)
+    run_recs: list[Run] = []
+    values: list[dict[str, Any]] = []
+    kinds: dict[str, str] = {}
+    for ref in runs:
+        ctx = store._resolve_run(ref)
+        run = store._runs_from_protos([ctx])[0]
+        params, metrics = _run_values(store, ctx, run)
+        run_recs.append(run)
+        values.append({**params, **metrics})
+        kinds.update({k: "param" for k in params})
+        kinds.update({k: "metric" for k in metrics if k not in kinds})
+    columns = []
+    for name, kind in kinds.items():
+        seen = [v.get(name, _ABSENT) for v in values]
+        differs = any(x is _ABSENT or x != seen[0] for x in seen[1:]) or (
+            len(seen) > 1 and seen[0] is _ABSENT)
+        columns.append(Column(name, kind, differs))
+    columns.sort(key=lambda c: (not c.differs, c.kind != "param", c.name))
+    return Comparison(runs=run_recs, columns=columns, values=values)
