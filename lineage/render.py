@@ -231,6 +231,7 @@ class _View:
     title: str | None = None
     highlight: dict[str, str] = attrs.field(factory=dict)  # node → badge text
     sides: dict[str, str] = attrs.field(factory=dict)  # node → "A", "B" or "A+B"
+    run_of: dict[str, str | None] = attrs.field(factory=dict)  # execution node → run label
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -264,8 +265,39 @@ def _describe(obj: Any) -> str:
     return text
 
 
+#: Context types drawn as run clusters, best first; other typed contexts are not clusters.
+_RUN_TYPES = ("Run", "pipeline_run")
+_HASH_NAME = re.compile(r"(^|:)[0-9a-f]{32,}$")
+
+
+def _typed_runs(obj: Any) -> dict[str, str | None]:
+    """Execution node → run label, from the ``runs`` of a query result (exec id → contexts
+    with ``type_name``): the ``Run`` (or TFX ``pipeline_run``) context, else no cluster."""
+    out: dict[str, str | None] = {}
+    for source in (obj, getattr(obj, "a", None), getattr(obj, "b", None)):
+        runs = getattr(source, "runs", None)
+        if not isinstance(runs, Mapping):
+            continue
+        for exec_id, contexts in runs.items():
+            best: tuple[int, str] | None = None
+            for ctx in contexts or ():
+                type_name = _get(ctx, "type_name")
+                if type_name in _RUN_TYPES:
+                    label = str(_get(ctx, "run_name") or _get(ctx, "name"))
+                    rank = (_RUN_TYPES.index(type_name), label)
+                    best = rank if best is None or rank < best else best
+            out[f"execution:{exec_id}"] = best[1] if best else None
+    return out
+
+
 def _view_of(obj: Any) -> _View:
     """Dispatch on duck typing (class names of :mod:`lineage.queries`, not imports)."""
+    view = _view_of_kind(obj)
+    view.run_of.update(_typed_runs(obj))
+    return view
+
+
+def _view_of_kind(obj: Any) -> _View:
     if isinstance(obj, nx.Graph):
         graph = obj if isinstance(obj, nx.MultiDiGraph) else nx.MultiDiGraph(obj)
         return _View(graph)
@@ -544,23 +576,31 @@ def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int) ->
     return f"{dot_id} [{', '.join(attrs_)}];"
 
 
-def _cluster_names(graph: nx.MultiDiGraph, groups: Sequence[Sequence[Any]]) -> dict[int, str]:
+def _cluster_names(view: _View, groups: Sequence[Sequence[Any]]) -> dict[int, str]:
     """Group index → the run it is drawn in (executions by their runs, artifacts with their
     producers when those all belong to one run)."""
+    graph = view.graph
+    context_types = {
+        str(data.get("name")): data.get("type_name")
+        for node, data in graph.nodes(data=True) if _kind(node, data) == "context"
+    }
     sizes: Counter[str] = Counter()
     for node, data in graph.nodes(data=True):
         if _kind(node, data) == "execution":
             sizes.update({str(r) for r in data.get("runs") or ()})
 
     def run_of(node: Any) -> str | None:
-        data = graph.nodes[node]
-        runs = sorted({str(r) for r in data.get("runs") or ()})
-        if not runs:
-            return None
-        # The most specific context: the smallest one that holds more than this execution.
-        shared = [r for r in runs if sizes[r] > 1]
-        pool = shared or runs
-        return min(pool, key=lambda r: (sizes[r], r))
+        if str(node) in view.run_of:
+            return view.run_of[str(node)]
+        runs = sorted({str(r) for r in graph.nodes[node].get("runs") or ()})
+        typed = [r for r in runs if context_types.get(r) in _RUN_TYPES]
+        if typed:
+            return min(typed, key=lambda r: (_RUN_TYPES.index(str(context_types[r])), r))
+        if any(r in context_types for r in runs):
+            return None  # typed contexts, none of them a run
+        # Names only: skip cache keys (hashes); the widest remaining context is the run.
+        named = [r for r in runs if not _HASH_NAME.search(r)]
+        return max(named, key=lambda r: (sizes[r], r)) if named else None
 
     exec_run: dict[Any, str | None] = {}
     for node, data in graph.nodes(data=True):
@@ -623,21 +663,21 @@ def _legend_lines() -> list[str]:
     lines = ["subgraph cluster_legend {",
              f'  label=<{_font("legend", size=9, color="#6b7280")}>; style="rounded"; '
              'color="#d1d5db"; fontname="' + _FONT + '";']
-    samples: list[tuple[str, _Style, str]] = [
-        (f"legend_{cat}", style, cat) for cat, style in _ARTIFACT_STYLES.items()
-    ] + [
-        (f"legend_{state.lower()}", style, state.lower() if state != "other" else "other state")
-        for state, style in _EXECUTION_STYLES.items()
+    rows: list[list[tuple[str, _Style, str]]] = [
+        [(f"legend_a_{cat}", style, cat) for cat, style in _ARTIFACT_STYLES.items()],
+        [(f"legend_e_{state.lower()}", style,
+          f"step {state.lower()}" if state != "other" else "step, other state")
+         for state, style in _EXECUTION_STYLES.items()],
     ]
-    for dot_id, style, text in samples:
-        lines.append(
-            f'  {dot_id} [shape={style.shape}, style="{style.style}", fillcolor="{style.fill}", '
-            f'color="{style.border}", penwidth={style.penwidth}, '
-            f"label={_table([_font(_esc(text), size=9)])}];"
-        )
-    ids = [s[0] for s in samples]
-    for left, right in itertools.pairwise(ids):
-        lines.append(f"  {left} -> {right} [style=invis];")
+    for row in rows:
+        for dot_id, style, text in row:
+            lines.append(
+                f'  {dot_id} [shape={style.shape}, style="{style.style}", '
+                f'fillcolor="{style.fill}", color="{style.border}", penwidth={style.penwidth}, '
+                f"label={_table([_font(_esc(text), size=9)])}];"
+            )
+        for left, right in itertools.pairwise([r[0] for r in row]):
+            lines.append(f"  {left} -> {right} [style=invis];")
     lines.append("}")
     return lines
 
@@ -706,7 +746,7 @@ def to_dot(
         ids.append(dot_id)
         for node in members:
             where[node] = dot_id
-    in_run = _cluster_names(graph, groups) if clusters else {}
+    in_run = _cluster_names(view, groups) if clusters else {}
 
     lines = [
         "// lineage diagram, drawn by lineage.render (deterministic: same store, same DOT)",

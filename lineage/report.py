@@ -242,14 +242,14 @@ def _step(
 
 
 def _along_the_way(
-    store: Store, step_ids: set[int], runs: set[str], upstream: Sequence[int]
+    store: Store, step_ids: set[int], runs: set[int | str], upstream: Sequence[int]
 ) -> list[Execution]:
     """Executions that did not produce the target but belong to its story: the failed,
     cached, cancelled or unfinished ones in the same runs (or, without runs, that read
     the same artifacts)."""
     found: dict[int, Execution] = {}
     if runs:
-        for run in sorted(runs):
+        for run in sorted(runs, key=str):
             try:
                 for ex in store.executions(run=run):
                     found[ex.id] = ex
@@ -261,6 +261,28 @@ def _along_the_way(
         found.update(store.executions_by_id(readers))
     picked = [ex for ex in found.values() if ex.id not in step_ids and ex.state in _NOT_COMPLETE]
     return sorted(picked, key=lambda e: (e.create_time or 0, e.id))[:_MAX_ALONG_THE_WAY]
+
+
+def _runs_of(prov: Any, execution_id: int) -> list[tuple[int | str, str]]:
+    """The runs an execution of a provenance belongs to, as (reference, label): ``Run``
+    contexts (TFX ``pipeline_run``) by id and user-given name; other context types
+    (experiments, cache keys, TFX node contexts) are left out. Without typed runs, the
+    context names of the graph."""
+    typed = getattr(prov, "runs", None)
+    if isinstance(typed, Mapping):
+        out: list[tuple[int | str, str]] = []
+        for ctx in typed.get(execution_id, ()) or ():
+            if getattr(ctx, "type_name", None) in ("Run", "pipeline_run"):
+                name = getattr(ctx, "run_name", None) or getattr(ctx, "name", None)
+                experiment = getattr(ctx, "experiment", None)
+                label = f"{name} (experiment {experiment})" if experiment else str(name)
+                out.append((int(ctx.id), label))
+        return out
+    graph = getattr(prov, "graph", None)
+    node = f"execution:{execution_id}"
+    if graph is not None and node in graph:
+        return [(str(r), str(r)) for r in graph.nodes[node].get("runs") or ()]
+    return []
 
 
 def _collect(store: Store, ref: Ref) -> _Report:
@@ -279,26 +301,21 @@ def _collect(store: Store, ref: Ref) -> _Report:
         statuses = _statuses(store.verify(ref))
     except LineageError as exc:
         statuses = {i: ("not verified", str(exc)) for i in [target_id, *upstream]}
-    graph = getattr(prov, "graph", None)
-
-    def runs_of(ident: int) -> list[str]:
-        node = f"execution:{ident}"
-        if graph is not None and node in graph:
-            return [str(r) for r in graph.nodes[node].get("runs") or ()]
-        return []
-
-    step_runs = {i: runs_of(i) for i in step_ids}
+    step_runs = {i: _runs_of(prov, i) for i in step_ids}
     along = _along_the_way(
-        store, set(step_ids), {r for rs in step_runs.values() for r in rs},
+        store, set(step_ids), {ref for rs in step_runs.values() for ref, _label in rs},
         [target_id, *upstream],
     )
-    extra_ids = {i for ex in along for i in (*ex.inputs, *ex.outputs)} - set(artifacts)
+    extra_ids = {
+        i for ex in [*executions.values(), *along] for i in (*ex.inputs, *ex.outputs)
+    } - set(artifacts)
     names = {**store.artifacts_by_id(extra_ids), **artifacts} if extra_ids else artifacts
     rows = {i: _row(a, statuses) for i, a in artifacts.items()}
     target = rows.get(target_id) or _row(prov.target, statuses)
     datasets = [rows[i] for i in upstream if i in rows and i in dataset_ids]
     others = [rows[i] for i in upstream if i in rows and i not in dataset_ids]
-    steps = [_step(executions[i], step_runs[i], names) for i in step_ids if i in executions]
+    steps = [_step(executions[i], [label for _ref, label in step_runs[i]], names)
+             for i in step_ids if i in executions]
     svg = dot = diagram_error = None
     try:
         dot = to_dot(prov)
@@ -341,7 +358,9 @@ h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #e5e7eb; padd
 table { border-collapse: collapse; width: 100%; margin: .5rem 0; }
 th, td { border: 1px solid #e5e7eb; padding: .3rem .5rem; text-align: left; vertical-align: top;
          overflow-wrap: anywhere; }
-th { background: #f9fafb; font-weight: 600; }
+th { background: #f9fafb; font-weight: 600; white-space: nowrap; }
+td.name { min-width: 8em; }
+td.num { white-space: nowrap; }
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; font-size: .85em; }
 .status { font-weight: 600; padding: 0 .35rem; border-radius: .25rem; white-space: nowrap; }
 .s-ok, .s-complete { background: #dcfce7; color: #166534; }
@@ -404,7 +423,8 @@ def _artifact_table(rows: Sequence[_Row], table_id: str) -> str:
     head = ("<tr><th>name</th><th>version</th><th>type</th><th>uri</th><th>fingerprint</th>"
             "<th>verified now</th></tr>")
     body = "".join(
-        f"<tr><td>{_h(r.name)}</td><td>{_h(r.version)}</td><td>{_h(r.type_name)}</td>"
+        f'<tr><td class="name">{_h(r.name)}</td><td class="num">{_h(r.version)}</td>'
+        f"<td>{_h(r.type_name)}</td>"
         f'<td class="mono">{_h(r.uri)}</td><td class="mono">{_h(r.fingerprint)}</td>'
         f"<td>{_status_html(r.status, r.detail)}</td></tr>"
         for r in rows
@@ -440,7 +460,7 @@ def _steps_table(steps: Sequence[_Step], table_id: str) -> str:
         io = (f"{_h(', '.join(s.inputs) or None)}<br>\u2192 "
               f"{_h(', '.join(s.outputs) or None)}")
         rows.append(
-            f"<tr><td>{number}</td><td>{name}</td><td>{state}</td><td>{timing}</td>"
+            f'<tr><td>{number}</td><td class="name">{name}</td><td>{state}</td><td>{timing}</td>'
             f"<td>{_kv_html(s.params, mono=True)}</td><td>{_kv_html(s.code, mono=True)}</td>"
             f"<td>{env}</td><td>{io}</td></tr>"
         )
@@ -525,7 +545,9 @@ blanked out. Check a copy with <code>lineage audit --check FILE</code>.</p>
 
 # --- Markdown -------------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# Punctuation that is markup anywhere in a line (line-start markers such as ``#``, ``-``,
+# ``1.`` cannot occur: every value follows a label); ``@`` stops e-mail autolinks.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()|~@!])")
 
 
 def _m(value: Any) -> str:
@@ -535,6 +557,8 @@ def _m(value: Any) -> str:
     text = value if isinstance(value, str) else _plain(value)
     text = re.sub(r"[\r\n\t]+", " ", text)
     text = _MD_SPECIAL.sub(r"\\\1", text)
+    # No autolinks: ``https://…`` and ``www.…`` stay text.
+    text = text.replace("://", "\\://").replace("www.", "www\\.")
     return html.escape(text, quote=False)
 
 
