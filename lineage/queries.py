@@ -206,6 +206,8 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
         environment={k: props[k] for k in _ENV_KEYS if props.get(k) not in (None, "")},
         **{k: props.get(k) for k in _TIME_KEYS},
     )
+    if isinstance(props.get("metrics"), dict):
+        out["metrics"] = props["metrics"]
     return out
 
 
@@ -767,7 +769,7 @@ class Comparison:
         """A plain-text table: one column per run, one row per value, ``*`` where they differ."""
         if not self.runs:
             return "(no runs)"
-        header = ["", *[r.run_name or r.name for r in self.runs]]
+        header = ["", *[r.name for r in self.runs]]
         rows = [header]
         for c in self.columns:
             mark = "*" if c.differs else " "

@@ -1,0 +1,481 @@
+"""The ``lineage`` command: a shell over the library.
+
+Each command opens the store (read-only when it only reads), makes one library call and
+prints the result: a table or tree for people, exactly ``to_dict()`` with ``--json``.
+Errors are one line on stderr and exit status 1 (2 for usage errors); ``--debug`` shows
+the traceback.
+
+Example:
+    >>> from lineage.cli import main
+    >>> main(["--store", ":memory:", "ls", "runs"])
+    (no runs)
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lineage.artifacts import Artifact
+from lineage.errors import LineageError
+from lineage.records import Execution
+from lineage.store import Store, connect
+
+__all__ = ["build_parser", "main"]
+
+_TREE_DEPTH = 40
+
+
+class _UsageError(Exception):
+    """A command was called wrongly (exit status 2)."""
+
+
+# --- output helpers ---------------------------------------------------------------------
+
+
+def _out(text: str) -> None:
+    print(text)
+
+
+def _json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _short_fp(fp: str | None) -> str:
+    if not fp:
+        return "-"
+    algo, _, hexd = fp.partition(":")
+    return f"{algo}:{hexd[:12]}" if hexd else fp[:19]
+
+
+def _label(a: Artifact | dict[str, Any]) -> str:
+    d = a.to_dict() if isinstance(a, Artifact) else a
+    name = d.get("name") or d.get("uri") or f"#{d.get('id')}"
+    version = f" v{d['version']}" if d.get("version") is not None else ""
+    return f"{d.get('type')} {name}{version}"
+
+
+def _params(params: dict[str, Any], limit: int = 6) -> str:
+    items = [f"{k}={_value(v)}" for k, v in sorted(params.items())]
+    if len(items) > limit:
+        items = [*items[:limit], f"(+{len(items) - limit})"]
+    return " ".join(items)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _time(v: Any) -> str:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        import datetime
+
+        return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).isoformat(
+            timespec="seconds")
+    return _value(v)
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    table = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _artifact_rows(arts: Sequence[Artifact]) -> list[list[str]]:
+    return [[f"artifact:{a.id}", a.type_name, a.name or "-",
+             str(a.version) if a.version is not None else "-", _short_fp(a.fingerprint),
+             a.uri or "(in memory)"] for a in arts]
+
+
+_ART_HEADER = ["ref", "type", "name", "version", "fingerprint", "uri"]
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    run = ""
+    if step.get("runs"):
+        run = f"  run {', '.join(step['runs'])}"
+        if step.get("experiment"):
+            run += f" ({step['experiment']})"
+    params = _params(step.get("params") or {})
+    err = f"  error: {step['error']}" if step.get("error") else ""
+    return f"{step['name']}  execution:{step['id']}  {step['state']}{run}" + (
+        f"  {params}" if params else "") + err
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
+    what = args.what
+    if what == "artifacts":
+        if args.run is not None:
+            raise _UsageError("ls artifacts has no --run; use `lineage graph --run` or ls executions --run")
+        arts = store.artifacts(type=args.type, name=args.name)
+        if args.json:
+            _json([{**a.to_dict(), "properties": a.properties} for a in arts])
+        else:
+            _out(_table(_artifact_rows(arts), _ART_HEADER) if arts else "(no artifacts)")
+    elif what == "executions":
+        execs = store.executions(step=args.step or args.type, state=args.state, run=args.run)
+        if args.name:
+            execs = [e for e in execs if args.name in (e.name, e.mlmd_name)]
+        if args.json:
+            _json([e.to_dict() for e in execs])
+        elif execs:
+            _out(_table([[e.ref, e.name, e.state, ", ".join(map(str, e.inputs)) or "-",
+                          ", ".join(map(str, e.outputs)) or "-", _params(e.params) or "-"]
+                         for e in execs],
+                        ["ref", "step", "state", "inputs", "outputs", "params"]))
+        else:
+            _out("(no executions)")
+    else:
+        runs = store.runs(experiment=args.experiment, name=args.name)
+        if args.json:
+            _json([r.to_dict() for r in runs])
+        elif runs:
+            _out(_table([[r.ref, r.name, r.experiment or "-", str(r.properties.get("status") or "-"),
+                          _params(r.params) or "-"] for r in runs],
+                        ["ref", "name", "experiment", "status", "params"]))
+        else:
+            _out("(no runs)")
+    return 0
+
+
+def _cmd_show(store: Store, args: argparse.Namespace) -> int:
+    ref: str = args.ref
+    if ref.startswith("execution:"):
+        try:
+            eid = int(ref.split(":", 1)[1])
+        except ValueError:
+            raise _UsageError(f"{ref!r}: expected execution:<id>") from None
+        found = store.executions_by_id([eid])
+        if not found:
+            from lineage.errors import NotFound
+
+            raise NotFound(f"no execution with id {eid} in {store.uri}", ref=ref)
+        ex: Execution = found[eid]
+        d = {**ex.to_dict(), "error": ex.error, "base_type": ex.base_type,
+             "properties": ex.properties, "create_time": ex.create_time}
+        if args.json:
+            _json(d)
+        else:
+            _out(f"{ex.name}  {ex.ref}  {ex.state}")
+            for key in ("params", "inputs", "outputs", "error"):
+                if d.get(key) not in (None, {}, []):
+                    _out(f"  {key}: {_value(d[key])}")
+            if ex.properties:
+                _out("  properties:")
+                for k, v in sorted(ex.properties.items()):
+                    _out(f"    {k}: {_time(v) if k.endswith('_time') else _value(v)}")
+        return 0
+    art = store.get(_ref(ref))
+    d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
+         "state": art.state, "create_time": art.create_time,
+         "previous_version": art.previous_version}
+    if args.json:
+        _json(d)
+    else:
+        _out(f"{_label(art)}  artifact:{art.id}")
+        for key in ("uri", "fingerprint", "base_type", "state", "previous_version"):
+            if d.get(key) not in (None, ""):
+                _out(f"  {key}: {d[key]}")
+        for k, v in sorted(art.properties.items()):
+            _out(f"  {k}: {_value(v)}")
+    return 0
+
+
+def _ref(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def _cmd_provenance(store: Store, args: argparse.Namespace) -> int:
+    p = store.provenance(_ref(args.ref))
+    d = p.to_dict()
+    if args.json:
+        _json(d)
+        return 0
+    _out(f"{_label(d['target'])}  artifact:{d['target']['id']}  {_short_fp(d['target']['fingerprint'])}")
+    steps = {s["id"]: s for s in d["steps"]}
+    arts = {a["id"]: a for a in d["artifacts"]}
+    arts[d["target"]["id"]] = d["target"]
+    producers: dict[int, list[int]] = {}
+    for s in d["steps"]:
+        for o in s["outputs"]:
+            producers.setdefault(o, []).append(s["id"])
+    shown: set[str] = set()
+
+    def tree(art_id: int, prefix: str, depth: int) -> None:
+        kids = producers.get(art_id, [])
+        for i, sid in enumerate(kids):
+            last = i == len(kids) - 1
+            branch, cont = ("└── ", "    ") if last else ("├── ", "│   ")
+            key = f"execution:{sid}"
+            if key in shown:
+                _out(f"{prefix}{branch}{steps[sid]['name']}  execution:{sid}  (shown above)")
+                continue
+            shown.add(key)
+            _out(f"{prefix}{branch}{_step_line(steps[sid])}")
+            if depth >= _TREE_DEPTH:
+                _out(f"{prefix}{cont}└── … deeper steps not drawn; use --json for all of them")
+                continue
+            ins = [a for a in steps[sid]["inputs"] if a in arts]
+            for j, aid in enumerate(ins):
+                alast = j == len(ins) - 1
+                abranch, acont = ("└── ", "    ") if alast else ("├── ", "│   ")
+                a = arts[aid]
+                _out(f"{prefix}{cont}{abranch}{_label(a)}  artifact:{aid}  {_short_fp(a['fingerprint'])}")
+                tree(aid, prefix + cont + acont, depth + 1)
+
+    tree(d["target"]["id"], "", 0)
+    _out("")
+    _out(f"{len(d['steps'])} steps, {len(d['artifacts'])} upstream artifacts, "
+         f"{len(d['datasets'])} datasets, roots: "
+         + (", ".join(f"artifact:{r}" for r in d["roots"]) or "-"))
+    if d["datasets"]:
+        _out("")
+        _out(_table(_artifact_rows(p.datasets), _ART_HEADER))
+    return 0
+
+
+def _cmd_impact(store: Store, args: argparse.Namespace) -> int:
+    imp = store.impact(_ref(args.ref))
+    d = imp.to_dict()
+    if args.json:
+        _json(d)
+        return 0
+    _out(f"downstream of {_label(d['source'])}  artifact:{d['source']['id']}: "
+         f"{len(d['artifacts'])} artifacts, {len(d['executions'])} executions")
+    for type_name, items in d["by_type"].items():
+        _out(f"  {type_name} ({len(items)})")
+        for x in items:
+            extra = f" v{x['version']}" if x.get("version") is not None else ""
+            state = f"  {x['state']}" if "state" in x else ""
+            _out(f"    {x['ref']}  {x.get('name') or '-'}{extra}{state}")
+    return 0
+
+
+def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
+    dif = store.diff(_ref(args.a), _ref(args.b))
+    d = dif.to_dict()
+    if args.json:
+        _json(d)
+        return 0
+    _out(f"a: {_label(d['a'])}  artifact:{d['a']['id']}")
+    _out(f"b: {_label(d['b'])}  artifact:{d['b']['id']}")
+    if dif.is_empty:
+        _out("same lineage: same datasets, params, code and environment")
+        return 0
+    if d["datasets"]:
+        _out("datasets:")
+        for x in d["datasets"]:
+            a = ", ".join(f"v{i['version']} {_short_fp(i['fingerprint'])}" for i in x["a"]) or "-"
+            b = ", ".join(f"v{i['version']} {_short_fp(i['fingerprint'])}" for i in x["b"]) or "-"
+            _out(f"  {x['type']} {x['name']}: {a} -> {b}  ({x['status']})")
+    for title in ("params", "code", "environment"):
+        if d[title]:
+            _out(f"{title}:")
+            for step, changes in d[title].items():
+                for k, ab in changes.items():
+                    _out(f"  {step}.{k}: {_value(ab['a'])} -> {_value(ab['b'])}")
+    if d["only_in_a"]:
+        _out("steps only in a: " + ", ".join(d["only_in_a"]))
+    if d["only_in_b"]:
+        _out("steps only in b: " + ", ".join(d["only_in_b"]))
+    return 0
+
+
+def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
+    v = store.verify(_ref(args.ref) if args.ref else None)
+    if args.json:
+        _json(v.to_dict())
+    else:
+        rows = [[f"artifact:{r.artifact.id}", _label(r.artifact), r.status.upper(),
+                 _short_fp(r.recorded), _short_fp(r.current), r.detail] for r in v.results]
+        if rows:
+            _out(_table(rows, ["ref", "artifact", "status", "recorded", "now", "detail"]))
+        counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
+        _out(f"{'OK' if v.ok else 'FAILED'}: {counts}")
+    return 0 if v.ok else 1
+
+
+def _cmd_compare(store: Store, args: argparse.Namespace) -> int:
+    c = store.compare([_ref(r) for r in args.runs])
+    if args.json:
+        _json(c.to_dict())
+    else:
+        _out(str(c))
+    return 0
+
+
+def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
+    from lineage.render import render
+
+    if args.ref is not None and args.run is not None:
+        raise _UsageError("give a REF or --run, not both")
+    if args.ref is None and (args.upstream or args.downstream):
+        raise _UsageError("--upstream/--downstream need a REF")
+    obj: Any
+    if args.ref is None:
+        obj = store.graph(run=_ref(args.run) if args.run is not None else None)
+    elif args.downstream:
+        obj = store.impact(_ref(args.ref))
+    else:
+        obj = store.provenance(_ref(args.ref))
+    written = render(obj, args.output)
+    if args.json:
+        _json({"written": str(written)})
+    else:
+        _out(f"wrote {written}")
+    return 0
+
+
+def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
+    from lineage import report
+
+    if args.check is not None:
+        if args.ref is not None or args.output is not None:
+            raise _UsageError("audit --check FILE takes no REF and no -o")
+        result = report.check(args.check)
+        if args.json:
+            _json({"path": str(result.path), "ok": result.ok, "recorded": result.recorded,
+                   "computed": result.computed, "message": result.message})
+        else:
+            _out(result.message)
+        return 0 if result.ok else 1
+    if args.ref is None or args.output is None:
+        raise _UsageError("audit needs REF and -o FILE (or --check FILE)")
+    assert store is not None
+    written = report.audit(store, _ref(args.ref), args.output)
+    if args.json:
+        _json({"written": str(written)})
+    else:
+        _out(f"wrote {written}")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+_Command = Callable[[Any, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``lineage`` command."""
+    parser = argparse.ArgumentParser(
+        prog="lineage",
+        description="Which data, code and parameters produced this model? Query an MLMD store.",
+        epilog="REF is an artifact: an id, 'name' (latest version), 'name@3' or 'artifact:12'.",
+    )
+    parser.add_argument("--store", metavar="URI",
+                        help="store URI or path (default: $LINEAGE_URI, else "
+                             "./.lineage/metadata.sqlite)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: _Command, help: str, *, writes: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--json", action="store_true", help="print the result as JSON (to_dict())")
+        p.set_defaults(func=func, writes=writes)
+        return p
+
+    p = add("ls", _cmd_ls, "list artifacts, executions or runs")
+    p.add_argument("what", nargs="?", default="artifacts", choices=["artifacts", "executions", "runs"])
+    p.add_argument("--type", help="artifact type (artifacts) or step (executions)")
+    p.add_argument("--name", help="logical name (artifacts, runs) or step name (executions)")
+    p.add_argument("--step", help="step name (executions)")
+    p.add_argument("--state", help="RUNNING, COMPLETE, FAILED, CACHED or CANCELED (executions)")
+    p.add_argument("--run", help="run name or context id (executions)")
+    p.add_argument("--experiment", help="experiment name (runs)")
+
+    p = add("show", _cmd_show, "show one artifact (REF) or execution (execution:ID)")
+    p.add_argument("ref", metavar="REF")
+
+    p = add("provenance", _cmd_provenance, "which data, steps and params produced REF")
+    p.add_argument("ref", metavar="REF")
+
+    p = add("impact", _cmd_impact, "everything downstream of REF, grouped by type")
+    p.add_argument("ref", metavar="REF")
+
+    p = add("diff", _cmd_diff, "how the lineages of two artifacts differ")
+    p.add_argument("a", metavar="REF")
+    p.add_argument("b", metavar="REF")
+
+    p = add("verify", _cmd_verify,
+            "re-fingerprint recorded content (all, or the lineage of REF); exit 1 if any changed")
+    p.add_argument("ref", metavar="REF", nargs="?")
+
+    p = add("compare", _cmd_compare, "runs side by side: params and final metrics")
+    p.add_argument("runs", metavar="RUN", nargs="+")
+
+    p = add("graph", _cmd_graph, "draw the store, a run, or the lineage of REF (svg, png, pdf, dot)")
+    p.add_argument("ref", metavar="REF", nargs="?")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    way = p.add_mutually_exclusive_group()
+    way.add_argument("--upstream", action="store_true", help="the provenance of REF (default)")
+    way.add_argument("--downstream", action="store_true", help="the impact of REF")
+    p.add_argument("--run", metavar="NAME", help="only this run")
+
+    p = add("audit", _cmd_audit, "write an audit report of REF (.html or .md), or --check one")
+    p.add_argument("ref", metavar="REF", nargs="?")
+    p.add_argument("-o", "--output", metavar="FILE", help="report file (.html or .md)")
+    p.add_argument("--check", metavar="FILE", help="check a report's digest instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lineage`` command; return the exit status.
+
+    Args:
+        argv: the arguments (without the program name); ``None`` reads ``sys.argv``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed usage or help
+        return int(exc.code or 0)
+    store: Store | None = None
+    try:
+        needs_store = not (args.command == "audit" and args.check is not None)
+        if needs_store:
+            store = connect(args.store, read_only=not args.writes)
+        status: int = args.func(store, args)
+        return status
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"lineage {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # pragma: no cover - `lineage ls | head`
+        return 1
+    except (LineageError, OSError, ImportError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"lineage {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"lineage {args.command}: internal error: {_one_line(exc)} "
+              "(rerun with --debug for the traceback and report it)", file=sys.stderr)
+        return 1
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, LineageError) else f"{type(exc).__name__}: {text}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
