@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage._schema import ARTIFACT_PROPERTIES, INPUT_EVENTS, OUTPUT_EVENTS, RECORDED_BY
@@ -21,6 +21,7 @@ _ARTIFACT_BASE = {v: k for k, v in pb.ArtifactType.SystemDefinedBaseType.items()
 _EXECUTION_BASE = {v: k for k, v in pb.ExecutionType.SystemDefinedBaseType.items()}
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _INT64 = (-(2**63), 2**63 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
 
 # --- values ---------------------------------------------------------------------------
 
@@ -64,22 +65,42 @@ def _from_pb_value(v: struct_pb2.Value) -> Any:
     return None
 
 
-def to_value(x: Any) -> pb.Value:
+def _sql_exact(x: float) -> bool:
+    """Whether MLMD's SQL round trip of a double (``%f`` out, ``%.15g`` back) keeps ``x``."""
+    return float(f"{x:f}") == x and float(f"{x:.15g}") == x
+
+
+def to_value(x: Any, *, typed: bool = False) -> pb.Value:
     """Encode a Python value as an MLMD ``Value``, losslessly where MLMD allows.
 
     bool, int (64-bit), float (NaN and inf included) and str are native; dicts are structs;
     lists, tuples and ``None`` are ``google.protobuf.Value`` messages in ``proto_value``.
     Raises ``TypeError`` for anything else.
+
+    MLMD writes a ``double_value`` into SQL with six decimals (``1e-7`` is stored as 0,
+    ``3.14159265`` as 3.141593) and SQLite reads it back with 15 significant digits, so a
+    float that would not survive that is packed exactly in ``proto_value``, unless
+    ``typed`` (a declared DOUBLE property must be a double).
+
+    Example:
+        >>> from_value(to_value(1e-7)), from_value(to_value(0.5)), from_value(to_value(2**40))
+        (1e-07, 0.5, 1099511627776)
     """
     value = pb.Value()
     if isinstance(x, bool):
         value.bool_value = x
-    elif isinstance(x, int) and _INT64[0] <= x <= _INT64[1]:
+    elif isinstance(x, int) and _INT32[0] <= x <= _INT32[1]:
         value.int_value = x
+    elif isinstance(x, int) and _INT64[0] <= x <= _INT64[1]:
+        # MLMD's PostgreSQL schema keeps int_value in a 32-bit INTEGER column: wider ints
+        # go in a packed google.protobuf.Int64Value (from_value unpacks it).
+        value.proto_value.Pack(wrappers_pb2.Int64Value(value=x))
     elif isinstance(x, (int, float)) and not math.isfinite(float(x)):
         # MLMD writes doubles as SQL literals, and `nan`/`inf` break the query: keep
         # non-finite numbers in a packed google.protobuf.Value (from_value unpacks it).
         value.proto_value.Pack(_to_pb_value(float(x)))
+    elif isinstance(x, float) and not typed and not _sql_exact(x):
+        value.proto_value.Pack(_to_pb_value(x))
     elif isinstance(x, (int, float)):
         value.double_value = float(x)
     elif isinstance(x, str):
@@ -110,6 +131,9 @@ def from_value(value: pb.Value) -> Any:
         inner = struct_pb2.Value()
         if value.proto_value.Unpack(inner):
             return _from_pb_value(inner)
+        wide = wrappers_pb2.Int64Value()
+        if value.proto_value.Unpack(wide):
+            return wide.value
         return json_format.MessageToDict(value.proto_value)
     return None
 
@@ -119,11 +143,11 @@ def props_to_dict(props: Mapping[str, pb.Value]) -> dict[str, Any]:
     return {k: from_value(props[k]) for k in sorted(props)}
 
 
-def set_props(target: Any, props: Mapping[str, Any]) -> None:
-    """Write Python values into a protobuf properties map."""
+def set_props(target: Any, props: Mapping[str, Any], *, typed: bool = False) -> None:
+    """Write Python values into a protobuf properties map (``typed``: declared properties)."""
     for key, val in props.items():
         try:
-            target[key].CopyFrom(to_value(val))
+            target[key].CopyFrom(to_value(val, typed=typed))
         except TypeError as exc:
             raise ArtifactError(f"property {key!r}: {exc}") from None
 
@@ -171,7 +195,7 @@ def artifact_to_proto(
     custom: dict[str, Any] = {}
     for key, val in artifact.properties.items():
         (typed if key in declared else custom)[key] = val
-    set_props(proto.properties, typed)
+    set_props(proto.properties, typed, typed=True)
     set_props(proto.custom_properties, custom)
     return proto
 

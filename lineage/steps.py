@@ -465,9 +465,9 @@ def _event(kind: int, path: Sequence[str | int]) -> pb.Event:
     return ev
 
 
-def _set(target: Any, key: str, value: Any) -> None:
+def _set(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
     try:
-        target[key].CopyFrom(_convert.to_value(value))
+        target[key].CopyFrom(_convert.to_value(value, typed=typed))
     except TypeError:
         target[key].CopyFrom(_convert.to_value(repr(value)))
 
@@ -587,15 +587,15 @@ def _written(
 
 def _base_properties(call_store: Store, spec: StepSpec, proto: pb.Execution) -> None:
     props = proto.properties
-    _set(props, "recorded_by", _recorded_by())
-    _set(props, "function", spec.code["function"])
-    _set(props, "source_hash", spec.code["source_hash"])
+    _set(props, "recorded_by", _recorded_by(), typed=True)
+    _set(props, "function", spec.code["function"], typed=True)
+    _set(props, "source_hash", spec.code["source_hash"], typed=True)
     for key, value in _env.git_facts(spec.code["file"]).items():
-        _set(props, key, value)
+        _set(props, key, value, typed=True)
     for key, value in _env.host_facts().items():
         if value:
-            _set(props, key, value)
-    _set(props, "packages", _env.package_versions())
+            _set(props, key, value, typed=True)
+    _set(props, "packages", _env.package_versions(), typed=True)
 
 
 # --- caching -----------------------------------------------------------------------------
@@ -706,16 +706,16 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     proto = pb.Execution(type_id=type_id, name=f"{spec.name}:{uuid.uuid4().hex}")
     _base_properties(store, spec, proto)
     if parent is not None and parent.proto.id:
-        _set(proto.properties, "parent_execution", int(parent.proto.id))
+        _set(proto.properties, "parent_execution", int(parent.proto.id), typed=True)
     for key, value in params.items():
         _set(proto.custom_properties, key, value)
     contexts = [active.context] if active is not None else []
     start = time.time()
-    _set(proto.properties, "start_time", start)
+    _set(proto.properties, "start_time", start, typed=True)
 
     cache_key = _cache_key(spec, inputs, params) if spec.cache else None
     if cache_key is not None:
-        _set(proto.properties, "cache_key", cache_key)
+        _set(proto.properties, "cache_key", cache_key, typed=True)
         hit = _cache_hit(store, spec, type_id, cache_key)
         if hit is not None:
             return _record_cached(store, spec, proto, inputs, outputs, contexts, hit, active, start)
@@ -737,7 +737,7 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
         shape, produced = _outputs(result)
         outputs.add(produced)
         _finish(call, pb.Execution.COMPLETE, start)
-        _set(proto.properties, "returns", shape)
+        _set(proto.properties, "returns", shape, typed=True)
         cache_contexts = []
         if cache_key is not None and shape != "other":
             cache_type = store._register_type("context", pb.ContextType(name=CACHE_CONTEXT_TYPE))
@@ -763,15 +763,15 @@ def _finish(call: _Call, state: int, start: float) -> None:
     proto = call.proto
     end = time.time()
     proto.last_known_state = state
-    _set(proto.properties, "end_time", end)
-    _set(proto.properties, "duration", end - start)
+    _set(proto.properties, "end_time", end, typed=True)
+    _set(proto.properties, "duration", end - start, typed=True)
     with call.lock:
         for key, value in call.params.items():
             _set(proto.custom_properties, key, value)
         if call.metrics:
-            _set(proto.properties, "metrics", call.metrics)
+            _set(proto.properties, "metrics", call.metrics, typed=True)
         if call.series:
-            _set(proto.properties, "metric_series", call.series)
+            _set(proto.properties, "metric_series", call.series, typed=True)
 
 
 def _short_traceback(exc: BaseException) -> str:
@@ -787,8 +787,8 @@ def _record_failure(call: _Call, exc: BaseException, start: float) -> None:
     _finish(call, pb.Execution.CANCELED if canceled else pb.Execution.FAILED, start)
     name = type(exc).__qualname__
     message = str(exc)
-    _set(call.proto.properties, "error", f"{name}: {message}" if message else name)
-    _set(call.proto.properties, "traceback", _short_traceback(exc))
+    _set(call.proto.properties, "error", f"{name}: {message}" if message else name, typed=True)
+    _set(call.proto.properties, "traceback", _short_traceback(exc), typed=True)
     try:
         _put_execution(call.store, call.spec, call.proto, [], [])
     except Exception as write_error:
@@ -819,10 +819,10 @@ def _record_cached(
     ]
     proto.last_known_state = pb.Execution.CACHED
     end = time.time()
-    _set(proto.properties, "end_time", end)
-    _set(proto.properties, "duration", end - start)
-    _set(proto.properties, "returns", shape)
-    _set(proto.properties, "cached_from", int(cached.id))
+    _set(proto.properties, "end_time", end, typed=True)
+    _set(proto.properties, "duration", end - start, typed=True)
+    _set(proto.properties, "returns", shape, typed=True)
+    _set(proto.properties, "cached_from", int(cached.id), typed=True)
     for key in ("metrics", "metric_series"):
         if key in cached.properties:
             proto.properties[key].CopyFrom(cached.properties[key])
@@ -1027,9 +1027,9 @@ class ActiveRun:
             for key, points in series.items():
                 self._series.setdefault(key, []).extend([list(p) for p in points])
             if self._metrics:
-                _set(self.context.properties, "metrics", self._metrics)
+                _set(self.context.properties, "metrics", self._metrics, typed=True)
             if self._series:
-                _set(self.context.properties, "metric_series", self._series)
+                _set(self.context.properties, "metric_series", self._series, typed=True)
             self._flush()
 
     def _flush(self) -> None:
@@ -1056,13 +1056,13 @@ class ActiveRun:
         experiment = self._get_or_create(exp_type, EXPERIMENT_TYPE, self.experiment)
         ctx = pb.Context(type_id=run_type)
         start = time.time()
-        _set(ctx.properties, "recorded_by", _recorded_by())
-        _set(ctx.properties, "run_name", self.run_name)
-        _set(ctx.properties, "experiment", self.experiment)
-        _set(ctx.properties, "start_time", start)
-        _set(ctx.properties, "status", "RUNNING")
+        _set(ctx.properties, "recorded_by", _recorded_by(), typed=True)
+        _set(ctx.properties, "run_name", self.run_name, typed=True)
+        _set(ctx.properties, "experiment", self.experiment, typed=True)
+        _set(ctx.properties, "start_time", start, typed=True)
+        _set(ctx.properties, "status", "RUNNING", typed=True)
         if config_ids:
-            _set(ctx.properties, "config", config_ids)
+            _set(ctx.properties, "config", config_ids, typed=True)
         for key, value in self._params.items():
             _set(ctx.custom_properties, key, value)
         self.context = self._create_run(ctx)
@@ -1095,8 +1095,8 @@ class ActiveRun:
         else:
             status = "CANCELED"
         with self._lock:
-            _set(self.context.properties, "status", status)
-            _set(self.context.properties, "end_time", time.time())
+            _set(self.context.properties, "status", status, typed=True)
+            _set(self.context.properties, "end_time", time.time(), typed=True)
             try:
                 self._flush()
             except LineageError as err:
@@ -1111,7 +1111,7 @@ class ActiveRun:
             if found is not None and found.id:
                 return typing.cast(pb.Context, found)
             ctx = pb.Context(type_id=type_id, name=name)
-            _set(ctx.properties, "recorded_by", _recorded_by())
+            _set(ctx.properties, "recorded_by", _recorded_by(), typed=True)
             try:
                 [ctx.id] = self.store._call("put_contexts", [ctx])
                 return ctx
