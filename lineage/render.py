@@ -184,7 +184,8 @@ def _esc(text: str) -> str:
 
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
-        return format(value, ".6g")
+        text = repr(value)
+        return text if len(text) <= 10 else format(value, ".6g")
     if isinstance(value, (dict, list, tuple)):
         try:
             return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -385,7 +385,7 @@ def _h(value: Any) -> str:
 
 def _plain(value: Any) -> str:
     if isinstance(value, float):
-        return format(value, ".10g")
+        return repr(value)
     if isinstance(value, (dict, list, tuple)):
         try:
             return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
@@ -419,7 +419,7 @@ def _kv_html(values: Mapping[str, Any], *, mono: bool = False) -> str:
 
 def _artifact_table(rows: Sequence[_Row], table_id: str) -> str:
     if not rows:
-        return '<p class="note">None.</p>'
+        return f'<p class="note" id="{table_id}">None.</p>'
     head = ("<tr><th>name</th><th>version</th><th>type</th><th>uri</th><th>fingerprint</th>"
             "<th>verified now</th></tr>")
     body = "".join(
@@ -442,7 +442,7 @@ def _packages_html(packages: Mapping[str, str]) -> str:
 
 def _steps_table(steps: Sequence[_Step], table_id: str) -> str:
     if not steps:
-        return '<p class="note">None.</p>'
+        return f'<p class="note" id="{table_id}">None.</p>'
     head = ("<tr><th>#</th><th>step</th><th>state</th><th>started / duration</th>"
             "<th>params</th><th>code</th><th>environment</th><th>inputs \u2192 outputs</th></tr>")
     rows = []
