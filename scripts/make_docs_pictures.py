@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
             "diff": store.diff("iris-clf@1", "iris-clf@2"),
         }
         for name, obj in pictures.items():
-            for suffix in ("svg", "png", "dot"):
+            for suffix in ("svg", "png"):
                 lineage.render(obj, out / f"{name}.{suffix}")
         for suffix in ("svg", "png"):
             lineage.render(legend_graph(), out / f"legend.{suffix}", legend=True)
