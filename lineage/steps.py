@@ -474,12 +474,18 @@ def _set(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
 
 class _Pending:
     """Artifacts to write with an execution: stored protos for recorded ones, new protos
-    (re-prepared after a lost race) for the others."""
+    (re-prepared after a lost race) for the others.
+
+    MLMD allows one event per (artifact, execution, event type), so an artifact given
+    twice (``f(a, [a])``) gets one event, at its first path; the later objects are
+    aliases, filled in like the first.
+    """
 
     def __init__(self, store: Store, event_type: int) -> None:
         self.store = store
         self.event_type = event_type
         self.items: list[tuple[list[str | int], Artifact, pb.Artifact]] = []
+        self.aliases: list[tuple[Artifact, int]] = []
 
     def add(self, entries: Sequence[tuple[list[str | int], Artifact]]) -> None:
         if not entries:
@@ -489,16 +495,16 @@ class _Pending:
             {p.id: p for p in self.store._batched("get_artifacts_by_id", sorted(stored_ids))}
             if stored_ids else {}
         )
-        new_keys: set[str] = set()
+        seen: dict[object, int] = {}
         for path, artifact in entries:
             proto = stored.get(artifact.id) if artifact.id is not None else None
             if proto is None:
                 proto = self.store._prepare(artifact)
-                if not proto.id:
-                    if proto.external_id in new_keys:  # the same new content twice in one call
-                        self.store.put(artifact)
-                        proto = self.store._call("get_artifacts_by_id", [artifact.id])[0]
-                    new_keys.add(proto.external_id)
+            key: object = proto.id or proto.external_id or id(artifact)
+            if key in seen:
+                self.aliases.append((artifact, seen[key]))
+                continue
+            seen[key] = len(self.items)
             self.items.append((path, artifact, proto))
 
     def reprepare(self) -> None:
@@ -516,6 +522,8 @@ class _Pending:
             if not proto.id:
                 proto.id = artifact_id
             self.store._fill(artifact, proto)
+        for artifact, index in self.aliases:
+            self.store._fill(artifact, self.items[index][2])
 
 
 def _put_execution(
@@ -736,6 +744,8 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     try:
         shape, produced = _outputs(result)
         outputs.add(produced)
+        if outputs.aliases and shape != "artifact":
+            shape = "other"  # an artifact returned twice: one event, not rebuildable
         _finish(call, pb.Execution.COMPLETE, start)
         _set(proto.properties, "returns", shape, typed=True)
         cache_contexts = []

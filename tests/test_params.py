@@ -89,7 +89,7 @@ def test_pydantic_model_is_flattened(store: lineage.Store) -> None:
 
     class Hyper(pydantic.BaseModel):  # type: ignore[misc, name-defined]
         lr: float = 0.1
-        layers: list[int] = [8, 8]
+        layers: list[int] = pydantic.Field(default_factory=lambda: [8, 8])
 
     assert _record(store, hp=Hyper(lr=0.3)) == {"hp.lr": 0.3, "hp.layers": [8, 8]}
 
