@@ -195,7 +195,8 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
     """A step in query results: the API shape plus runs, code, environment, timing."""
     out = ex.to_dict()
     props = ex.properties
-    run_ctx = [r for r in runs if r.type_name not in ("Experiment", "execution_cache")]
+    run_ctx = [r for r in runs if _is_run_context(r.type_name)] or [
+        r for r in runs if r.type_name not in ("Experiment", "execution_cache")]
     out.update(
         base_type=ex.base_type,
         error=ex.error,
@@ -214,6 +215,11 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
 def _json_dict(value: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = _jsonable(value)
     return out
+
+
+def _is_run_context(type_name: str) -> bool:
+    """Our ``Run``, TFX's ``pipeline_run``, Kubeflow's ``system.PipelineRun``."""
+    return type_name == "Run" or type_name.lower().replace("_", "").endswith("run")
 
 
 def _jsonable(value: Any) -> Any:
@@ -355,7 +361,7 @@ class Impact:
     executions: list[Execution]
     """Every downstream execution, in topological order."""
     by_type: dict[str, list[Artifact | Execution]]
-    """Type name → the downstream artifacts and executions of that type."""
+    """Artifact type name, or step name for executions → the downstream records."""
     graph: nx.MultiDiGraph
     """The subgraph: source, downstream artifacts and executions, and their events."""
     runs: dict[int, list[Run]] = attrs.field(factory=dict)
@@ -403,8 +409,8 @@ def impact(store: Store, ref: Ref) -> Impact:
     ordered = _topological(execs)
     by_type: dict[str, list[Artifact | Execution]] = {}
     items: list[Artifact | Execution] = [*downstream, *ordered]
-    for x in items:
-        by_type.setdefault(x.type_name, []).append(x)
+    for x in items:  # executions by step name: "Trainer", not TFX's class path
+        by_type.setdefault(x.name if isinstance(x, Execution) else x.type_name, []).append(x)
     return Impact(
         source=source,
         artifacts=downstream,
@@ -422,14 +428,36 @@ def _artifact_key(a: Artifact) -> tuple[str, str]:
     return (a.type_name, a.name or a.uri or f"#{a.id}")
 
 
-def _step_labels(steps: Sequence[Execution]) -> dict[str, Execution]:
-    """``"train"``, or ``"prep#2"`` for the second call of a step, in topological order."""
-    seen: dict[str, int] = {}
-    out: dict[str, Execution] = {}
-    for s in steps:
-        seen[s.name] = seen.get(s.name, 0) + 1
-        out[s.name if seen[s.name] == 1 else f"{s.name}#{seen[s.name]}"] = s
-    return out
+def _pair_steps(
+    sa: Sequence[Execution], sb: Sequence[Execution]
+) -> tuple[list[tuple[str, Execution, Execution]], list[tuple[str, Execution]],
+           list[tuple[str, Execution]]]:
+    """Match the steps of two lineages: executions in both are left out; the others are
+    paired by step name in topological order. Labels are the step name, ``"prep#2"`` for
+    the second pair of the same step."""
+    shared = {e.id for e in sa} & {e.id for e in sb}
+    rest_b: dict[str, list[Execution]] = {}
+    for e in sb:
+        if e.id not in shared:
+            rest_b.setdefault(e.name, []).append(e)
+    count: dict[str, int] = {}
+
+    def label(name: str) -> str:
+        count[name] = count.get(name, 0) + 1
+        return name if count[name] == 1 else f"{name}#{count[name]}"
+
+    pairs: list[tuple[str, Execution, Execution]] = []
+    only_a: list[tuple[str, Execution]] = []
+    for e in sa:
+        if e.id in shared:
+            continue
+        if rest_b.get(e.name):
+            pairs.append((label(e.name), e, rest_b[e.name].pop(0)))
+        else:
+            only_a.append((label(e.name), e))
+    only_b = [(label(e.name), e) for e in sb if e.id not in shared
+              and any(e is x for x in rest_b.get(e.name, []))]
+    return pairs, only_a, only_b
 
 
 def _changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -546,15 +574,13 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
             "type": key[0], "name": key[1], "status": status,
             "a": [_artifact_dict(x) for x in sa], "b": [_artifact_dict(x) for x in sb],
         })
-    la, lb = _step_labels(pa.steps), _step_labels(pb_.steps)
+    pairs, only_a, only_b = _pair_steps(pa.steps, pb_.steps)
     params: dict[str, dict[str, tuple[Any, Any]]] = {}
     code: dict[str, dict[str, tuple[Any, Any]]] = {}
     env: dict[str, dict[str, tuple[Any, Any]]] = {}
-    changed_steps: set[str] = set()
-    for label in [x for x in la if x in lb]:
-        ea, eb = la[label], lb[label]
-        if ea.id == eb.id:
-            continue
+    step_diff: dict[int, str] = {}
+    for label, ea, eb in pairs:
+        changed = False
         for table, got in (
             (params, _changes(ea.params, eb.params)),
             (code, _changes({k: ea.properties.get(k) for k in _CODE_KEYS},
@@ -563,44 +589,50 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         ):
             if got:
                 table[label] = got
-                changed_steps.add(label)
-    only_a = [x for x in la if x not in lb]
-    only_b = [x for x in lb if x not in la]
-    graph = _diff_graph(pa, pb_, da, db, la, lb, changed_steps)
+                changed = True
+        step_diff[ea.id] = step_diff[eb.id] = "changed" if changed else "same"
+    step_diff.update({e.id: "only_a" for _, e in only_a})
+    step_diff.update({e.id: "only_b" for _, e in only_b})
+    graph = _diff_graph(pa, pb_, step_diff, [(ea.id, eb.id) for _, ea, eb in pairs])
     return LineageDiff(
         a=pa, b=pb_, datasets=datasets, params=params, code=code, environment=env,
-        only_in_a=only_a, only_in_b=only_b, graph=graph,
+        only_in_a=[lbl for lbl, _ in only_a], only_in_b=[lbl for lbl, _ in only_b],
+        graph=graph,
     )
 
 
 def _diff_graph(
-    pa: Provenance, pb_: Provenance,
-    da: dict[tuple[str, str], list[Artifact]], db: dict[tuple[str, str], list[Artifact]],
-    la: dict[str, Execution], lb: dict[str, Execution], changed_steps: set[str],
+    pa: Provenance, pb_: Provenance, step_diff: dict[int, str], pairs: Sequence[tuple[int, int]]
 ) -> nx.MultiDiGraph:
     g: nx.MultiDiGraph = nx.compose(pa.graph, pb_.graph)
     in_a, in_b = set(pa.graph), set(pb_.graph)
     keys_a = {_artifact_key(a) for a in [pa.target, *pa.artifacts]}
     keys_b = {_artifact_key(a) for a in [pb_.target, *pb_.artifacts]}
-    step_label = {execution_node(e.id): lbl for lbl, e in la.items()}
-    step_label.update({execution_node(e.id): lbl for lbl, e in lb.items()})
     arts = {artifact_node(a.id): a for a in [pa.target, *pa.artifacts, pb_.target, *pb_.artifacts]
             if a.id is not None}
+    # Counterparts: the two targets, and what paired steps read or wrote on the same path.
+    counterpart = {artifact_node(pa.target.id or 0), artifact_node(pb_.target.id or 0)}
+    for ida, idb in pairs:
+        node_a, node_b = execution_node(ida), execution_node(idb)
+        for edges in ("out_edges", "in_edges"):
+            side_a = {k: (u if v == node_a else v)
+                      for u, v, k in getattr(pa.graph, edges)(node_a, keys=True)}
+            side_b = {k: (u if v == node_b else v)
+                      for u, v, k in getattr(pb_.graph, edges)(node_b, keys=True)}
+            for key in side_a.keys() & side_b.keys():
+                if side_a[key] != side_b[key]:
+                    counterpart.update((side_a[key], side_b[key]))
     for node, data in g.nodes(data=True):
         if node in in_a and node in in_b:
-            label = step_label.get(node)
-            data["diff"] = "changed" if label in changed_steps else "same"
+            data["diff"] = "same"
             continue
         side = "only_a" if node in in_a else "only_b"
-        other_keys, other_labels = (keys_b, lb) if side == "only_a" else (keys_a, la)
-        if data.get("kind") == "artifact" and node in arts:
-            data["diff"] = "changed" if _artifact_key(arts[node]) in other_keys else side
-        elif data.get("kind") == "execution":
-            label = step_label.get(node)
-            if label in other_labels:
-                data["diff"] = "changed" if label in changed_steps else "same"
-            else:
-                data["diff"] = side
+        if data.get("kind") == "execution":
+            data["diff"] = step_diff.get(data["id"], side)
+        elif node in arts:
+            other = keys_b if side == "only_a" else keys_a
+            matched = node in counterpart or _artifact_key(arts[node]) in other
+            data["diff"] = "changed" if matched else side
         else:
             data["diff"] = side
     return g
