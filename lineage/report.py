@@ -45,6 +45,8 @@ _PLACEHOLDER = "sha256:" + "-" * 64
 _DIGEST_MARK = re.compile(r'lineage-audit-digest(?:" content="|: )(sha256:[0-9a-f]{64})')
 _NOT_COMPLETE = ("FAILED", "CACHED", "CANCELED", "RUNNING", "NEW", "UNKNOWN")
 _MAX_ALONG_THE_WAY = 200
+#: Verification results that mean the content is not what was recorded.
+_BAD = ("changed", "missing", "unreadable")
 
 
 # --- what goes into a report ------------------------------------------------------------
@@ -366,7 +368,7 @@ code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; f
 .s-ok, .s-complete { background: #dcfce7; color: #166534; }
 .s-changed, .s-failed { background: #fee2e2; color: #991b1b; }
 .s-missing, .s-unreadable, .s-running, .s-canceled { background: #fef3c7; color: #92400e; }
-.s-cached, .s-none { background: #e5e7eb; color: #374151; }
+.s-cached, .s-none, .s-skipped, .s-notverified, .s-new, .s-unknown { background: #e5e7eb; color: #374151; }
 figure { margin: 0; overflow-x: auto; border: 1px solid #e5e7eb; padding: .5rem; }
 figure svg { max-width: 100%; height: auto; }
 ul.kv { list-style: none; margin: 0; padding: 0; }
@@ -469,16 +471,20 @@ def _steps_table(steps: Sequence[_Step], table_id: str) -> str:
 
 def _verdict(report: _Report) -> str:
     rows = [report.target, *report.datasets, *report.others]
-    bad = [r for r in rows if r.status not in (None, "ok")]
-    checked = [r for r in rows if r.status is not None]
+    bad = [r for r in rows if r.status in _BAD]
+    checked = [r for r in rows if r.status in _BAD or r.status == "ok"]
     failed = [s for s in report.steps if s.state == "FAILED"]
     parts = []
     if bad:
-        parts.append(f"{len(bad)} of {len(rows)} artifacts do not match what was recorded")
+        parts.append(f"{len(bad)} of {len(checked)} re-verified artifacts do not match what "
+                     "was recorded")
     elif checked:
-        parts.append(f"all {len(checked)} checked artifacts match what was recorded")
+        parts.append(f"all {len(checked)} re-verified artifacts match what was recorded")
     else:
         parts.append("no artifact could be re-verified")
+    if len(checked) < len(rows):
+        parts.append(f"{len(rows) - len(checked)} not re-verifiable (in-memory or remote "
+                     "content, or no fingerprint)")
     if failed:
         parts.append(f"{len(failed)} step(s) of the lineage failed")
     if report.along:
