@@ -364,6 +364,22 @@ def _digest(value: Any) -> str:
     return hashlib.sha1(repr(value).encode("utf-8", "backslashreplace")).hexdigest()[:16]
 
 
+def _merge(nodes: Sequence[Any], color: Mapping[Any, str], max_nodes: int) -> tuple[set[str], int]:
+    """The colours to merge, largest classes first, and the node count that leaves."""
+    by_color: dict[str, list[Any]] = defaultdict(list)
+    for node in nodes:
+        by_color[color[node]].append(node)
+    classes = sorted(by_color.values(), key=lambda m: (-len(m), _node_sort_key(m[0])))
+    count = len(nodes)
+    merged: set[str] = set()
+    for members in classes:
+        if count <= max_nodes or len(members) < 2:
+            break
+        merged.add(color[members[0]])
+        count -= len(members) - 1
+    return merged, count
+
+
 def _groups(graph: nx.MultiDiGraph, max_nodes: int | None, keep: Iterable[Any]) -> list[list[Any]]:
     """Partition the nodes into groups to draw as one node each (sorted, deterministic)."""
     nodes = sorted(graph.nodes, key=_node_sort_key)
@@ -383,6 +399,7 @@ def _groups(graph: nx.MultiDiGraph, max_nodes: int | None, keep: Iterable[Any]) 
                                    data.get("diff")))
     # A few rounds of colour refinement (Weisfeiler-Lehman with neighbour *sets*): nodes
     # that end with the same colour have the same local structure.
+    rounds = [color]
     for _ in range(3):
         refined = {
             node: color[node] if node in kept else _digest((
@@ -395,17 +412,16 @@ def _groups(graph: nx.MultiDiGraph, max_nodes: int | None, keep: Iterable[Any]) 
         if len(set(refined.values())) == len(set(color.values())):
             break
         color = refined
+        rounds.append(color)
+    # The finest partition that gets under max_nodes; when even the coarsest (kind, type
+    # and state only) does not, the coarsest.
+    for color in reversed(rounds):
+        merged, count = _merge(nodes, color, max_nodes)
+        if count <= max_nodes:
+            break
     by_color: dict[str, list[Any]] = defaultdict(list)
     for node in nodes:
         by_color[color[node]].append(node)
-    classes = sorted(by_color.values(), key=lambda m: (-len(m), _node_sort_key(m[0])))
-    count = len(nodes)
-    merged: set[str] = set()
-    for members in classes:
-        if count <= max_nodes or len(members) < 2:
-            break
-        merged.add(color[members[0]])
-        count -= len(members) - 1
     groups = []
     for members in by_color.values():
         if color[members[0]] in merged:

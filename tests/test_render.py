@@ -8,6 +8,7 @@ checked by Graphviz itself (``dot -Tjson`` for attributes, ``-Tsvg`` for the tex
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -399,6 +400,20 @@ def test_max_nodes_collapses_repeated_structure_into_counted_nodes() -> None:
     assert "preprocess" in _svg_node_texts(svg, pre)
     assert "norm = z" in _svg_node_texts(svg, pre)  # the params all copies share
     assert "shard: 500 values" in _svg_node_texts(svg, pre)
+
+
+def test_graphs_without_repeated_structure_still_end_under_max_nodes() -> None:
+    rng = random.Random(5)
+    g = nx.MultiDiGraph()
+    for i in range(400):
+        _art(g, i, rng.choice(["Dataset", "Model", "Blob"]), None, f"n{i}")
+    for j in range(1000, 1200):
+        e = _exe(g, j, rng.choice(["a", "b"]), rng.choice(["COMPLETE", "FAILED"]))
+        _edge(g, f"artifact:{rng.randrange(400)}", e, "INPUT", "in")
+        _edge(g, e, f"artifact:{rng.randrange(400)}", "OUTPUT", "out")
+    nodes = _nodes(_layout(to_dot(g, max_nodes=50)))
+    assert 1 < len(nodes) <= 50
+    assert sum(n.startswith("g_") for n in nodes) >= 2
 
 
 def test_max_nodes_none_draws_every_node() -> None:
