@@ -507,7 +507,7 @@ def _execution_rows(data: Mapping[str, Any], params: int) -> list[str]:
     rows.extend(_kv_rows(data.get("params") or {}, params))
     error = data.get("error")
     if error:
-        rows.append(_font(_esc(_text(error, 36)), size=8, color="#991b1b"))
+        rows.append(_font(_esc(_text(error, 48)), size=8, color="#991b1b"))
     return rows
 
 
