@@ -11,6 +11,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -509,3 +510,25 @@ def test_module_functions_are_reachable_from_the_exported_function() -> None:
     to_svg_fn: Callable[..., str] = lineage.render.to_svg  # type: ignore[attr-defined]
     assert to_svg_fn is to_svg
     assert lineage.render.render is lineage.render  # type: ignore[attr-defined]
+
+
+def test_legend_shows_every_shape_and_state() -> None:
+    nodes = _nodes(_layout(to_dot(nx.MultiDiGraph(), legend=True)))
+    assert {n["shape"] for k, n in nodes.items() if k.startswith("legend_a_")} == {
+        "cylinder", "box3d", "note", "folder", "tab", "ellipse"}
+    fills = {k: n["fillcolor"] for k, n in nodes.items() if k.startswith("legend_e_")}
+    assert fills["legend_e_failed"] == "#fecaca" and fills["legend_e_cached"] == "#e5e7eb"
+
+
+def test_docs_pictures_script_draws_the_three_pictures(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_docs_pictures.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    for name, title in (("provenance", "Provenance of iris-clf v2"),
+                        ("impact", "Impact of iris v1"), ("diff", "Diff: A = iris-clf v1")):
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert title in _all_text(svg)
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    assert "changed (A)" in _all_text((tmp_path / "diff.svg").read_text())
+    assert "CACHED" in _all_text((tmp_path / "provenance.svg").read_text())
