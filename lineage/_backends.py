@@ -189,10 +189,12 @@ def open_mlmd(backend: Backend, *, read_only: bool, retries: int = 30) -> metada
     if backend.kind == "sqlite" and not read_only:
         assert backend.path is not None
         try:
-            _prepare_sqlite(backend)
-        except (OSError, sqlite3.Error) as exc:
+            backend.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
             raise ConnectionFailed(
-                f"cannot create the SQLite store {backend.display}: {exc}", uri=backend.display
+                f"cannot create the folder of the SQLite store {backend.display}: "
+                f"{exc.strerror or exc}; check the path and its permissions",
+                uri=backend.display,
             ) from exc
         lock_path = backend.path.with_name(backend.path.name + ".lock")
     secrets = [backend.password] if backend.password else []
@@ -200,6 +202,10 @@ def open_mlmd(backend: Backend, *, read_only: bool, retries: int = 30) -> metada
     for attempt in range(retries):
         try:
             with _file_lock(lock_path) if lock_path else contextlib.nullcontext():
+                if lock_path is not None:
+                    # Under the lock too: switching a new file to WAL while another
+                    # process creates the schema fails with "database is locked".
+                    _prepare_sqlite(backend)
                 store = metadata_store.MetadataStore(config)
             if backend.kind == "grpc":
                 # The gRPC client connects lazily; probe so a dead server fails here.

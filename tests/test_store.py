@@ -283,7 +283,15 @@ def test_read_only_refuses_run_and_step_writes(tmp_path: Path) -> None:
 
     with pytest.raises(lineage.ReadOnlyStore), steps.run("r", store=store):
         pass
+
+    @steps.step(store=store)
+    def produce(x: int = 1) -> lineage.Metrics:
+        return lineage.Metrics({"x": x}, name="out")
+
+    with pytest.raises(lineage.ReadOnlyStore):
+        produce()
     assert store.runs() == [] and store.executions() == []
+    assert [a.name for a in store.artifacts()] == ["m"]
 
 
 @pytest.mark.postgres
@@ -457,3 +465,10 @@ def test_store_is_a_context_manager(tmp_path: Path) -> None:
     with lineage.connect(tmp_path / "m.sqlite") as store:
         store.put(lineage.Dataset(content=b"x", name="x"))
     assert os.path.exists(tmp_path / "m.sqlite")
+
+
+def test_uncreatable_sqlite_folder_is_a_connection_failure(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(lineage.ConnectionFailed, match="cannot create the folder"):
+        lineage.connect(blocker / "meta.sqlite")
