@@ -475,7 +475,10 @@ def _display_name(node: Any, data: Mapping[str, Any]) -> str:
         return str(name)
     uri = data.get("uri")
     if uri:
-        return str(uri).rstrip("/").rsplit("/", 1)[-1] or str(uri)
+        parts = [p for p in str(uri).rstrip("/").split("/") if p]
+        if len(parts) >= 2 and parts[-1].isdigit():  # TFX: …/Trainer/model/7
+            return "/".join(parts[-2:])
+        return parts[-1] if parts else str(uri)
     return f"{data.get('type_name') or _kind(node, data)} {data.get('id', '')}".strip()
 
 

@@ -532,3 +532,16 @@ def test_docs_pictures_script_draws_the_three_pictures(tmp_path: Path) -> None:
         assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     assert "changed (A)" in _all_text((tmp_path / "diff.svg").read_text())
     assert "CACHED" in _all_text((tmp_path / "provenance.svg").read_text())
+
+
+def test_unnamed_foreign_artifacts_are_labelled_by_their_uri() -> None:
+    g = nx.MultiDiGraph()
+    g.add_node("artifact:1", kind="artifact", id=1, type_name="Examples", base_type="DATASET",
+               name=None, uri="gs://bucket/CsvExampleGen/examples/7", version=None)
+    g.add_node("artifact:2", kind="artifact", id=2, type_name="Schema", name=None,
+               uri="/pipelines/SchemaGen/schema.pbtxt")
+    g.add_node("artifact:3", kind="artifact", id=3, type_name="Thing")
+    svg = to_svg(g)
+    assert _svg_node_texts(svg, "a1").startswith("examples/7 Examples")
+    assert _svg_node_texts(svg, "a2").startswith("schema.pbtxt Schema")
+    assert _svg_node_texts(svg, "a3").startswith("Thing 3")
