@@ -426,7 +426,7 @@ def _artifact_table(rows: Sequence[_Row], table_id: str) -> str:
             "<th>verified now</th></tr>")
     body = "".join(
         f'<tr><td class="name">{_h(r.name)}</td><td class="num">{_h(r.version)}</td>'
-        f"<td>{_h(r.type_name)}</td>"
+        f'<td class="num">{_h(r.type_name)}</td>'
         f'<td class="mono">{_h(r.uri)}</td><td class="mono">{_h(r.fingerprint)}</td>'
         f"<td>{_status_html(r.status, r.detail)}</td></tr>"
         for r in rows
