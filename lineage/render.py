@@ -703,7 +703,7 @@ def _legend_lines() -> list[str]:
 
 
 _OPTIONS = ("max_nodes", "rankdir", "title", "params", "clusters", "edge_labels", "legend",
-            "highlight")
+            "highlight", "dpi")
 
 
 def to_dot(
@@ -717,6 +717,7 @@ def to_dot(
     edge_labels: bool = True,
     legend: bool = False,
     highlight: Iterable[str] = (),
+    dpi: int | None = None,
 ) -> str:
     """The Graphviz DOT source of a lineage graph or query result (deterministic, ASCII).
 
@@ -732,6 +733,7 @@ def to_dot(
         edge_labels: label edges with their event path (``"data"``, ``"examples[0]"``).
         legend: add a legend of shapes and colours.
         highlight: graph keys (``"artifact:3"``) to emphasise.
+        dpi: resolution of PNG output (Graphviz's default is 96).
 
     Raises:
         RenderError: ``obj`` is not something that can be drawn, or an option is wrong.
@@ -752,6 +754,8 @@ def to_dot(
         raise RenderError(f"rankdir={rankdir!r}: use 'LR' (left to right) or 'TB' (top to bottom)")
     if max_nodes is not None and (not isinstance(max_nodes, int) or max_nodes < 0):
         raise RenderError(f"max_nodes={max_nodes!r}: give a positive number, or None for all")
+    if dpi is not None and (not isinstance(dpi, int) or not 24 <= dpi <= 1200):
+        raise RenderError(f"dpi={dpi!r}: give a whole number between 24 and 1200")
     view = _view_of(obj)
     if title is not None:
         view.title = title
@@ -772,7 +776,7 @@ def to_dot(
         "// lineage diagram, drawn by lineage.render (deterministic: same store, same DOT)",
         "digraph lineage {",
         f'  graph [rankdir={rankdir}, fontname="{_FONT}", fontsize=12, nodesep=0.25, '
-        'ranksep=0.4, bgcolor="white", pad=0.2, newrank=true];',
+        f'ranksep=0.4, bgcolor="white", pad=0.2, newrank=true{f", dpi={dpi}" if dpi else ""}];',
         f'  node [fontname="{_FONT}", fontsize=10, margin="0.1,0.05"];',
         f'  edge [fontname="{_FONT}", fontsize=8, color="#4b5563", arrowsize=0.7];',
     ]
@@ -860,7 +864,7 @@ def render(
         format: ``svg``, ``png``, ``pdf`` or ``dot``; by default taken from the suffix of
             ``path``.
         **options: ``max_nodes``, ``rankdir``, ``title``, ``params``, ``clusters``,
-            ``edge_labels``, ``legend``, ``highlight`` (see :func:`to_dot`).
+            ``edge_labels``, ``legend``, ``highlight``, ``dpi`` (see :func:`to_dot`).
 
     Returns:
         The path written, or the ``graphviz.Source`` when ``path`` is ``None``.

@@ -102,10 +102,10 @@ def main(argv: list[str]) -> int:
             "diff": store.diff("iris-clf@1", "iris-clf@2"),
         }
         for name, obj in pictures.items():
-            for suffix in ("svg", "png"):
-                lineage.render(obj, out / f"{name}.{suffix}")
-        for suffix in ("svg", "png"):
-            lineage.render(legend_graph(), out / f"legend.{suffix}", legend=True)
+            lineage.render(obj, out / f"{name}.svg")
+            lineage.render(obj, out / f"{name}.png", dpi=144)
+        lineage.render(legend_graph(), out / "legend.svg", legend=True)
+        lineage.render(legend_graph(), out / "legend.png", legend=True, dpi=144)
         store.close()
     for path in sorted(out.iterdir()):
         print(path)

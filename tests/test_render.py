@@ -545,3 +545,16 @@ def test_unnamed_foreign_artifacts_are_labelled_by_their_uri() -> None:
     assert _svg_node_texts(svg, "a1").startswith("examples/7 Examples")
     assert _svg_node_texts(svg, "a2").startswith("schema.pbtxt Schema")
     assert _svg_node_texts(svg, "a3").startswith("Thing 3")
+
+
+def test_dpi_scales_png_output(tmp_path: Path) -> None:
+    import struct
+
+    def width(path: Path) -> int:
+        return int(struct.unpack(">I", path.read_bytes()[16:20])[0])
+
+    plain = lineage.render(_pipeline_graph(), tmp_path / "a.png")
+    sharp = lineage.render(_pipeline_graph(), tmp_path / "b.png", dpi=192)
+    assert 1.8 < width(sharp) / width(plain) < 2.2
+    with pytest.raises(lineage.RenderError, match="dpi"):
+        to_dot(_pipeline_graph(), dpi=0)
