@@ -171,7 +171,8 @@ def _hash_file(path: Path, algo: str, size: int, progress: bool | None) -> str:
 def _file_hex(path: Path, algo: str, cache: FingerprintCache | None, progress: bool | None) -> str:
     try:
         st = path.stat()
-        if cache is not None and (hit := cache.get(path, algo, st)) is not None:
+        racy = time.time_ns() - st.st_mtime_ns < _RACY_NS  # never cached: skip the lookup
+        if cache is not None and not racy and (hit := cache.get(path, algo, st)) is not None:
             return hit
         digest = _hash_file(path, algo, st.st_size, progress)
     except OSError as exc:

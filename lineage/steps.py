@@ -166,12 +166,38 @@ class StepSpec:
     code: dict[str, str]
     """``function``, ``source_hash`` and ``file``."""
 
+    _type: pb.ExecutionType | None = attrs.field(default=None, repr=False)
+    _base: tuple[dict[str, str], pb.Execution] | None = attrs.field(default=None, repr=False)
+
     def type_proto(self) -> pb.ExecutionType:
-        """The MLMD execution type of the step."""
-        t = pb.ExecutionType(name=self.name, base_type=STEP_KINDS[self.kind])
-        for key, ptype in STEP_PROPERTIES.items():
-            t.properties[key] = ptype
-        return t
+        """The MLMD execution type of the step (built once)."""
+        if self._type is None:
+            t = pb.ExecutionType(name=self.name, base_type=STEP_KINDS[self.kind])
+            for key, ptype in STEP_PROPERTIES.items():
+                t.properties[key] = ptype
+            self._type = t
+        return self._type
+
+    def base_properties(self) -> pb.Execution:
+        """An execution carrying the code and environment properties (cached; the package
+        versions are checked on every call, as a script may import more as it goes)."""
+        packages = _env.package_versions()
+        cached = self._base
+        if cached is not None and cached[0] == packages:
+            return cached[1]
+        proto = pb.Execution()
+        props = proto.properties
+        _set(props, "recorded_by", _recorded_by(), typed=True)
+        _set(props, "function", self.code["function"], typed=True)
+        _set(props, "source_hash", self.code["source_hash"], typed=True)
+        for key, value in _env.git_facts(self.code["file"]).items():
+            _set(props, key, value, typed=True)
+        for key, value in _env.host_facts().items():
+            if value:
+                _set(props, key, value, typed=True)
+        _set(props, "packages", packages, typed=True)
+        self._base = (packages, proto)
+        return proto
 
 
 def _artifact_annotation(annotation: Any) -> type[Artifact] | None:
@@ -472,6 +498,28 @@ def _set(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
         target[key].CopyFrom(_convert.to_value(repr(value)))
 
 
+def _optimistic(store: Store, artifact: Artifact) -> pb.Artifact | None:
+    """A new proto for the next version of a name this store object wrote or read before,
+    without asking the store: if the same content is already recorded (``external_id``) or
+    the version was taken meanwhile (``name``), MLMD's unique keys reject the write, which
+    is then redone with :meth:`Store._prepare`. Saves two reads per output."""
+    if not artifact.uri and not artifact.has_content and not artifact.fingerprint:
+        return None
+    hint = store._version_hints.get((artifact.type_name, artifact.name))
+    if hint is None:
+        return None
+    artifact.fingerprint = store.fingerprint_of(artifact)
+    cls = type(artifact)
+    return _convert.artifact_to_proto(
+        artifact,
+        type_id=store._artifact_type_id(cls),
+        version=hint[0] + 1,
+        previous=hint[1].id,
+        external_id=store._identity_key(artifact),
+        declared=cls.property_types,
+    )
+
+
 class _Pending:
     """Artifacts to write with an execution: stored protos for recorded ones, new protos
     (re-prepared after a lost race) for the others.
@@ -499,7 +547,7 @@ class _Pending:
         for path, artifact in entries:
             proto = stored.get(artifact.id) if artifact.id is not None else None
             if proto is None:
-                proto = self.store._prepare(artifact)
+                proto = _optimistic(self.store, artifact) or self.store._prepare(artifact)
             key: object = proto.id or proto.external_id or id(artifact)
             if key in seen:
                 self.aliases.append((artifact, seen[key]))
@@ -521,6 +569,8 @@ class _Pending:
         for (_path, artifact, proto), artifact_id in zip(self.items, ids, strict=True):
             if not proto.id:
                 proto.id = artifact_id
+            elif artifact.id == proto.id and artifact.version is not None:
+                continue  # a recorded artifact passed in: nothing new to copy into it
             self.store._fill(artifact, proto)
         for artifact, index in self.aliases:
             self.store._fill(artifact, self.items[index][2])
@@ -591,19 +641,6 @@ def _written(
         p.items = [(path, art, protos[i]) for (path, art, _old), i in zip(p.items, ids, strict=True)]
         p.fill(ids)
     return int(found.id)
-
-
-def _base_properties(call_store: Store, spec: StepSpec, proto: pb.Execution) -> None:
-    props = proto.properties
-    _set(props, "recorded_by", _recorded_by(), typed=True)
-    _set(props, "function", spec.code["function"], typed=True)
-    _set(props, "source_hash", spec.code["source_hash"], typed=True)
-    for key, value in _env.git_facts(spec.code["file"]).items():
-        _set(props, key, value, typed=True)
-    for key, value in _env.host_facts().items():
-        if value:
-            _set(props, key, value, typed=True)
-    _set(props, "packages", _env.package_versions(), typed=True)
 
 
 # --- caching -----------------------------------------------------------------------------
@@ -711,8 +748,10 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     outputs = _Pending(store, pb.Event.OUTPUT)
     inputs.add(inputs_list)
 
-    proto = pb.Execution(type_id=type_id, name=f"{spec.name}:{uuid.uuid4().hex}")
-    _base_properties(store, spec, proto)
+    proto = pb.Execution()
+    proto.CopyFrom(spec.base_properties())
+    proto.type_id = type_id
+    proto.name = f"{spec.name}:{uuid.uuid4().hex}"
     if parent is not None and parent.proto.id:
         _set(proto.properties, "parent_execution", int(parent.proto.id), typed=True)
     for key, value in params.items():

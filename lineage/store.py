@@ -111,6 +111,8 @@ class Store:
         self._registered: dict[tuple[str, str], int] = {}
         self._fingerprint_cache: FingerprintCache | None = None
         self._graph_cache: Any = None
+        # (type name, logical name) -> (newest version seen, its proto): one probe per put
+        self._version_hints: dict[tuple[str, str], tuple[int, pb.Artifact]] = {}
 
     # --- identity ----------------------------------------------------------------------
 
@@ -336,6 +338,9 @@ class Store:
             )
             return found if found is not None and found.id else None
 
+        hint = self._version_hints.get((type_name, name))
+        if hint is not None and get(hint[0] + 1) is None:
+            return hint[1]  # versions are never deleted: the newest we saw is still the newest
         if (hit := get(1)) is None:
             return None
         lo, lo_hit, hi = 1, hit, 2
@@ -347,6 +352,7 @@ class Store:
                 lo, lo_hit = mid, probe
             else:
                 hi = mid
+        self._version_hints[(type_name, name)] = (lo, lo_hit)
         return lo_hit
 
     def _prepare(self, artifact: Artifact) -> pb.Artifact:
@@ -385,6 +391,9 @@ class Store:
                      "external_id", "create_time", "uri"):
             setattr(artifact, attr, getattr(recorded, attr))
         artifact.properties = recorded.properties
+        key = (artifact.type_name, artifact.name)
+        if proto.id and artifact.version and artifact.version > self._version_hints.get(key, (0,))[0]:
+            self._version_hints[key] = (artifact.version, proto)
         return artifact
 
     def _write_with_retry(self, attempt: Callable[[], T], what: str) -> T:

@@ -623,3 +623,30 @@ def test_a_failed_run_is_never_a_cache_hit(sqlite_store: lineage.Store) -> None:
     flaky()
     assert len(attempts) == 2
     assert [e.state for e in sqlite_store.executions(step="flaky")] == ["FAILED", "COMPLETE", "CACHED"]
+
+
+def test_versions_stay_right_when_another_writer_records_the_same_name(
+    sqlite_uri: str, tmp_path: Path
+) -> None:
+    """Each store object guesses the next version of names it wrote; a guess that another
+    writer made stale (or content that is already recorded) is corrected, never duplicated."""
+    first, second = lineage.connect(sqlite_uri), lineage.connect(sqlite_uri)
+
+    def writer(store: lineage.Store) -> Any:
+        @lineage.step(name="emit", store=store)
+        def emit(text: str) -> lineage.Model:
+            path = tmp_path / f"{uuid.uuid4().hex}.bin"
+            path.write_text(text)
+            return lineage.Model(path, name="shared-name")
+
+        return emit
+
+    a, b = writer(first), writer(second)
+    assert a("one").version == 1
+    assert b("two").version == 2
+    assert a("three").version == 3  # a's guess (2) was taken by b
+    assert b("one").version == 1  # same content as version 1: the same record
+    assert a("four").version == 4
+    versions = sorted(m.version for m in first.artifacts(name="shared-name"))
+    assert versions == [1, 2, 3, 4]
+    assert [e.state for e in first.executions(step="emit")] == ["COMPLETE"] * 5

@@ -1,0 +1,346 @@
+"""Per-step cost of ``@lineage.step`` against raw ml_metadata code and MLflow, in one run.
+
+Three ways of recording the same training step (one input dataset, one output model file,
+three params, one metric), each on a fresh store file in the same temp folder:
+
+(a) ``lineage``: a ``@lineage.step(kind="train")`` function taking a recorded
+    ``Dataset`` and three params, logging one metric, returning a new ``Model`` file;
+(b) raw ml_metadata code writing the same records by hand: the execution put RUNNING
+    (with its params, code/env properties and the INPUT event) and then COMPLETE (with
+    the metric and a new output artifact carrying its version and SHA-256 fingerprint),
+    one ``put_execution`` each, on a SQLite file switched to WAL like ``lineage.connect``
+    does;
+(c) MLflow 3.17 (``start_run``, ``log_params`` (3), ``log_input`` (a dataset),
+    ``log_metric``, ``end_run``) on its default ``sqlite:///`` tracking store. MLflow pins
+    a protobuf that ml-metadata cannot live with, so it runs in its own virtualenv,
+    ``bench/.mlflow-venv``, created here when missing (``pip install mlflow==3.17.*``), as
+    a subprocess that prints its time per step.
+
+Every variant writes its output file inside the timed loop. (a) and (b) alternate over
+several rounds; the best round of each is reported (the machine is shared and noisy).
+
+Usage: ``python bench/run.py steps`` (or ``python bench/bench_steps.py [--quick]
+[--no-mlflow]``); writes the "Steps" section of ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+import lineage
+from lineage import _env
+from lineage._schema import STEP_PROPERTIES
+
+HERE = Path(__file__).resolve().parent
+MLFLOW_VENV = HERE / ".mlflow-venv"
+MLFLOW_SPEC = "mlflow==3.17.*"
+GOAL_RAW = 1.25
+GOAL_MLFLOW = 10.0
+
+
+# --- (a) lineage -----------------------------------------------------------------------
+
+
+def bench_lineage(folder: Path, steps: int, warmup: int = 5) -> float:
+    """Milliseconds per decorated step."""
+    store = lineage.connect(folder / "lineage.sqlite")
+    source = folder / "iris.csv"
+    data = store.put(lineage.Dataset(source, name="iris"))
+    out = folder / "lineage-out"
+    out.mkdir()
+    counter = [0]
+
+    @lineage.step(kind="train", store=store)
+    def train(data: lineage.Dataset, lr: float = 0.1, epochs: int = 10,
+              solver: str = "lbfgs") -> lineage.Model:
+        counter[0] += 1
+        path = out / f"model-{counter[0]}.bin"
+        path.write_bytes(b"weights %d" % counter[0])
+        lineage.log_metrics({"acc": 0.9})
+        return lineage.Model(path, name="clf")
+
+    for _ in range(warmup):
+        train(data, lr=0.05)
+    start = time.perf_counter()
+    for _ in range(steps):
+        train(data, lr=0.05)
+    elapsed = time.perf_counter() - start
+    assert len(store.executions(step="train")) == steps + warmup
+    return 1000 * elapsed / steps
+
+
+# --- (b) raw ml_metadata -----------------------------------------------------------------
+
+
+def _raw_store(path: Path) -> metadata_store.MetadataStore:
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    config = pb.ConnectionConfig(
+        sqlite=pb.SqliteMetadataSourceConfig(
+            filename_uri=str(path),
+            connection_mode=pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE,
+        )
+    )
+    return metadata_store.MetadataStore(config)
+
+
+def bench_raw(folder: Path, steps: int, warmup: int = 5) -> float:
+    """Milliseconds per step of hand-written ml_metadata code writing the same records."""
+    mlmd = _raw_store(folder / "raw.sqlite")
+    artifact_props = {"version": pb.INT, "fingerprint": pb.STRING, "previous_version": pb.INT}
+    dataset_type = mlmd.put_artifact_type(pb.ArtifactType(
+        name="Dataset", base_type=pb.ArtifactType.DATASET, properties=artifact_props))
+    model_type = mlmd.put_artifact_type(pb.ArtifactType(
+        name="Model", base_type=pb.ArtifactType.MODEL, properties=artifact_props))
+    train_type = mlmd.put_execution_type(pb.ExecutionType(
+        name="train", base_type=pb.ExecutionType.TRAIN, properties=STEP_PROPERTIES))
+    # the same code and environment facts lineage records, computed once like a script would
+    env: dict[str, Any] = {
+        "recorded_by": "raw", "function": "bench_steps.train", "source_hash": "sha256:" + "0" * 64,
+        **_env.git_facts(__file__), **_env.host_facts(),
+    }
+    source = folder / "iris.csv"
+    data = pb.Artifact(type_id=dataset_type, uri=str(source), name="iris@1", state=pb.Artifact.LIVE,
+                       external_id="iris:" + hashlib.sha256(source.read_bytes()).hexdigest())
+    data.properties["version"].int_value = 1
+    data.properties["fingerprint"].string_value = (
+        "sha256:" + hashlib.sha256(source.read_bytes()).hexdigest())
+    [data.id] = mlmd.put_artifacts([data])
+    data = mlmd.get_artifacts_by_id([data.id])[0]
+    out = folder / "raw-out"
+    out.mkdir()
+    previous = 0
+
+    def one(i: int) -> None:
+        nonlocal previous
+        path = out / f"model-{i}.bin"
+        path.write_bytes(b"weights %d" % i)
+        start = time.time()
+        execution = pb.Execution(type_id=train_type, name=f"train:{uuid.uuid4().hex}",
+                                 last_known_state=pb.Execution.RUNNING)
+        p = execution.properties
+        for key, value in env.items():
+            if isinstance(value, bool):
+                p[key].bool_value = value
+            else:
+                p[key].string_value = value
+        for name, version in _env.package_versions().items():
+            p["packages"].struct_value.fields[name].string_value = version
+        p["start_time"].double_value = start
+        c = execution.custom_properties
+        c["lr"].double_value = 0.05
+        c["epochs"].int_value = 10
+        c["solver"].string_value = "lbfgs"
+        event = pb.Event(type=pb.Event.INPUT)
+        event.path.steps.add().key = "data"
+        execution.id, _, _ = mlmd.put_execution(execution, [(data, event)], [])
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        model = pb.Artifact(type_id=model_type, uri=str(path), name=f"clf@{i}",
+                            external_id=f"clf:{digest}", state=pb.Artifact.LIVE)
+        model.properties["version"].int_value = i
+        model.properties["fingerprint"].string_value = f"sha256:{digest}"
+        if previous:
+            model.properties["previous_version"].int_value = previous
+        end = time.time()
+        execution.last_known_state = pb.Execution.COMPLETE
+        p["end_time"].double_value = end
+        p["duration"].double_value = end - start
+        p["metrics"].struct_value.fields["acc"].number_value = 0.9
+        p["returns"].string_value = "artifact"
+        output = pb.Event(type=pb.Event.OUTPUT)
+        output.path.steps.add().index = 0
+        _, [previous], _ = mlmd.put_execution(execution, [(model, output)], [])
+
+    for i in range(1, warmup + 1):
+        one(i)
+    start = time.perf_counter()
+    for i in range(warmup + 1, warmup + steps + 1):
+        one(i)
+    elapsed = time.perf_counter() - start
+    assert len(mlmd.get_executions()) == steps + warmup
+    return 1000 * elapsed / steps
+
+
+# --- (c) MLflow, in its own virtualenv ---------------------------------------------------
+
+_MLFLOW_SCRIPT = """
+import json, logging, os, sys, time, warnings
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+folder, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import mlflow
+import mlflow.data
+import pandas as pd
+mlflow.set_tracking_uri("sqlite:///" + os.path.join(folder, "mlflow.db"))
+mlflow.set_experiment("bench")
+frame = pd.read_csv(os.path.join(folder, "iris.csv"))
+dataset = mlflow.data.from_pandas(frame, source=os.path.join(folder, "iris.csv"), name="iris")
+out = os.path.join(folder, "mlflow-out")
+os.makedirs(out, exist_ok=True)
+
+def one(i):
+    with open(os.path.join(out, "model-%d.bin" % i), "wb") as f:
+        f.write(b"weights %d" % i)
+    mlflow.start_run()
+    mlflow.log_params({"lr": 0.05, "epochs": 10, "solver": "lbfgs"})
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_metric("acc", 0.9)
+    mlflow.end_run()
+
+for i in range(warmup):
+    one(i)
+start = time.perf_counter()
+for i in range(warmup, warmup + steps):
+    one(i)
+elapsed = time.perf_counter() - start
+print(json.dumps({"ms_per_step": 1000 * elapsed / steps, "mlflow": mlflow.__version__}))
+"""
+
+
+def ensure_mlflow_venv() -> Path | None:
+    """The Python of ``bench/.mlflow-venv`` (created with MLflow when missing), or None."""
+    python = MLFLOW_VENV / "bin" / "python"
+    if python.exists():
+        check = subprocess.run([str(python), "-c", "import mlflow"], capture_output=True)
+        if check.returncode == 0:
+            return python
+    print(f"bench: creating {MLFLOW_VENV} with {MLFLOW_SPEC} (one time)...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", MLFLOW_SPEC], check=True,
+                       timeout=1800)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"bench: could not install MLflow ({exc}); skipping (c)", file=sys.stderr)
+        return None
+    return python
+
+
+def bench_mlflow(folder: Path, steps: int, warmup: int = 5) -> tuple[float, str] | None:
+    """Milliseconds per MLflow-logged step, and MLflow's version (None without MLflow)."""
+    python = ensure_mlflow_venv()
+    if python is None:
+        return None
+    done = subprocess.run(
+        [str(python), "-c", _MLFLOW_SCRIPT, str(folder), str(steps), str(warmup)],
+        capture_output=True, text=True, timeout=1800,
+    )
+    if done.returncode != 0:
+        print(f"bench: MLflow run failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+        return None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["ms_per_step"]), str(result["mlflow"])
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run (a), (b) and (c); print and record the numbers."""
+    argv = sys.argv[1:] if argv is None else argv
+    quick = "--quick" in argv
+    steps = 100 if quick else 300
+    rounds = 2 if quick else 4
+    ours: list[float] = []
+    raw: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
+        for r in range(rounds):
+            folder = Path(tmp) / f"round{r}"
+            folder.mkdir()
+            (folder / "iris.csv").write_text("sepal,petal,label\n" + "5.1,1.4,0\n" * 150)
+            # alternate the order so neither variant always runs on a warmer machine
+            if r % 2 == 0:
+                raw.append(bench_raw(folder, steps))
+                ours.append(bench_lineage(folder, steps))
+            else:
+                ours.append(bench_lineage(folder, steps))
+                raw.append(bench_raw(folder, steps))
+            print(f"round {r}: lineage {ours[-1]:.2f} ms/step, raw {raw[-1]:.2f} ms/step",
+                  flush=True)
+        mlflow = None
+        if "--no-mlflow" not in argv:
+            folder = Path(tmp) / "mlflow"
+            folder.mkdir()
+            (folder / "iris.csv").write_text("sepal,petal,label\n" + "5.1,1.4,0\n" * 150)
+            mlflow = bench_mlflow(folder, 100 if quick else 200)
+    best_ours, best_raw = min(ours), min(raw)
+    result: dict[str, Any] = {
+        "steps": steps, "rounds": rounds, "lineage_ms": best_ours, "raw_ms": best_raw,
+        "ratio_raw": best_ours / best_raw,
+    }
+    print(f"lineage {best_ours:.2f} ms/step, raw ml_metadata {best_raw:.2f} ms/step: "
+          f"{result['ratio_raw']:.2f}x (goal <= {GOAL_RAW}x)")
+    if mlflow is not None:
+        result["mlflow_ms"], result["mlflow_version"] = mlflow
+        result["mlflow_speedup"] = mlflow[0] / best_ours
+        print(f"MLflow {mlflow[1]} {mlflow[0]:.2f} ms/step: lineage is "
+              f"{result['mlflow_speedup']:.1f}x faster (goal >= {GOAL_MLFLOW}x)")
+    _write_section(_section(result))
+    return result
+
+
+def _section(result: dict[str, Any]) -> str:
+    today = datetime.date.today().isoformat()
+    lines = [
+        f"## Steps (one train step: 1 input, 1 output file, 3 params, 1 metric; {today}, "
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()})",
+        "",
+        "| variant | ms per step | vs lineage |",
+        "| --- | ---: | ---: |",
+        f"| `@lineage.step` (SQLite, WAL) | {result['lineage_ms']:.2f} | 1.00x |",
+        f"| raw ml_metadata, same records (SQLite, WAL) | {result['raw_ms']:.2f} | "
+        f"{result['raw_ms'] / result['lineage_ms']:.2f}x |",
+    ]
+    if "mlflow_ms" in result:
+        lines.append(
+            f"| MLflow {result['mlflow_version']} (`sqlite:///`) | {result['mlflow_ms']:.2f} | "
+            f"{result['mlflow_ms'] / result['lineage_ms']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"lineage / raw = **{result['ratio_raw']:.2f}x** (goal <= {GOAL_RAW}x)"
+        + (f"; MLflow / lineage = **{result['mlflow_speedup']:.1f}x** (goal >= {GOAL_MLFLOW}x)"
+           if "mlflow_ms" in result else "; MLflow not measured"),
+        "",
+        f"Best of {result['rounds']} alternating rounds of {result['steps']} steps each after "
+        "5 warm-up steps (`python bench/run.py steps`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_section(text: str) -> None:
+    path = HERE / "RESULTS.md"
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    notes_marker = "<!-- steps-notes -->"
+    pattern = re.compile(r"## Steps[ (].*?(?=\n## |\Z)", re.S)
+    existing = pattern.search(old)
+    notes = ""
+    if existing and notes_marker in existing.group(0):
+        notes = existing.group(0)[existing.group(0).index(notes_marker):].rstrip() + "\n"
+    new = text + ("\n" + notes if notes else "")
+    if existing:
+        out = old[:existing.start()] + new.rstrip("\n") + "\n" + old[existing.end():]
+    else:
+        out = old.rstrip("\n") + "\n\n" + new
+    path.write_text(out)
+
+
+if __name__ == "__main__":
+    main()
