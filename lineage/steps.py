@@ -66,6 +66,7 @@ import types
 import typing
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -520,9 +521,36 @@ def _optimistic(store: Store, artifact: Artifact) -> pb.Artifact | None:
     )
 
 
+# Artifacts each store object recorded or read in this process (id -> external_id). An input
+# known here is referenced by an event alone, without re-reading and re-sending the stored
+# artifact: MLMD leaves the artifact untouched when a pair carries no artifact.
+_known: weakref.WeakKeyDictionary[Store, dict[int, str]] = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+_KNOWN_MAX = 200_000
+
+
+def _remember(store: Store, artifact: Artifact) -> None:
+    if artifact.id is None or not artifact.external_id:
+        return
+    with _known_lock:
+        known = _known.setdefault(store, {})
+        if len(known) >= _KNOWN_MAX:
+            known.clear()
+        known[artifact.id] = artifact.external_id
+
+
+def _is_known(store: Store, artifact: Artifact) -> bool:
+    known = _known.get(store)
+    return (
+        known is not None and artifact.id is not None and artifact.external_id is not None
+        and known.get(artifact.id) == artifact.external_id
+    )
+
+
 class _Pending:
-    """Artifacts to write with an execution: stored protos for recorded ones, new protos
-    (re-prepared after a lost race) for the others.
+    """Artifacts to write with an execution: nothing for artifacts this store object
+    recorded (an event with their id is enough), stored protos for other recorded ones,
+    new protos (re-prepared after a lost race) for the others.
 
     MLMD allows one event per (artifact, execution, event type), so an artifact given
     twice (``f(a, [a])``) gets one event, at its first path; the later objects are
@@ -532,23 +560,28 @@ class _Pending:
     def __init__(self, store: Store, event_type: int) -> None:
         self.store = store
         self.event_type = event_type
-        self.items: list[tuple[list[str | int], Artifact, pb.Artifact]] = []
+        self.items: list[tuple[list[str | int], Artifact, pb.Artifact | None]] = []
         self.aliases: list[tuple[Artifact, int]] = []
 
     def add(self, entries: Sequence[tuple[list[str | int], Artifact]]) -> None:
         if not entries:
             return
-        stored_ids = {a.id for _p, a in entries if a.id is not None}
+        known = {id(a) for _p, a in entries if _is_known(self.store, a)}
+        stored_ids = {a.id for _p, a in entries if a.id is not None and id(a) not in known}
         stored = (
             {p.id: p for p in self.store._batched("get_artifacts_by_id", sorted(stored_ids))}
             if stored_ids else {}
         )
         seen: dict[object, int] = {}
         for path, artifact in entries:
-            proto = stored.get(artifact.id) if artifact.id is not None else None
-            if proto is None:
-                proto = _optimistic(self.store, artifact) or self.store._prepare(artifact)
-            key: object = proto.id or proto.external_id or id(artifact)
+            proto: pb.Artifact | None = None
+            if id(artifact) in known:
+                key: object = artifact.id
+            else:
+                proto = stored.get(artifact.id) if artifact.id is not None else None
+                if proto is None:
+                    proto = _optimistic(self.store, artifact) or self.store._prepare(artifact)
+                key = proto.id or proto.external_id or id(artifact)
             if key in seen:
                 self.aliases.append((artifact, seen[key]))
                 continue
@@ -558,22 +591,43 @@ class _Pending:
     def reprepare(self) -> None:
         """Prepare the new artifacts again (another writer may have recorded them)."""
         self.items = [
-            (path, artifact, self.store._prepare(artifact) if not proto.id else proto)
+            (path, artifact,
+             self.store._prepare(artifact) if proto is not None and not proto.id else proto)
             for path, artifact, proto in self.items
         ]
 
-    def pairs(self) -> list[tuple[pb.Artifact, pb.Event]]:
-        return [(proto, _event(self.event_type, path)) for path, _a, proto in self.items]
+    def pairs(self) -> list[tuple[pb.Artifact | None, pb.Event]]:
+        out: list[tuple[pb.Artifact | None, pb.Event]] = []
+        for path, artifact, proto in self.items:
+            event = _event(self.event_type, path)
+            if proto is None:
+                event.artifact_id = int(artifact.id or 0)
+            out.append((proto, event))
+        return out
+
+    def fingerprint(self, index: int) -> str:
+        """The content identity of item ``index`` (for cache keys)."""
+        _path, artifact, proto = self.items[index]
+        found = _fingerprint_of(proto) if proto is not None else artifact.fingerprint
+        return found or f"artifact:{proto.id if proto is not None else artifact.id}"
 
     def fill(self, ids: Sequence[int]) -> None:
         for (_path, artifact, proto), artifact_id in zip(self.items, ids, strict=True):
+            if proto is None:
+                continue  # known to this store: already filled
             if not proto.id:
                 proto.id = artifact_id
             elif artifact.id == proto.id and artifact.version is not None:
+                _remember(self.store, artifact)
                 continue  # a recorded artifact passed in: nothing new to copy into it
             self.store._fill(artifact, proto)
+            _remember(self.store, artifact)
         for artifact, index in self.aliases:
-            self.store._fill(artifact, self.items[index][2])
+            _path, first, proto = self.items[index]
+            if proto is not None:
+                self.store._fill(artifact, proto)
+            elif artifact is not first:
+                self.store._fill(artifact, self.store._resolve(int(first.id or 0)))
 
 
 def _put_execution(
@@ -661,9 +715,8 @@ def _cache_key(spec: StepSpec, inputs: _Pending, params: Mapping[str, Any]) -> s
         "step": spec.name,
         "source": spec.code["source_hash"],
         "inputs": sorted(
-            [_convert.event_path(_event(pb.Event.INPUT, path)),
-             _fingerprint_of(proto) or f"artifact:{proto.id}"]
-            for path, _a, proto in inputs.items
+            [_convert.event_path(_event(pb.Event.INPUT, path)), inputs.fingerprint(i)]
+            for i, (path, _a, _p) in enumerate(inputs.items)
         ),
         "params": _canonical(params),
     }
@@ -1316,6 +1369,7 @@ def log_metrics(values: Mapping[str, Any], step: int | None = None) -> None:
 
 def _attribute_to_run(store: Store, artifact: Artifact) -> None:
     """Attribute an artifact ``store.put()`` recorded to the active run of that store."""
+    _remember(store, artifact)
     active = current_run()
     if active is None or active.store is not store or artifact.id is None or not active.context.id:
         return

@@ -90,6 +90,10 @@ def test_recording_an_input_never_changes_the_stored_artifact(
     [execution] = store.executions(step="read")
     # MLMD keeps one event per (artifact, execution, type): the first path names it.
     assert _paths(store, execution.id) == {"in:data": data.id}
+    # an artifact this store object recorded is referenced by its event alone
+    read(data, also=[])
+    assert store.mlmd.get_artifacts_by_id([data.id])[0] == before
+    assert [e.inputs for e in store.executions(step="read")] == [[data.id], [data.id]]
 
 
 def test_unrecorded_inputs_are_recorded_with_the_call_and_filled_in(
