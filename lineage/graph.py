@@ -26,7 +26,7 @@ executions that were still running.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -36,15 +36,21 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
 from lineage._schema import EXPERIMENT_TYPE, INPUT_EVENTS, OUTPUT_EVENTS
+from lineage.errors import InvalidRef, NotFound
 
 if TYPE_CHECKING:
     from lineage.store import Store
 
 __all__ = [
     "EVENT_TYPES",
+    "artifact_attrs",
     "artifact_node",
+    "build_graph",
+    "context_attrs",
     "context_node",
     "downstream",
+    "event_edge",
+    "execution_attrs",
     "execution_node",
     "load_graph",
     "node_id",
@@ -58,7 +64,6 @@ _ARTIFACT_STATES = {v: k for k, v in pb.Artifact.State.items()}
 _ARTIFACT_BASE = {v: k for k, v in pb.ArtifactType.SystemDefinedBaseType.items()}
 _EXECUTION_BASE = {v: k for k, v in pb.ExecutionType.SystemDefinedBaseType.items()}
 _OPEN_STATES = frozenset({pb.Execution.NEW, pb.Execution.RUNNING, pb.Execution.UNKNOWN})
-_INCREMENTAL_PER_EXECUTION = 200
 
 
 def artifact_node(artifact_id: int) -> str:
@@ -112,11 +117,22 @@ def _base(table: dict[int, str], ptype: Any) -> str | None:
     return None if name in (None, "UNSET") else name
 
 
+def _props(props: Any) -> dict[str, Any]:
+    """A properties map decoded, keys sorted (``_convert.props_to_dict``, fast for 0 or 1 key)."""
+    n = len(props)
+    if n == 0:
+        return {}
+    if n == 1:
+        for key, value in props.items():
+            return {key: _convert.from_value(value)}
+    return {k: _convert.from_value(props[k]) for k in sorted(props)}
+
+
 def artifact_attrs(proto: pb.Artifact, atype: pb.ArtifactType | None) -> dict[str, Any]:
     """The node attributes of an artifact (the same fields as :class:`~lineage.Artifact`)."""
-    props = _convert.props_to_dict(proto.properties)
+    props = _props(proto.properties)
     if proto.custom_properties:
-        props.update(_convert.props_to_dict(proto.custom_properties))
+        props.update(_props(proto.custom_properties))
     version = props.pop("version", None)
     fingerprint = props.pop("fingerprint", None)
     props.pop("previous_version", None)
@@ -142,30 +158,41 @@ def execution_attrs(
     proto: pb.Execution, etype: pb.ExecutionType | None, runs: Sequence[str] = ()
 ) -> dict[str, Any]:
     """The node attributes of an execution (the same fields as :class:`~lineage.Execution`)."""
-    rec = _convert.execution_from_proto(proto, etype)
+    if _convert.is_ours(etype):
+        assert etype is not None
+        properties = _props(proto.properties)
+        params = _props(proto.custom_properties)
+        error = properties.get("error") or None
+        type_name = name = etype.name
+        base = _base(_EXECUTION_BASE, etype)
+        ours = True
+    else:  # foreign: _convert decodes TFX's JSON-string settings
+        rec = _convert.execution_from_proto(proto, etype)
+        properties, params, error = rec.properties, rec.params, rec.error
+        type_name, name, base, ours = rec.type_name, rec.name, rec.base_type, False
     return {
         "kind": "execution",
-        "id": rec.id,
-        "type_name": rec.type_name,
-        "base_type": rec.base_type,
-        "name": rec.name,
+        "id": proto.id,
+        "type_name": type_name,
+        "base_type": base,
+        "name": name,
         "uri": None,
         "version": None,
-        "state": rec.state,
+        "state": _convert.state_name(proto.last_known_state),
         "fingerprint": None,
-        "properties": rec.properties,
-        "create_time": rec.create_time,
-        "params": rec.params,
-        "error": rec.error,
+        "properties": properties,
+        "create_time": proto.create_time_since_epoch or None,
+        "params": params,
+        "error": error if isinstance(error, str) else None,
         "runs": list(runs),
-        "ours": rec.ours,
+        "ours": ours,
     }
 
 
 def context_attrs(proto: pb.Context, ctype: pb.ContextType | None) -> dict[str, Any]:
     """The node attributes of a context (with ``contexts=True``)."""
-    props = _convert.props_to_dict(proto.properties)
-    props.update(_convert.props_to_dict(proto.custom_properties))
+    props = _props(proto.properties)
+    props.update(_props(proto.custom_properties))
     return {
         "kind": "context",
         "id": proto.id,
@@ -236,123 +263,185 @@ def _newer_than(store: Store, method: str, watermark: int) -> list[Any]:
         limit *= 16
 
 
+def build_graph(
+    nodes: Iterable[tuple[str, dict[str, Any]]],
+    edges: Iterable[tuple[str, str, str, dict[str, Any]]],
+) -> nx.MultiDiGraph:
+    """A new MultiDiGraph from node and edge attribute dicts (each dict copied).
+
+    Fills networkx's adjacency dicts directly, the way ``MultiDiGraph.add_edge`` does,
+    without its per-call overhead (a 200k-edge store graph would spend more time there
+    than in MLMD). Nodes come first in the given order; an edge whose end is not among
+    them adds a placeholder node (an event pointing at a row that was not read).
+
+    Example:
+        >>> g = build_graph([("artifact:1", {"kind": "artifact"})],
+        ...                 [("artifact:1", "execution:2", "INPUT:x", {"event_type": "INPUT"})])
+        >>> sorted(g), g.nodes["execution:2"]["kind"], list(g.edges(keys=True))
+        (['artifact:1', 'execution:2'], 'execution', [('artifact:1', 'execution:2', 'INPUT:x')])
+    """
+    g = nx.MultiDiGraph()
+    node, succ, pred = g._node, g._succ, g._pred
+    for key, data in nodes:
+        node[key] = dict(data)
+    succ.update({key: {} for key in node})
+    pred.update({key: {} for key in node})
+    for u, v, k, data in edges:
+        try:
+            out = succ[u]
+            keydict = out.get(v)
+            if keydict is None:
+                keydict = out[v] = pred[v][u] = {}
+        except KeyError:  # an end we did not read
+            for end in (u, v):
+                if end not in node:
+                    succ[end], pred[end] = {}, {}
+                    node[end] = _placeholder(end)
+            keydict = succ[u].setdefault(v, {})
+            pred[v][u] = keydict
+        keydict[k] = dict(data)
+    nx._clear_cache(g)
+    return g
+
+
+def _placeholder(node: str) -> dict[str, Any]:
+    kind, num = node_id(node)
+    data: dict[str, Any] = {
+        "kind": kind, "id": num, "type_name": None, "base_type": None, "name": None,
+        "uri": None, "version": None, "state": "UNKNOWN", "fingerprint": None,
+        "properties": {}, "create_time": None,
+    }
+    if kind == "execution":
+        data.update(params={}, error=None, runs=[], ours=False)
+    return data
+
+
+_KIND_ORDER = {"artifact": 0, "execution": 1, "context": 2}
+
+
+def _node_order(item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+    return (_KIND_ORDER.get(item[1]["kind"], 3), item[1]["id"])
+
+
 @attrs.define
 class _GraphCache:
     """What ``store.graph()`` read so far (kept on the Store as ``store._graph_cache``)."""
 
-    graph: nx.MultiDiGraph
+    nodes: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    edges: dict[tuple[str, str, str], tuple[str, str, str, dict[str, Any]]] = attrs.field(
+        factory=dict)
+    """(source, target, key) → the edge as :func:`event_edge` gives it."""
     max_artifact: int = 0
     max_execution: int = 0
     max_context: int = 0
     open_executions: set[int] = attrs.field(factory=set)
-    runs: dict[int, list[str]] = attrs.field(factory=dict)
-    members: dict[int, list[tuple[int, str]]] = attrs.field(factory=dict)
+    members: dict[int, set[tuple[int, str]]] = attrs.field(factory=dict)
+    """execution id → {(context id, context name)}."""
     contexts: dict[int, pb.Context] = attrs.field(factory=dict)
 
+    def runs(self, execution_id: int) -> list[str]:
+        return _run_names(self.members.get(execution_id, ()))
 
-def _add_artifacts(store: Store, g: nx.MultiDiGraph, protos: Sequence[pb.Artifact]) -> None:
+    def graph(self) -> nx.MultiDiGraph:
+        # Nodes by kind and id; edges in the order MLMD returned the events (stable for a
+        # given store), which keeps a 200k-edge load from paying for a sort.
+        return build_graph(
+            sorted(self.nodes.items(), key=_node_order),
+            self.edges.values(),
+        )
+
+
+def _artifact_nodes(store: Store, protos: Sequence[pb.Artifact]) -> Iterator[tuple[str, dict[str, Any]]]:
     types = store._types("artifact", {p.type_id for p in protos})
-    g.add_nodes_from(
-        (artifact_node(p.id), artifact_attrs(p, types.get(p.type_id)))
-        for p in sorted(protos, key=lambda p: p.id)
-    )
+    for p in protos:
+        yield artifact_node(p.id), artifact_attrs(p, types.get(p.type_id))
 
 
-def _add_executions(
-    store: Store, g: nx.MultiDiGraph, protos: Sequence[pb.Execution],
-    runs: dict[int, list[str]],
-) -> None:
+def _execution_nodes(
+    store: Store, protos: Sequence[pb.Execution], runs: Callable[[int], Sequence[str]],
+) -> Iterator[tuple[str, dict[str, Any]]]:
     types = store._types("execution", {p.type_id for p in protos})
-    g.add_nodes_from(
-        (execution_node(p.id), execution_attrs(p, types.get(p.type_id), runs.get(p.id, ())))
-        for p in sorted(protos, key=lambda p: p.id)
-    )
-
-
-def _add_events(g: nx.MultiDiGraph, events: Iterable[pb.Event]) -> None:
-    edges = [event_edge(ev) for ev in events]
-    edges.sort(key=lambda e: (e[0], e[1], e[2]))
-    for u, v, _key, _attrs in edges:  # events may point at rows we did not read
-        for node in (u, v):
-            if node not in g:
-                kind, num = node_id(node)
-                g.add_node(node, kind=kind, id=num, type_name=None, base_type=None, name=None,
-                           uri=None, version=None, state="UNKNOWN", fingerprint=None,
-                           properties={}, create_time=None,
-                           **({"params": {}, "error": None, "runs": []}
-                              if kind == "execution" else {}))
-    g.add_edges_from(edges)
+    for p in protos:
+        yield execution_node(p.id), execution_attrs(p, types.get(p.type_id), runs(p.id))
 
 
 def _membership_by_context(
-    store: Store, contexts: Sequence[pb.Context]
-) -> dict[int, list[tuple[int, str]]]:
-    """execution id → [(context id, context name)], one call per context."""
-    member: dict[int, list[tuple[int, str]]] = {}
+    store: Store, contexts: Iterable[pb.Context], into: dict[int, set[tuple[int, str]]],
+) -> None:
+    """Add execution id → (context id, name) for every execution of ``contexts``: one
+    ``get_executions_by_context`` call per context (an indexed read in MLMD)."""
     for ctx in sorted(contexts, key=lambda c: c.id):
         for ex in store._call("get_executions_by_context", ctx.id, missing=[]):
-            member.setdefault(ex.id, []).append((ctx.id, ctx.name))
-    return member
+            into.setdefault(ex.id, set()).add((ctx.id, ctx.name))
+
+
+def _membership_by_execution(
+    store: Store, execution_ids: Iterable[int], into: dict[int, set[tuple[int, str]]],
+) -> None:
+    """Add the contexts of each execution: one ``get_contexts_by_execution`` call each."""
+    for eid in sorted(set(execution_ids)):
+        ctxs = store._call("get_contexts_by_execution", eid, missing=[])
+        into[eid] = {(c.id, c.name) for c in ctxs}
 
 
 def _run_names(pairs: Iterable[tuple[int, str]]) -> list[str]:
     return [name for _cid, name in sorted(set(pairs))]
 
 
-def _add_context_nodes(
-    store: Store, g: nx.MultiDiGraph, contexts: Sequence[pb.Context],
-    members: dict[int, list[tuple[int, str]]],
-) -> None:
+def _context_entries(
+    store: Store, contexts: Sequence[pb.Context], members: dict[int, set[tuple[int, str]]],
+    present: Callable[[str], bool],
+) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, str, str, dict[str, Any]]]]:
     """Context nodes and their association, attribution and parent edges."""
     types = store._types("context", {c.type_id for c in contexts})
-    for ctx in sorted(contexts, key=lambda c: c.id):
-        g.add_node(context_node(ctx.id), **context_attrs(ctx, types.get(ctx.type_id)))
-    for eid, pairs in members.items():
-        for cid, _name in pairs:
-            if context_node(cid) in g and execution_node(eid) in g:
-                g.add_edge(context_node(cid), execution_node(eid), key="ASSOCIATION:",
-                           event_type="ASSOCIATION", path="", time=None)
+    nodes = [(context_node(c.id), context_attrs(c, types.get(c.type_id)))
+             for c in sorted(contexts, key=lambda c: c.id)]
+    ids = {c.id for c in contexts}
+    edges: list[tuple[str, str, str, dict[str, Any]]] = []
+    link = {"path": "", "time": None}
+    for eid, pairs in sorted(members.items()):
+        for cid, _name in sorted(pairs):
+            if cid in ids and present(execution_node(eid)):
+                edges.append((context_node(cid), execution_node(eid), "ASSOCIATION:",
+                              {"event_type": "ASSOCIATION", **link}))
     for ctx in sorted(contexts, key=lambda c: c.id):
         for art in store._call("get_artifacts_by_context", ctx.id, missing=[]):
-            if artifact_node(art.id) in g:
-                g.add_edge(context_node(ctx.id), artifact_node(art.id), key="ATTRIBUTION:",
-                           event_type="ATTRIBUTION", path="", time=None)
+            if present(artifact_node(art.id)):
+                edges.append((context_node(ctx.id), artifact_node(art.id), "ATTRIBUTION:",
+                              {"event_type": "ATTRIBUTION", **link}))
         for parent in store._call("get_parent_contexts_by_context", ctx.id, missing=[]):
-            if context_node(parent.id) in g:
-                g.add_edge(context_node(parent.id), context_node(ctx.id), key="PARENT:",
-                           event_type="PARENT", path="", time=None)
+            if parent.id in ids:
+                edges.append((context_node(parent.id), context_node(ctx.id), "PARENT:",
+                              {"event_type": "PARENT", **link}))
+    return nodes, edges
 
 
-def _load_all(store: Store) -> nx.MultiDiGraph:
+def _load_all(store: Store) -> _GraphCache:
     """The whole store, through the cache on ``store``."""
     cache: _GraphCache | None = store._graph_cache
-    if cache is None:
-        g = nx.MultiDiGraph()
-        artifacts = list(store._call("get_artifacts"))
-        executions = list(store._call("get_executions"))
-        contexts = list(store._call("get_contexts"))
-        cache = _GraphCache(graph=g)
-        cache.members = _membership_by_context(store, contexts)
-        cache.runs = {eid: _run_names(pairs) for eid, pairs in cache.members.items()}
-        _add_artifacts(store, g, artifacts)
-        _add_executions(store, g, executions, cache.runs)
-        _add_events(g, _batched(store, "get_events_by_execution_ids", [e.id for e in executions]))
-        cache.max_artifact = max((a.id for a in artifacts), default=0)
-        cache.max_execution = max((e.id for e in executions), default=0)
-        cache.max_context = max((c.id for c in contexts), default=0)
-        cache.open_executions = {
-            e.id for e in executions if e.last_known_state in _OPEN_STATES
-        }
-        cache.contexts = {c.id: c for c in contexts}
-        store._graph_cache = cache
-        return g
-    _refresh(store, cache)
-    return cache.graph
+    if cache is not None:
+        _refresh(store, cache)
+        return cache
+    cache = _GraphCache()
+    artifacts = list(store._call("get_artifacts"))
+    executions = list(store._call("get_executions"))
+    contexts = list(store._call("get_contexts"))
+    _membership_by_context(store, contexts, cache.members)
+    cache.nodes.update(_artifact_nodes(store, artifacts))
+    cache.nodes.update(_execution_nodes(store, executions, cache.runs))
+    events = _batched(store, "get_events_by_execution_ids", [e.id for e in executions])
+    cache.edges.update((e[:3], e) for e in map(event_edge, events))
+    cache.max_artifact = max((a.id for a in artifacts), default=0)
+    cache.max_execution = max((e.id for e in executions), default=0)
+    cache.max_context = max((c.id for c in contexts), default=0)
+    cache.open_executions = {e.id for e in executions if e.last_known_state in _OPEN_STATES}
+    cache.contexts = {c.id: c for c in contexts}
+    store._graph_cache = cache
+    return cache
 
 
 def _refresh(store: Store, cache: _GraphCache) -> None:
     """Read what was added since the last load (ids only grow in MLMD)."""
-    g = cache.graph
     artifacts = _newer_than(store, "get_artifacts", cache.max_artifact)
     executions = _newer_than(store, "get_executions", cache.max_execution)
     contexts = _newer_than(store, "get_contexts", cache.max_context)
@@ -362,22 +451,28 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
     if not (artifacts or changed or contexts):
         return
     cache.contexts.update({c.id: c for c in contexts})
-    if executions or contexts:
-        if contexts or len(executions) > _INCREMENTAL_PER_EXECUTION:
-            cache.members = _membership_by_context(store, list(cache.contexts.values()))
-            cache.runs = {eid: _run_names(pairs) for eid, pairs in cache.members.items()}
-            for eid, names in cache.runs.items():
-                node = execution_node(eid)
-                if node in g:
-                    g.nodes[node]["runs"] = list(names)
+    touched: set[int] = set()
+    if executions:
+        # New executions may belong to old contexts: ask per new execution when there are
+        # fewer of them than contexts, else re-read the membership of every context.
+        if len(executions) < len(cache.contexts):
+            _membership_by_execution(store, [e.id for e in executions], cache.members)
         else:
-            for ex in executions:  # grows with what was added, not with the store
-                ctxs = store._call("get_contexts_by_execution", ex.id, missing=[])
-                cache.members[ex.id] = [(c.id, c.name) for c in ctxs]
-                cache.runs[ex.id] = _run_names(cache.members[ex.id])
-    _add_artifacts(store, g, artifacts)
-    _add_executions(store, g, changed, cache.runs)
-    _add_events(g, _batched(store, "get_events_by_execution_ids", [e.id for e in changed]))
+            cache.members.clear()
+            _membership_by_context(store, cache.contexts.values(), cache.members)
+            touched.update(cache.members)
+    if contexts:
+        before = {eid: set(pairs) for eid, pairs in cache.members.items()}
+        _membership_by_context(store, contexts, cache.members)
+        touched.update(eid for eid, pairs in cache.members.items() if before.get(eid) != pairs)
+    cache.nodes.update(_artifact_nodes(store, artifacts))
+    cache.nodes.update(_execution_nodes(store, changed, cache.runs))
+    for eid in touched:
+        node = cache.nodes.get(execution_node(eid))
+        if node is not None:
+            node["runs"] = cache.runs(eid)
+    events = _batched(store, "get_events_by_execution_ids", [e.id for e in changed])
+    cache.edges.update((e[:3], e) for e in map(event_edge, events))
     cache.max_artifact = max([cache.max_artifact, *(a.id for a in artifacts)])
     cache.max_execution = max([cache.max_execution, *(e.id for e in executions)])
     cache.max_context = max([cache.max_context, *(c.id for c in contexts)])
@@ -390,26 +485,29 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
 
 def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: bool) -> nx.MultiDiGraph:
     """The executions of some contexts, every artifact they touch, and the artifacts
-    attributed to the contexts; read with one call per context and batched reads."""
-    g = nx.MultiDiGraph()
-    members = _membership_by_context(store, roots)
+    attributed to the contexts; one call per context, then batched reads."""
+    members: dict[int, set[tuple[int, str]]] = {}
+    _membership_by_context(store, roots, members)
     executions = _batched(store, "get_executions_by_id", members)
     events = _batched(store, "get_events_by_execution_ids", members)
     artifact_ids = {ev.artifact_id for ev in events}
     for ctx in roots:
         artifact_ids.update(a.id for a in store._call("get_artifacts_by_context", ctx.id, missing=[]))
     artifacts = _batched(store, "get_artifacts_by_id", artifact_ids)
-    # Name every context of these executions, not only the ones asked for.
-    runs: dict[int, list[str]] = {}
-    for ex in executions:  # grows with the run, not with the store
-        ctxs = store._call("get_contexts_by_execution", ex.id, missing=[])
-        runs[ex.id] = _run_names((c.id, c.name) for c in ctxs)
-    _add_artifacts(store, g, artifacts)
-    _add_executions(store, g, executions, runs)
-    _add_events(g, events)
+    # Name every context of these executions, not only the ones asked for; this grows with
+    # the run (one call per execution of it), not with the store.
+    runs: dict[int, set[tuple[int, str]]] = {}
+    _membership_by_execution(store, members, runs)
+    nodes = [*_artifact_nodes(store, sorted(artifacts, key=lambda a: a.id)),
+             *_execution_nodes(store, sorted(executions, key=lambda e: e.id),
+                               lambda eid: _run_names(runs.get(eid, ())))]
+    edges = sorted(map(event_edge, events), key=lambda e: e[:3])
     if with_contexts:
-        _add_context_nodes(store, g, roots, members)
-    return g
+        present = {n for n, _ in nodes}.__contains__
+        ctx_nodes, ctx_edges = _context_entries(store, roots, members, present)
+        nodes += ctx_nodes
+        edges += ctx_edges
+    return build_graph(nodes, edges)
 
 
 def load_graph(
@@ -427,7 +525,7 @@ def load_graph(
             type, such as TFX's ``pipeline_run``): its executions, every artifact they
             read or wrote, and the artifacts attributed to it.
         experiment: only the runs of this experiment (our ``Experiment`` context, or any
-            context whose children are runs).
+            context whose children are runs, such as TFX's ``pipeline``).
         contexts: add contexts as nodes, with association, attribution and parent edges.
 
     Returns:
@@ -435,6 +533,7 @@ def load_graph(
 
     Raises:
         NotFound: ``run`` or ``experiment`` names nothing in the store.
+        InvalidRef: both ``run`` and ``experiment`` were given.
 
     Example:
         >>> import lineage
@@ -444,11 +543,7 @@ def load_graph(
         >>> g.nodes[d.ref]["kind"], g.nodes[d.ref]["name"], g.nodes[d.ref]["version"]
         ('artifact', 'raw', 1)
     """
-    from lineage.errors import NotFound
-
     if run is not None and experiment is not None:
-        from lineage.errors import InvalidRef
-
         raise InvalidRef("give run= or experiment=, not both", ref=(run, experiment))
     if run is not None:
         return _load_contexts(store, [store._resolve_run(run)], contexts)
@@ -465,12 +560,15 @@ def load_graph(
                 ) from None
         children = list(store._call("get_children_contexts_by_context", exp.id, missing=[]))
         return _load_contexts(store, [exp, *children], contexts)
-    g = _load_all(store)
-    out: nx.MultiDiGraph = g.copy()
+    cache = _load_all(store)
+    g = cache.graph()
     if contexts:
-        cache: _GraphCache = store._graph_cache
-        _add_context_nodes(store, out, list(cache.contexts.values()), cache.members)
-    return out
+        ctx_nodes, ctx_edges = _context_entries(
+            store, list(cache.contexts.values()), cache.members, g.__contains__)
+        for key, data in ctx_nodes:
+            g.add_node(key, **data)
+        g.add_edges_from(ctx_edges)
+    return g
 
 
 # --- traversals -------------------------------------------------------------------------

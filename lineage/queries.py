@@ -35,9 +35,10 @@ from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint
 from lineage.graph import (
-    _add_events,
     artifact_attrs,
     artifact_node,
+    build_graph,
+    event_edge,
     execution_attrs,
     execution_node,
 )
@@ -146,21 +147,21 @@ def _subgraph(
     store: Store, walk: _Walk, runs: dict[int, list[Run]]
 ) -> nx.MultiDiGraph:
     """The answer as a graph with the same node and edge attributes as ``store.graph()``."""
-    g = nx.MultiDiGraph()
     atypes = store._types("artifact", (a.type_id for a in walk.artifacts.values()))
     etypes = store._types("execution", (e.type_id for e in walk.executions.values()))
-    g.add_nodes_from(
+    nodes = [
         (artifact_node(i), artifact_attrs(walk.artifacts[i], atypes.get(walk.artifacts[i].type_id)))
         for i in sorted(walk.artifacts)
-    )
-    g.add_nodes_from(
+    ]
+    nodes += [
         (execution_node(i), execution_attrs(
             walk.executions[i], etypes.get(walk.executions[i].type_id),
             [r.name for r in runs.get(i, [])]))
         for i in sorted(walk.executions)
-    )
-    _add_events(g, (e for e in walk.events if e.artifact_id in walk.artifacts))
-    return g
+    ]
+    edges = sorted((event_edge(e) for e in walk.events if e.artifact_id in walk.artifacts),
+                   key=lambda e: e[:3])
+    return build_graph(nodes, edges)
 
 
 def _topological(execs: dict[int, Execution]) -> list[Execution]:
