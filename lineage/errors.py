@@ -178,6 +178,11 @@ MLMD_ERROR_MAP: dict[type[Exception], type[StoreError]] = {
 }
 
 
+#: Texts of MySQL's and PostgreSQL's errors for a name over the 255 characters of MLMD's
+#: ``VARCHAR(255)`` columns (SQLite does not enforce the length).
+_TOO_LONG = ("data too long for column 'name'", "value too long for type character varying")
+
+
 def translate(
     exc: BaseException, *, uri: str | None, action: str, secrets: Iterable[str] = ()
 ) -> StoreError:
@@ -209,4 +214,10 @@ def translate(
         hint = " Check that the server is running and the URI, user and password are right."
     elif cls is ConcurrentWriteError:
         hint = " Other processes kept the store busy; retry, or use PostgreSQL for many writers."
+    elif any(t in detail.lower() for t in _TOO_LONG):
+        hint = (" MLMD's MySQL and PostgreSQL schemas hold at most 255 characters in a name"
+                " (of an artifact, type, step, run or parameter); use a shorter name.")
+    elif "max_allowed_packet" in detail:
+        hint = (" The request is larger than the MySQL server's max_allowed_packet; store big"
+                " values in files and record their path, or raise max_allowed_packet.")
     return cls(f"could not {action}{where}: {detail}.{hint}", uri=uri)

@@ -164,12 +164,21 @@ class Store:
             # Every MLMD write is a put_* call: refusing them here covers every write
             # method of the library, present and future.
             self._check_writable(method.replace("_", " "))
-        fn = getattr(self.mlmd, method)
         delay, deadline = 0.005, time.monotonic() + 60
+        reopened = False
         while True:
             try:
                 with self._lock:
-                    return fn(*args, **kwargs)
+                    return getattr(self.mlmd, method)(*args, **kwargs)
+            except mlmd_errors.FailedPreconditionError as exc:
+                # MySQL: a request over max_allowed_packet drops the connection mid-
+                # transaction and MLMD's client then refuses every call with "Transaction
+                # already open". The server rolled that transaction back: reconnect, rerun.
+                if reopened or "transaction already open" not in str(exc).lower():
+                    raise self._translate(exc, method) from exc
+                with self._lock:
+                    self.mlmd = open_mlmd(self._backend, read_only=self.read_only)
+                reopened = True
             except (mlmd_errors.AbortedError, mlmd_errors.InternalError) as exc:
                 transient = isinstance(exc, mlmd_errors.AbortedError) or any(
                     t in str(exc).lower() for t in _RETRYABLE_INTERNAL
@@ -328,15 +337,44 @@ class Store:
         ).hexdigest()
         return f"lineage:{digest}"
 
-    def _latest_version(self, type_name: str, name: str) -> pb.Artifact | None:
-        """The stored proto of the newest version of ``name``, probing O(log n) names."""
+    @staticmethod
+    def _exact(found: pb.Artifact | None, type_name: str, name: str) -> pb.Artifact | None:
+        """``found`` if it is the artifact named ``name`` of type ``type_name``, else None.
+
+        MySQL/MariaDB compare names without regard to case (their default collations), so a
+        lookup of ``model@1`` there can return ``Model@1``, or one of type ``model``.
+        """
+        if found is None or not found.id:
+            return None
+        if found.name != name or (found.type and found.type != type_name):
+            return None
+        return found
+
+    def _latest_version(
+        self, type_name: str, name: str, *, writing: bool = False
+    ) -> pb.Artifact | None:
+        """The stored proto of the newest version of ``name``, probing O(log n) names.
+
+        Raises:
+            ArtifactError: ``writing`` and the store holds the name spelled in another case
+                (MySQL cannot store both).
+        """
 
         def get(v: int) -> pb.Artifact | None:
-            found = self._call(
-                "get_artifact_by_type_and_name", type_name, _convert.mlmd_artifact_name(name, v),
-                missing=None,
-            )
-            return found if found is not None and found.id else None
+            wanted = _convert.mlmd_artifact_name(name, v)
+            found = self._call("get_artifact_by_type_and_name", type_name, wanted, missing=None)
+            exact = self._exact(found, type_name, wanted)
+            if writing and exact is None and found is not None and found.id and (
+                found.type in ("", type_name)
+            ):
+                stored = found.name.rsplit("@", 1)[0]
+                raise ArtifactError(
+                    f"cannot record the {type_name} {name!r}: {self.uri} already holds "
+                    f"{stored!r} and compares names without regard to case (MySQL/MariaDB "
+                    "collation), so it cannot hold both; use the stored spelling or a name "
+                    "that differs in more than case"
+                )
+            return exact
 
         hint = self._version_hints.get((type_name, name))
         if hint is not None and get(hint[0] + 1) is None:
@@ -373,7 +411,7 @@ class Store:
         found = self._call("get_artifacts_by_external_ids", [key], missing=[])
         if found:
             return found[0]
-        latest = self._latest_version(artifact.type_name, artifact.name)
+        latest = self._latest_version(artifact.type_name, artifact.name, writing=True)
         version = 1 if latest is None else int(latest.properties["version"].int_value) + 1
         return _convert.artifact_to_proto(
             artifact,
@@ -487,12 +525,12 @@ class Store:
         for tname in type_names:
             if match:
                 got = self._call("get_artifact_by_type_and_name", tname, ref, missing=None)
-                hit = got if got is not None and got.id else None
+                hit = self._exact(got, tname, ref)
             else:
                 hit = self._latest_version(tname, ref)
                 if hit is None:  # a foreign artifact whose MLMD name is the plain name
                     got = self._call("get_artifact_by_type_and_name", tname, ref, missing=None)
-                    hit = got if got is not None and got.id else None
+                    hit = self._exact(got, tname, ref)
             if hit is not None:
                 hits.append(hit)
         if not hits:

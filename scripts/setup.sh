@@ -2,17 +2,18 @@
 # Installs what `make demo` / `make test` need and is missing: Debian packages (with
 # apt-get, as root or through sudo) and the Python packages into .venv.
 #   scripts/setup.sh            graphviz + .venv (enough for make demo)
-#   scripts/setup.sh test       also PostgreSQL and Chromium (for make test)
+#   scripts/setup.sh test       also PostgreSQL, MariaDB and Chromium (for make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=(graphviz)
-[ "${1:-}" = test ] && want+=(postgresql chromium)
+[ "${1:-}" = test ] && want+=(postgresql mariadb-server chromium)
 
 missing=()
 for pkg in "${want[@]}"; do
   case $pkg in
     graphviz)   command -v dot >/dev/null || missing+=(graphviz) ;;
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql) ;;
+    mariadb-server) command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server) ;;
     chromium)   command -v chromium >/dev/null || missing+=(chromium) ;;
   esac
 done

@@ -1,8 +1,9 @@
-"""Shared fixtures: stores on SQLite files, in memory, and on a throw-away PostgreSQL.
+"""Shared fixtures: stores on SQLite files, in memory, and on throw-away PostgreSQL and MariaDB.
 
-The PostgreSQL fixture starts its own cluster in a temporary folder on 127.0.0.1 (as the
-``postgres`` user when running as root). When the server binaries are missing the
-PostgreSQL tests skip, except under ``CI=true``, where they fail: CI must run them.
+The PostgreSQL and MariaDB fixtures start their own server in a temporary folder on
+127.0.0.1 (as the ``postgres`` / ``mysql`` user when running as root). When the server
+binaries are missing those tests skip, except under ``CI=true``, where they fail: CI must
+run them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +27,8 @@ import pytest
 import lineage
 
 PG_PASSWORD = "pg-s3cret-Pw"
+MY_USER = "lineage"
+MY_PASSWORD = "my-s3cret-Pw"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -107,19 +112,156 @@ def pg_uri(postgres: PostgresServer) -> str:
     return postgres.uri()
 
 
+def _mariadb_binary(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+        if found:
+            return found
+    return None
+
+
+class MariaDBServer:
+    """A throw-away MariaDB server on 127.0.0.1 with a password user (MLMD's MySQL client).
+
+    Started with ``--no-defaults`` and Debian's server defaults (utf8mb4, case-insensitive
+    ``utf8mb4_general_ci``). ``root`` has no password and is reachable only on the socket.
+    """
+
+    def __init__(self) -> None:
+        server = _mariadb_binary("mariadbd", "mysqld")
+        install = _mariadb_binary("mariadb-install-db", "mysql_install_db")
+        self.client = _mariadb_binary("mariadb", "mysql") or ""
+        if not (server and install and self.client):
+            raise RuntimeError("MariaDB server binaries not found (Debian: apt-get install mariadb-server)")
+        self.root = Path(tempfile.mkdtemp(prefix="lineage-mdb-"))
+        self.data = self.root / "data"
+        self.socket = self.root / "sock"
+        self.port = _free_port()
+        self._as: list[str] = []
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("mysql")
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+            self._as = ["runuser", "-u", "mysql", "--"]
+            user = "mysql"
+        self._log = open(self.root / "server.log", "wb")  # noqa: SIM115 (closed in stop)
+        self._proc: subprocess.Popen[bytes] | None = None
+        try:
+            subprocess.run(
+                [*self._as, install, "--no-defaults", f"--user={user}", f"--datadir={self.data}",
+                 "--auth-root-authentication-method=normal", "--skip-test-db"],
+                check=True, capture_output=True, timeout=180,
+            )
+            self._proc = subprocess.Popen(
+                [*self._as, server, "--no-defaults", f"--datadir={self.data}",
+                 f"--port={self.port}", f"--socket={self.socket}", "--bind-address=127.0.0.1",
+                 f"--pid-file={self.root / 'pid'}", "--skip-name-resolve",
+                 "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+                 "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
+                 "--max-connections=300"],
+                stdout=self._log, stderr=subprocess.STDOUT,
+            )
+            self._wait_ready()
+            self.sql(
+                f"CREATE USER '{MY_USER}'@'127.0.0.1' IDENTIFIED BY '{MY_PASSWORD}'; "
+                f"GRANT ALL PRIVILEGES ON *.* TO '{MY_USER}'@'127.0.0.1'; FLUSH PRIVILEGES;"
+            )
+        except Exception:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"mariadbd exited with {self._proc.returncode}: {self._log_tail()}")
+            if self.socket.exists():
+                probe = subprocess.run(
+                    [self.client, "--no-defaults", "-S", str(self.socket), "-u", "root", "-e", "SELECT 1"],
+                    capture_output=True, timeout=30,
+                )
+                if probe.returncode == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"mariadbd did not accept connections in {timeout:.0f} s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        text = (self.root / "server.log").read_text(errors="replace")
+        return " | ".join(text.strip().splitlines()[-5:])
+
+    def sql(self, statements: str) -> str:
+        """Run SQL as root on the socket and return its tab-separated output."""
+        done = subprocess.run(
+            [self.client, "--no-defaults", "-S", str(self.socket), "-u", "root", "-N", "-B",
+             "-e", statements],
+            check=True, capture_output=True, text=True, timeout=60,
+        )
+        return done.stdout
+
+    def uri(self, dbname: str | None = None) -> str:
+        """A URI for a database that does not exist yet (MLMD creates it)."""
+        dbname = dbname or f"t_{uuid.uuid4().hex[:12]}"
+        return f"mysql://{MY_USER}:{MY_PASSWORD}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            pid_file = self.root / "pid"
+            with contextlib.suppress(Exception):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(Exception):
+                    os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+                self._proc.kill()
+                self._proc.wait(timeout=30)
+        self._log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """A running MariaDB server for the whole test session."""
+    try:
+        server = MariaDBServer()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but MariaDB could not be started: {exc}")
+        pytest.skip(f"MariaDB not available: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mysql_uri(mariadb: MariaDBServer) -> str:
+    """The URI of a fresh (not yet created) MySQL database on MariaDB."""
+    return mariadb.uri()
+
+
 @pytest.fixture
 def sqlite_uri(tmp_path: Path) -> str:
     """The path of a fresh SQLite store under a not yet existing folder."""
     return str(tmp_path / "store" / "metadata.sqlite")
 
 
-@pytest.fixture(params=["sqlite", "memory", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "memory",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store URI of each backend: a SQLite file, ``:memory:`` and PostgreSQL."""
+    """A fresh store URI of each backend: a SQLite file, ``:memory:``, PostgreSQL and MariaDB."""
     if request.param == "sqlite":
         return str(tmp_path / "store" / "metadata.sqlite")
     if request.param == "memory":
         return ":memory:"
+    if request.param == "mysql":
+        mysql_server: MariaDBServer = request.getfixturevalue("mariadb")
+        return mysql_server.uri()
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.uri()
 
