@@ -16,8 +16,9 @@ three params, one metric), each on a fresh store file in the same temp folder:
     ``bench/.mlflow-venv``, created here when missing (``pip install mlflow==3.17.*``), as
     a subprocess that prints its time per step.
 
-Every variant writes its output file inside the timed loop. (a) and (b) alternate over
-several rounds; the best round of each is reported (the machine is shared and noisy).
+Every variant writes its output file inside the timed loop. (a) and (b) take turns in
+blocks of 25 steps in one process (the machine is shared and noisy, so both see the same
+noise); medians over the blocks are reported, and the median of the per-block ratios.
 
 Usage: ``python bench/run.py steps`` (or ``python bench/bench_steps.py [--quick]
 [--no-mlflow]``); writes the "Steps" section of ``bench/RESULTS.md``.
@@ -32,11 +33,13 @@ import os
 import platform
 import re
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +60,8 @@ GOAL_MLFLOW = 10.0
 # --- (a) lineage -----------------------------------------------------------------------
 
 
-def bench_lineage(folder: Path, steps: int, warmup: int = 5) -> float:
-    """Milliseconds per decorated step."""
+def make_lineage(folder: Path) -> tuple[Callable[[], None], Callable[[], int]]:
+    """One decorated step per call of the first function; the second counts executions."""
     store = lineage.connect(folder / "lineage.sqlite")
     source = folder / "iris.csv"
     data = store.put(lineage.Dataset(source, name="iris"))
@@ -75,14 +78,10 @@ def bench_lineage(folder: Path, steps: int, warmup: int = 5) -> float:
         lineage.log_metrics({"acc": 0.9})
         return lineage.Model(path, name="clf")
 
-    for _ in range(warmup):
+    def one() -> None:
         train(data, lr=0.05)
-    start = time.perf_counter()
-    for _ in range(steps):
-        train(data, lr=0.05)
-    elapsed = time.perf_counter() - start
-    assert len(store.executions(step="train")) == steps + warmup
-    return 1000 * elapsed / steps
+
+    return one, lambda: len(store.executions(step="train"))
 
 
 # --- (b) raw ml_metadata -----------------------------------------------------------------
@@ -101,8 +100,8 @@ def _raw_store(path: Path) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def bench_raw(folder: Path, steps: int, warmup: int = 5) -> float:
-    """Milliseconds per step of hand-written ml_metadata code writing the same records."""
+def make_raw(folder: Path) -> tuple[Callable[[], None], Callable[[], int]]:
+    """Hand-written ml_metadata code writing the same records, one step per call."""
     mlmd = _raw_store(folder / "raw.sqlite")
     artifact_props = {"version": pb.INT, "fingerprint": pb.STRING, "previous_version": pb.INT}
     dataset_type = mlmd.put_artifact_type(pb.ArtifactType(
@@ -127,9 +126,12 @@ def bench_raw(folder: Path, steps: int, warmup: int = 5) -> float:
     out = folder / "raw-out"
     out.mkdir()
     previous = 0
+    counter = [0]
 
-    def one(i: int) -> None:
+    def one() -> None:
         nonlocal previous
+        counter[0] += 1
+        i = counter[0]
         path = out / f"model-{i}.bin"
         path.write_bytes(b"weights %d" % i)
         start = time.time()
@@ -168,14 +170,28 @@ def bench_raw(folder: Path, steps: int, warmup: int = 5) -> float:
         output.path.steps.add().index = 0
         _, [previous], _ = mlmd.put_execution(execution, [(model, output)], [])
 
-    for i in range(1, warmup + 1):
-        one(i)
-    start = time.perf_counter()
-    for i in range(warmup + 1, warmup + steps + 1):
-        one(i)
-    elapsed = time.perf_counter() - start
-    assert len(mlmd.get_executions()) == steps + warmup
-    return 1000 * elapsed / steps
+    return one, lambda: len(mlmd.get_executions())
+
+
+def interleaved(
+    variants: dict[str, Callable[[], None]], blocks: int, block: int, warmup: int = 5
+) -> dict[str, list[float]]:
+    """ms/step of each variant per block, the variants taking turns block by block (order
+    rotating), so that the noise of a shared machine falls on all of them alike."""
+    for one in variants.values():
+        for _ in range(warmup):
+            one()
+    names = list(variants)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for b in range(blocks):
+        order = names[b % len(names):] + names[:b % len(names)]
+        for name in order:
+            one = variants[name]
+            start = time.perf_counter()
+            for _ in range(block):
+                one()
+            times[name].append(1000 * (time.perf_counter() - start) / block)
+    return times
 
 
 # --- (c) MLflow, in its own virtualenv ---------------------------------------------------
@@ -206,11 +222,15 @@ def one(i):
 
 for i in range(warmup):
     one(i)
-start = time.perf_counter()
-for i in range(warmup, warmup + steps):
-    one(i)
-elapsed = time.perf_counter() - start
-print(json.dumps({"ms_per_step": 1000 * elapsed / steps, "mlflow": mlflow.__version__}))
+blocks = []
+for b in range(steps // 25):
+    start = time.perf_counter()
+    for i in range(25):
+        one(warmup + 25 * b + i)
+    blocks.append(1000 * (time.perf_counter() - start) / 25)
+blocks.sort()
+median = (blocks[(len(blocks) - 1) // 2] + blocks[len(blocks) // 2]) / 2
+print(json.dumps({"ms_per_step": median, "mlflow": mlflow.__version__}))
 """
 
 
@@ -233,7 +253,8 @@ def ensure_mlflow_venv() -> Path | None:
 
 
 def bench_mlflow(folder: Path, steps: int, warmup: int = 5) -> tuple[float, str] | None:
-    """Milliseconds per MLflow-logged step, and MLflow's version (None without MLflow)."""
+    """Median milliseconds per MLflow-logged step over blocks of 25, and MLflow's version
+    (None without MLflow)."""
     python = ensure_mlflow_venv()
     if python is None:
         return None
@@ -255,40 +276,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run (a), (b) and (c); print and record the numbers."""
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
-    steps = 100 if quick else 300
-    rounds = 2 if quick else 4
-    ours: list[float] = []
-    raw: list[float] = []
+    blocks, block = (8, 25) if quick else (24, 25)
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
-        for r in range(rounds):
-            folder = Path(tmp) / f"round{r}"
-            folder.mkdir()
-            (folder / "iris.csv").write_text("sepal,petal,label\n" + "5.1,1.4,0\n" * 150)
-            # alternate the order so neither variant always runs on a warmer machine
-            if r % 2 == 0:
-                raw.append(bench_raw(folder, steps))
-                ours.append(bench_lineage(folder, steps))
-            else:
-                ours.append(bench_lineage(folder, steps))
-                raw.append(bench_raw(folder, steps))
-            print(f"round {r}: lineage {ours[-1]:.2f} ms/step, raw {raw[-1]:.2f} ms/step",
-                  flush=True)
+        folder = Path(tmp)
+        (folder / "iris.csv").write_text("sepal,petal,label\n" + "5.1,1.4,0\n" * 150)
+        ours, count_ours = make_lineage(folder)
+        raw, count_raw = make_raw(folder)
+        times = interleaved({"lineage": ours, "raw": raw}, blocks, block)
+        assert count_ours() == count_raw() == 5 + blocks * block
+        mlmd_ratios = [o / r for o, r in zip(times["lineage"], times["raw"], strict=True)]
         mlflow = None
         if "--no-mlflow" not in argv:
-            folder = Path(tmp) / "mlflow"
-            folder.mkdir()
-            (folder / "iris.csv").write_text("sepal,petal,label\n" + "5.1,1.4,0\n" * 150)
-            mlflow = bench_mlflow(folder, 100 if quick else 200)
-    best_ours, best_raw = min(ours), min(raw)
+            (folder / "mlflow").mkdir()
+            (folder / "mlflow" / "iris.csv").write_text((folder / "iris.csv").read_text())
+            mlflow = bench_mlflow(folder / "mlflow", 100 if quick else 300)
+    med_ours = statistics.median(times["lineage"])
+    med_raw = statistics.median(times["raw"])
     result: dict[str, Any] = {
-        "steps": steps, "rounds": rounds, "lineage_ms": best_ours, "raw_ms": best_raw,
-        "ratio_raw": best_ours / best_raw,
+        "steps": blocks * block, "blocks": blocks, "block": block,
+        "lineage_ms": med_ours, "raw_ms": med_raw,
+        "ratio_raw": statistics.median(mlmd_ratios),
     }
-    print(f"lineage {best_ours:.2f} ms/step, raw ml_metadata {best_raw:.2f} ms/step: "
-          f"{result['ratio_raw']:.2f}x (goal <= {GOAL_RAW}x)")
+    print(f"lineage {med_ours:.2f} ms/step, raw ml_metadata {med_raw:.2f} ms/step (medians); "
+          f"median ratio per block {result['ratio_raw']:.2f}x (goal <= {GOAL_RAW}x)")
     if mlflow is not None:
         result["mlflow_ms"], result["mlflow_version"] = mlflow
-        result["mlflow_speedup"] = mlflow[0] / best_ours
+        result["mlflow_speedup"] = mlflow[0] / med_ours
         print(f"MLflow {mlflow[1]} {mlflow[0]:.2f} ms/step: lineage is "
               f"{result['mlflow_speedup']:.1f}x faster (goal >= {GOAL_MLFLOW}x)")
     _write_section(_section(result))
@@ -318,8 +331,11 @@ def _section(result: dict[str, Any]) -> str:
         + (f"; MLflow / lineage = **{result['mlflow_speedup']:.1f}x** (goal >= {GOAL_MLFLOW}x)"
            if "mlflow_ms" in result else "; MLflow not measured"),
         "",
-        f"Best of {result['rounds']} alternating rounds of {result['steps']} steps each after "
-        "5 warm-up steps (`python bench/run.py steps`).",
+        f"(a) and (b) take turns in {result['blocks']} blocks of {result['block']} steps "
+        f"({result['steps']} steps each after 5 warm-up steps) in one process, on two store "
+        "files in the same folder; the numbers are medians over the blocks, the ratio the "
+        "median of the per-block ratios. MLflow's figure is its median over blocks of 25 "
+        "steps (after 5 warm-up runs) in its own process. `python bench/run.py steps`.",
         "",
     ]
     return "\n".join(lines)

@@ -647,10 +647,11 @@ def _put_execution(
     for _attempt in range(_WRITE_ATTEMPTS):
         pairs = [pair for p in pending for pair in p.pairs()]
         try:
-            eid, aids, _cids = store._call(
-                "put_execution", proto, pairs, list(contexts),
-                reuse_context_if_already_exist=True, force_reuse_context=True,
+            flags = (
+                {"reuse_context_if_already_exist": True, "force_reuse_context": True}
+                if contexts else {}
             )
+            eid, aids, _cids = store._call("put_execution", proto, pairs, list(contexts), **flags)
         except StoreError as exc:
             done = _written(store, spec, proto, pending)
             if done is not None:
