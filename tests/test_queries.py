@@ -453,3 +453,50 @@ def test_graph_of_results_is_a_multidigraph(iris: tuple[lineage.Store, dict[str,
     for result in (store.provenance(ids["model"]), store.impact(ids["raw"])):
         assert isinstance(result.graph, nx.MultiDiGraph)
         assert nx.is_directed_acyclic_graph(result.graph)
+
+
+def test_queries_on_a_pipeline_recorded_with_steps(store: lineage.Store, write_file: Callable[..., Path]) -> None:
+    """End to end with @lineage.step and lineage.run: code, environment, runs, failures,
+    cache hits, and compare's final metrics."""
+    folder = write_file("data/iris.csv", "a,b\n1,2\n").parent
+
+    @lineage.step(store=store, cache=True)
+    def prep(data: lineage.Dataset, scale: float = 1.0) -> lineage.Dataset:
+        out = folder / f"clean-{scale}.csv"
+        out.write_text(Path(data.uri).read_text() + str(scale))
+        return lineage.Dataset(out, name="clean")
+
+    @lineage.step(store=store, kind="train")
+    def train(data: lineage.Dataset, lr: float = 0.1) -> lineage.Model:
+        if lr < 0:
+            raise ValueError("negative learning rate")
+        out = folder / f"model-{lr}.pkl"
+        out.write_text(str(lr))
+        lineage.log_metrics({"acc": 0.5 + lr})
+        return lineage.Model(out, name="clf")
+
+    raw = lineage.Dataset(folder / "iris.csv", name="iris")
+    with lineage.run("a", experiment="exp", store=store):
+        train(prep(raw), lr=0.1)
+    with lineage.run("b", experiment="exp", store=store):
+        train(prep(raw), lr=0.3)  # prep is a cache hit
+        with pytest.raises(ValueError):
+            train(prep(raw), lr=-1.0)
+    p = store.provenance("clf")
+    d = p.to_dict()
+    train_step = d["steps"][-1]
+    assert train_step["params"] == {"lr": 0.3} and train_step["runs"] == ["b"]
+    assert train_step["experiment"] == "exp"
+    assert train_step["code"]["source_hash"].startswith("sha256:")
+    assert train_step["environment"]["python"]
+    assert train_step["metrics"] == {"acc": 0.8}
+    assert {s["state"] for s in d["steps"][:-1]} <= {"COMPLETE", "CACHED"}
+    assert [a.name for a in p.datasets] == ["iris", "clean"]
+    imp = store.impact("iris")
+    failed = [e for e in imp.executions if e.state == "FAILED"]
+    assert len(failed) == 1 and "negative learning rate" in (failed[0].error or "")
+    c = store.compare(["a", "b"])
+    by_name = {col.name: col for col in c.columns}
+    assert by_name["acc"].differs and by_name["acc"].kind == "metric"
+    assert c.to_dict()["rows"][0]["values"]["acc"] == 0.6
+    assert store.diff("clf@1", "clf@2").params == {"train": {"lr": (0.1, 0.3)}}
