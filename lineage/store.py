@@ -59,6 +59,7 @@ _REF = re.compile(r"^(?P<name>.+)@(?P<version>\d+)$")
 # Errors that mean "another writer got in the way; the transaction was rolled back".
 _RETRYABLE_INTERNAL = (
     "deadlock detected",
+    "deadlock found",  # MySQL/InnoDB: the transaction was rolled back
     "current transaction is aborted",
     "could not serialize",
     "database is locked",
