@@ -812,7 +812,7 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
         _set(proto.custom_properties, key, value)
     contexts = [active.context] if active is not None else []
     start = time.time()
-    _set(proto.properties, "start_time", start, typed=True)
+    _set(proto.properties, "start_time", _ms(start), typed=True)
 
     cache_key = _cache_key(spec, inputs, params) if spec.cache else None
     if cache_key is not None:
@@ -862,12 +862,24 @@ def _is_written(store: Store, spec: StepSpec, proto: pb.Execution) -> bool:
     return bool(found) and found[0].last_known_state == proto.last_known_state
 
 
+def _ms(seconds: float) -> float:
+    """A time stamp to the millisecond: MLMD keeps doubles with six decimals and SQLite
+    reads them back with 15 digits, so a finer one would not round-trip (and every update
+    of the execution would rewrite it)."""
+    return round(seconds, 3)
+
+
+def _now() -> float:
+    """Seconds since the epoch, to the millisecond."""
+    return _ms(time.time())
+
+
 def _finish(call: _Call, state: int, start: float) -> None:
     proto = call.proto
     end = time.time()
     proto.last_known_state = state
-    _set(proto.properties, "end_time", end, typed=True)
-    _set(proto.properties, "duration", end - start, typed=True)
+    _set(proto.properties, "end_time", _ms(end), typed=True)
+    _set(proto.properties, "duration", round(end - start, 6), typed=True)
     with call.lock:
         for key, value in call.params.items():
             _set(proto.custom_properties, key, value)
@@ -922,8 +934,8 @@ def _record_cached(
     ]
     proto.last_known_state = pb.Execution.CACHED
     end = time.time()
-    _set(proto.properties, "end_time", end, typed=True)
-    _set(proto.properties, "duration", end - start, typed=True)
+    _set(proto.properties, "end_time", _ms(end), typed=True)
+    _set(proto.properties, "duration", round(end - start, 6), typed=True)
     _set(proto.properties, "returns", shape, typed=True)
     _set(proto.properties, "cached_from", int(cached.id), typed=True)
     for key in ("metrics", "metric_series"):
@@ -963,7 +975,12 @@ def _roll_up(call: _Call) -> None:
 
 @attrs.define(eq=False)
 class RunMetrics:
-    """The metrics of a run or step: final values and the series logged with ``step=``."""
+    """The metrics of a run or step: final values and the series logged with ``step=``.
+
+    Example:
+        >>> RunMetrics(final={"loss": 0.1}, series={"loss": [(0, 0.5), (1, 0.1)]}).to_dict()
+        {'final': {'loss': 0.1}, 'series': {'loss': [[0, 0.5], [1, 0.1]]}}
+    """
 
     final: dict[str, Any]
     """Metric → the last value logged."""
@@ -1027,6 +1044,15 @@ class ActiveRun:
         store: the store the run is recorded in.
         experiment: the experiment's name.
         run_name: the name the user asked for (``name`` may carry a ``-2`` suffix).
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> with lineage.run("r", experiment="e", store=store) as active:
+        ...     active.log_params(seed=3)
+        ...     active.log_metrics({"acc": 0.5}, step=1)
+        >>> active.name, active.params, active.metrics.series
+        ('r', {'seed': 3}, {'acc': [(1, 0.5)]})
     """
 
     def __init__(
@@ -1158,7 +1184,7 @@ class ActiveRun:
             config_ids[path.name if path.name not in config_ids else str(path)] = int(art.id or 0)
         experiment = self._get_or_create(exp_type, EXPERIMENT_TYPE, self.experiment)
         ctx = pb.Context(type_id=run_type)
-        start = time.time()
+        start = _now()
         _set(ctx.properties, "recorded_by", _recorded_by(), typed=True)
         _set(ctx.properties, "run_name", self.run_name, typed=True)
         _set(ctx.properties, "experiment", self.experiment, typed=True)
@@ -1199,7 +1225,7 @@ class ActiveRun:
             status = "CANCELED"
         with self._lock:
             _set(self.context.properties, "status", status, typed=True)
-            _set(self.context.properties, "end_time", time.time(), typed=True)
+            _set(self.context.properties, "end_time", _now(), typed=True)
             try:
                 self._flush()
             except LineageError as err:
