@@ -14,11 +14,12 @@ three params, one metric), each on a fresh store file in the same temp folder:
     ``log_metric``, ``end_run``) on its default ``sqlite:///`` tracking store. MLflow pins
     a protobuf that ml-metadata cannot live with, so it runs in its own virtualenv,
     ``bench/.mlflow-venv``, created here when missing (``pip install mlflow==3.17.*``), as
-    a subprocess that prints its time per step.
+    a subprocess that runs blocks of steps on request and prints their time.
 
-Every variant writes its output file inside the timed loop. (a) and (b) take turns in
-blocks of 25 steps in one process (the machine is shared and noisy, so both see the same
-noise); medians over the blocks are reported, and the median of the per-block ratios.
+Every variant writes its output file inside the timed loop. The three take turns in
+blocks of 25 steps (MLflow's process runs a block when asked), so the noise of the shared
+machine falls on all of them alike; medians over the blocks are reported, and the medians
+of the per-block ratios.
 
 Usage: ``python bench/run.py steps`` (or ``python bench/bench_steps.py [--quick]
 [--no-mlflow]``); writes the "Steps" section of ``bench/RESULTS.md``.
@@ -64,7 +65,8 @@ def make_lineage(folder: Path) -> tuple[Callable[[], None], Callable[[], int]]:
     """One decorated step per call of the first function; the second counts executions."""
     store = lineage.connect(folder / "lineage.sqlite")
     source = folder / "iris.csv"
-    data = store.put(lineage.Dataset(source, name="iris"))
+    data = lineage.Dataset(source, name="iris")
+    store.put(data)  # fills in data's id, version and fingerprint
     out = folder / "lineage-out"
     out.mkdir()
     counter = [0]
@@ -132,8 +134,6 @@ def make_raw(folder: Path) -> tuple[Callable[[], None], Callable[[], int]]:
         nonlocal previous
         counter[0] += 1
         i = counter[0]
-        path = out / f"model-{i}.bin"
-        path.write_bytes(b"weights %d" % i)
         start = time.time()
         execution = pb.Execution(type_id=train_type, name=f"train:{uuid.uuid4().hex}",
                                  last_known_state=pb.Execution.RUNNING)
@@ -153,6 +153,8 @@ def make_raw(folder: Path) -> tuple[Callable[[], None], Callable[[], int]]:
         event = pb.Event(type=pb.Event.INPUT)
         event.path.steps.add().key = "data"
         execution.id, _, _ = mlmd.put_execution(execution, [(data, event)], [])
+        path = out / f"model-{i}.bin"  # the step's work, between RUNNING and COMPLETE
+        path.write_bytes(b"weights %d" % i)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         model = pb.Artifact(type_id=model_type, uri=str(path), name=f"clf@{i}",
                             external_id=f"clf:{digest}", state=pb.Artifact.LIVE)
@@ -173,24 +175,31 @@ def make_raw(folder: Path) -> tuple[Callable[[], None], Callable[[], int]]:
     return one, lambda: len(mlmd.get_executions())
 
 
+def timed_block(one: Callable[[], None]) -> Callable[[int], float]:
+    """A block runner: ``n`` calls of ``one``, returning ms per call."""
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            one()
+        return 1000 * (time.perf_counter() - start) / n
+
+    return run
+
+
 def interleaved(
-    variants: dict[str, Callable[[], None]], blocks: int, block: int, warmup: int = 5
+    variants: dict[str, Callable[[int], float]], blocks: int, block: int, warmup: int = 5
 ) -> dict[str, list[float]]:
     """ms/step of each variant per block, the variants taking turns block by block (order
     rotating), so that the noise of a shared machine falls on all of them alike."""
-    for one in variants.values():
-        for _ in range(warmup):
-            one()
+    for run in variants.values():
+        run(warmup)
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     for b in range(blocks):
         order = names[b % len(names):] + names[:b % len(names)]
         for name in order:
-            one = variants[name]
-            start = time.perf_counter()
-            for _ in range(block):
-                one()
-            times[name].append(1000 * (time.perf_counter() - start) / block)
+            times[name].append(variants[name](block))
     return times
 
 
@@ -200,7 +209,7 @@ _MLFLOW_SCRIPT = """
 import json, logging, os, sys, time, warnings
 warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
-folder, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+folder = sys.argv[1]
 import mlflow
 import mlflow.data
 import pandas as pd
@@ -210,27 +219,26 @@ frame = pd.read_csv(os.path.join(folder, "iris.csv"))
 dataset = mlflow.data.from_pandas(frame, source=os.path.join(folder, "iris.csv"), name="iris")
 out = os.path.join(folder, "mlflow-out")
 os.makedirs(out, exist_ok=True)
+count = 0
 
-def one(i):
-    with open(os.path.join(out, "model-%d.bin" % i), "wb") as f:
-        f.write(b"weights %d" % i)
+def one():
+    global count
+    count += 1
+    with open(os.path.join(out, "model-%d.bin" % count), "wb") as f:
+        f.write(b"weights %d" % count)
     mlflow.start_run()
     mlflow.log_params({"lr": 0.05, "epochs": 10, "solver": "lbfgs"})
     mlflow.log_input(dataset, context="training")
     mlflow.log_metric("acc", 0.9)
     mlflow.end_run()
 
-for i in range(warmup):
-    one(i)
-blocks = []
-for b in range(steps // 25):
+print(json.dumps({"ready": mlflow.__version__}), flush=True)
+for line in sys.stdin:  # each line: how many steps to run; answer: ms per step
+    n = int(line)
     start = time.perf_counter()
-    for i in range(25):
-        one(warmup + 25 * b + i)
-    blocks.append(1000 * (time.perf_counter() - start) / 25)
-blocks.sort()
-median = (blocks[(len(blocks) - 1) // 2] + blocks[len(blocks) // 2]) / 2
-print(json.dumps({"ms_per_step": median, "mlflow": mlflow.__version__}))
+    for _ in range(n):
+        one()
+    print(json.dumps({"ms_per_step": 1000 * (time.perf_counter() - start) / n}), flush=True)
 """
 
 
@@ -252,21 +260,35 @@ def ensure_mlflow_venv() -> Path | None:
     return python
 
 
-def bench_mlflow(folder: Path, steps: int, warmup: int = 5) -> tuple[float, str] | None:
-    """Median milliseconds per MLflow-logged step over blocks of 25, and MLflow's version
-    (None without MLflow)."""
-    python = ensure_mlflow_venv()
-    if python is None:
-        return None
-    done = subprocess.run(
-        [str(python), "-c", _MLFLOW_SCRIPT, str(folder), str(steps), str(warmup)],
-        capture_output=True, text=True, timeout=1800,
-    )
-    if done.returncode != 0:
-        print(f"bench: MLflow run failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-        return None
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(result["ms_per_step"]), str(result["mlflow"])
+class MLflowRunner:
+    """MLflow steps run on request in a subprocess of ``bench/.mlflow-venv``."""
+
+    def __init__(self, python: Path, folder: Path) -> None:
+        self.proc = subprocess.Popen(
+            [str(python), "-c", _MLFLOW_SCRIPT, str(folder)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.version = str(self._answer()["ready"])
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"the MLflow process ended: {err[-3000:]}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def __call__(self, n: int) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return float(self._answer()["ms_per_step"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 # --- main --------------------------------------------------------------------------------
@@ -276,33 +298,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run (a), (b) and (c); print and record the numbers."""
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
-    blocks, block = (8, 25) if quick else (24, 25)
+    blocks, block = (6, 20) if quick else (12, 25)
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
         folder = Path(tmp)
         (folder / "iris.csv").write_text("sepal,petal,label\n" + "5.1,1.4,0\n" * 150)
         ours, count_ours = make_lineage(folder)
         raw, count_raw = make_raw(folder)
-        times = interleaved({"lineage": ours, "raw": raw}, blocks, block)
-        assert count_ours() == count_raw() == 5 + blocks * block
-        mlmd_ratios = [o / r for o, r in zip(times["lineage"], times["raw"], strict=True)]
-        mlflow = None
-        if "--no-mlflow" not in argv:
+        variants: dict[str, Callable[[int], float]] = {
+            "lineage": timed_block(ours), "raw": timed_block(raw),
+        }
+        mlflow: MLflowRunner | None = None
+        python = None if "--no-mlflow" in argv else ensure_mlflow_venv()
+        if python is not None:
             (folder / "mlflow").mkdir()
             (folder / "mlflow" / "iris.csv").write_text((folder / "iris.csv").read_text())
-            mlflow = bench_mlflow(folder / "mlflow", 100 if quick else 300)
-    med_ours = statistics.median(times["lineage"])
-    med_raw = statistics.median(times["raw"])
+            mlflow = MLflowRunner(python, folder / "mlflow")
+            variants["mlflow"] = mlflow
+        try:
+            times = interleaved(variants, blocks, block)
+        finally:
+            if mlflow is not None:
+                mlflow.close()
+        assert count_ours() == count_raw() == 5 + blocks * block
+    med = {name: statistics.median(values) for name, values in times.items()}
     result: dict[str, Any] = {
         "steps": blocks * block, "blocks": blocks, "block": block,
-        "lineage_ms": med_ours, "raw_ms": med_raw,
-        "ratio_raw": statistics.median(mlmd_ratios),
+        "lineage_ms": med["lineage"], "raw_ms": med["raw"],
+        "ratio_raw": statistics.median(
+            o / r for o, r in zip(times["lineage"], times["raw"], strict=True)),
     }
-    print(f"lineage {med_ours:.2f} ms/step, raw ml_metadata {med_raw:.2f} ms/step (medians); "
-          f"median ratio per block {result['ratio_raw']:.2f}x (goal <= {GOAL_RAW}x)")
+    print(f"lineage {med['lineage']:.2f} ms/step, raw ml_metadata {med['raw']:.2f} ms/step "
+          f"(medians); median ratio per block {result['ratio_raw']:.2f}x (goal <= {GOAL_RAW}x)")
     if mlflow is not None:
-        result["mlflow_ms"], result["mlflow_version"] = mlflow
-        result["mlflow_speedup"] = mlflow[0] / med_ours
-        print(f"MLflow {mlflow[1]} {mlflow[0]:.2f} ms/step: lineage is "
+        result["mlflow_ms"], result["mlflow_version"] = med["mlflow"], mlflow.version
+        result["mlflow_speedup"] = statistics.median(
+            m / o for m, o in zip(times["mlflow"], times["lineage"], strict=True))
+        print(f"MLflow {mlflow.version} {med['mlflow']:.2f} ms/step: lineage is "
               f"{result['mlflow_speedup']:.1f}x faster (goal >= {GOAL_MLFLOW}x)")
     _write_section(_section(result))
     return result
@@ -331,11 +362,11 @@ def _section(result: dict[str, Any]) -> str:
         + (f"; MLflow / lineage = **{result['mlflow_speedup']:.1f}x** (goal >= {GOAL_MLFLOW}x)"
            if "mlflow_ms" in result else "; MLflow not measured"),
         "",
-        f"(a) and (b) take turns in {result['blocks']} blocks of {result['block']} steps "
-        f"({result['steps']} steps each after 5 warm-up steps) in one process, on two store "
-        "files in the same folder; the numbers are medians over the blocks, the ratio the "
-        "median of the per-block ratios. MLflow's figure is its median over blocks of 25 "
-        "steps (after 5 warm-up runs) in its own process. `python bench/run.py steps`.",
+        f"The variants take turns in {result['blocks']} blocks of {result['block']} steps "
+        f"({result['steps']} steps each after 5 warm-up steps), on store files in the same "
+        "folder, MLflow in its own process and virtualenv; the numbers are medians over the "
+        "blocks, the ratios medians of the per-block ratios (the machine is shared and "
+        "noisy). `python bench/run.py steps`.",
         "",
     ]
     return "\n".join(lines)
