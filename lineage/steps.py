@@ -405,6 +405,8 @@ class _Call:
     params: dict[str, Any]
     metrics: dict[str, Any] = attrs.field(factory=dict)
     series: dict[str, list[list[Any]]] = attrs.field(factory=dict)
+    logged: set[str] = attrs.field(factory=set)
+    """Params (re)set by ``log_params`` while the body ran."""
     lock: threading.Lock = attrs.field(factory=threading.Lock)
 
 
@@ -499,6 +501,18 @@ def _set(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
         target[key].CopyFrom(_convert.to_value(repr(value)))
 
 
+_type_ids: weakref.WeakKeyDictionary[Store, dict[type[Artifact], int]] = weakref.WeakKeyDictionary()
+
+
+def _artifact_type_id(store: Store, cls: type[Artifact]) -> int:
+    """The store's type id of an artifact class, registered once per store and class."""
+    ids = _type_ids.setdefault(store, {})
+    found = ids.get(cls)
+    if found is None:
+        found = ids[cls] = store._artifact_type_id(cls)
+    return found
+
+
 def _optimistic(store: Store, artifact: Artifact) -> pb.Artifact | None:
     """A new proto for the next version of a name this store object wrote or read before,
     without asking the store: if the same content is already recorded (``external_id``) or
@@ -513,7 +527,7 @@ def _optimistic(store: Store, artifact: Artifact) -> pb.Artifact | None:
     cls = type(artifact)
     return _convert.artifact_to_proto(
         artifact,
-        type_id=store._artifact_type_id(cls),
+        type_id=_artifact_type_id(store, cls),
         version=hint[0] + 1,
         previous=hint[1].id,
         external_id=store._identity_key(artifact),
@@ -882,7 +896,8 @@ def _finish(call: _Call, state: int, start: float) -> None:
     _set(proto.properties, "duration", round(end - start, 6), typed=True)
     with call.lock:
         for key, value in call.params.items():
-            _set(proto.custom_properties, key, value)
+            if key not in proto.custom_properties or key in call.logged:
+                _set(proto.custom_properties, key, value)
         if call.metrics:
             _set(proto.properties, "metrics", call.metrics, typed=True)
         if call.series:
@@ -1345,6 +1360,7 @@ def log_params(**params: Any) -> None:
             flat.update(_params.flatten(key, value))
         with call.lock:
             call.params.update(flat)
+            call.logged.update(flat)
         return
     active = current_run()
     if active is None:
