@@ -754,6 +754,21 @@ class Store:
 
         return compare(self, runs)
 
+    def metrics(self, run: str | int | Run) -> Any:
+        """A run's final metrics and per-step series (see :func:`lineage.run_metrics`).
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> with lineage.run("r", store=store):
+            ...     lineage.log_metrics({"loss": 0.5}, step=0)
+            >>> store.metrics("r").series
+            {'loss': [(0, 0.5)]}
+        """
+        from lineage.steps import run_metrics
+
+        return run_metrics(self, run)
+
     def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Any:
         """An audit report of ``ref`` (see :mod:`lineage.report`)."""
         from lineage.report import audit

@@ -236,14 +236,16 @@ doomed(lineage.Dataset({data!r}, name="d"))
 """
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_step_killed_with_sigkill_leaves_a_running_execution(
-    sqlite_uri: str, write_file: Callable[..., Path]
+    backend: str, request: pytest.FixtureRequest, write_file: Callable[..., Path]
 ) -> None:
+    uri = request.getfixturevalue("sqlite_uri" if backend == "sqlite" else "pg_uri")
     data = write_file("d.csv", "1\n")
-    script = _KILLED.format(root=str(ROOT), uri=sqlite_uri, data=str(data))
+    script = _KILLED.format(root=str(ROOT), uri=uri, data=str(data))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
-    store = lineage.connect(sqlite_uri)
+    store = lineage.connect(uri)
     [running] = store.executions(state="RUNNING")
     assert running.name == "doomed" and running.params == {"lr": 0.3}
     assert len(running.inputs) == 1 and running.outputs == []
