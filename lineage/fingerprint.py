@@ -158,7 +158,7 @@ def _hash_file(path: Path, algo: str, size: int, progress: bool | None) -> str:
     if algo == "blake3" and advance is None and size > 0:
         hasher.update_mmap(os.fspath(path))  # type: ignore[attr-defined]
         return hasher.hexdigest()
-    buf = bytearray(_CHUNK)
+    buf = bytearray(max(1, min(_CHUNK, size)))  # small files: no zeroed 1 MiB per call
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
