@@ -26,6 +26,8 @@ executions that were still running.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -343,12 +345,12 @@ class _GraphCache:
         return _run_names(self.members.get(execution_id, ()))
 
     def graph(self) -> nx.MultiDiGraph:
-        # Nodes by kind and id; edges in the order MLMD returned the events (stable for a
-        # given store), which keeps a 200k-edge load from paying for a sort.
-        return build_graph(
-            sorted(self.nodes.items(), key=_node_order),
-            self.edges.values(),
-        )
+        # Nodes by kind and id (sorted once after each load that added some); edges in the
+        # order MLMD returned the events, which is stable for a given store.
+        order = [_node_order(item) for item in self.nodes.items()]
+        if order != sorted(order):
+            self.nodes = dict(sorted(self.nodes.items(), key=_node_order))
+        return build_graph(self.nodes.items(), self.edges.values())
 
 
 def _artifact_nodes(store: Store, protos: Sequence[pb.Artifact]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -510,6 +512,19 @@ def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: boo
     return build_graph(nodes, edges)
 
 
+@contextlib.contextmanager
+def _bulk() -> Iterator[None]:
+    """No cyclic garbage collection while hundreds of thousands of dicts are made: the
+    collector would scan them again and again (a third of a 100k-node load)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_graph(
     store: Store,
     *,
@@ -560,8 +575,9 @@ def load_graph(
                 ) from None
         children = list(store._call("get_children_contexts_by_context", exp.id, missing=[]))
         return _load_contexts(store, [exp, *children], contexts)
-    cache = _load_all(store)
-    g = cache.graph()
+    with _bulk():
+        cache = _load_all(store)
+        g = cache.graph()
     if contexts:
         ctx_nodes, ctx_edges = _context_entries(
             store, list(cache.contexts.values()), cache.members, g.__contains__)
