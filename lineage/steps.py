@@ -59,6 +59,7 @@ import inspect
 import json
 import math
 import os
+import random
 import threading
 import time
 import traceback
@@ -667,14 +668,17 @@ def _put_execution(
             )
             eid, aids, _cids = store._call("put_execution", proto, pairs, list(contexts), **flags)
         except StoreError as exc:
-            done = _written(store, spec, proto, pending)
+            try:
+                done = _written(store, spec, proto, pending)
+            except LineageError:
+                done = None  # cannot tell: report the write's own error
             if done is not None:
                 return done
             if not isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
                 raise
             for p in pending:
                 p.reprepare()
-            time.sleep(0.002 + 0.01 * _attempt * (os.getpid() % 7) / 7)
+            time.sleep(random.random() * 0.005 * (_attempt + 1))
             continue
         start = 0
         for p in pending:
