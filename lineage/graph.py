@@ -37,7 +37,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
-from lineage._schema import EXPERIMENT_TYPE, INPUT_EVENTS, OUTPUT_EVENTS
+from lineage._schema import EXPERIMENT_TYPE, OUTPUT_EVENTS
 from lineage.errors import InvalidRef, NotFound
 
 if TYPE_CHECKING:
@@ -220,16 +220,18 @@ def event_edge(ev: pb.Event) -> tuple[str, str, str, dict[str, Any]]:
         >>> event_edge(ev)[:3]
         ('artifact:1', 'execution:2', 'INPUT:data')
     """
-    etype = EVENT_TYPES.get(ev.type, "UNKNOWN")
-    path = _convert.event_path(ev)
-    attrs_ = {"event_type": etype, "path": path, "time": ev.milliseconds_since_epoch or None}
-    art, exe = artifact_node(ev.artifact_id), execution_node(ev.execution_id)
-    if ev.type in INPUT_EVENTS:
-        return art, exe, f"{etype}:{path}", attrs_
-    if ev.type in OUTPUT_EVENTS:
-        return exe, art, f"{etype}:{path}", attrs_
-    # UNKNOWN events: no direction is recorded; draw them as the artifact being read.
-    return art, exe, f"{etype}:{path}", attrs_
+    kind = ev.type
+    etype = EVENT_TYPES.get(kind, "UNKNOWN")
+    steps = ev.path.steps
+    # One key is the common case; it needs no join.
+    one_key = len(steps) == 1 and steps[0].HasField("key")
+    path = steps[0].key if one_key else _convert.event_path(ev)
+    data = {"event_type": etype, "path": path, "time": ev.milliseconds_since_epoch or None}
+    art, exe = f"artifact:{ev.artifact_id}", f"execution:{ev.execution_id}"
+    if kind in OUTPUT_EVENTS:
+        return exe, art, f"{etype}:{path}", data
+    # Input-like events, and UNKNOWN ones (no direction recorded: drawn as a read).
+    return art, exe, f"{etype}:{path}", data
 
 
 # --- reading ----------------------------------------------------------------------------
