@@ -21,7 +21,9 @@ Loading the whole store reads artifacts, executions and events in batches (a con
 number of MLMD calls per batch of ids) and the run membership with one call per context
 (contexts are far fewer than executions). The graph is cached on the ``Store`` object: a
 later call reads only what was added since (MLMD ids only grow) and re-reads the
-executions that were still running.
+executions that were still running (their state and outputs change). Artifacts and
+finished executions already read are not read again: MLMD has no change feed, and
+neither our steps nor TFX rewrite them.
 """
 
 from __future__ import annotations
@@ -581,8 +583,10 @@ def load_graph(
         cache = _load_all(store)
         g = cache.graph()
     if contexts:
+        # Contexts are few and their properties change (a run's status and metrics):
+        # read them again rather than from the cache.
         ctx_nodes, ctx_edges = _context_entries(
-            store, list(cache.contexts.values()), cache.members, g.__contains__)
+            store, list(store._call("get_contexts")), cache.members, g.__contains__)
         for key, data in ctx_nodes:
             g.add_node(key, **data)
         g.add_edges_from(ctx_edges)

@@ -308,6 +308,11 @@ def test_graph_with_contexts_as_nodes(pipeline: tuple[lineage.Store, dict[str, i
     assert not [n for n in store.graph() if n.startswith("context:")]
     gr = store.graph(run="r1", contexts=True)
     assert gr.has_edge(run, f"execution:{ids['prep']}", "ASSOCIATION:")
+    # A context's properties change (a run's status): the cached graph shows the new ones.
+    ctx = store.mlmd.get_contexts_by_id([ids["run"]])[0]
+    ctx.custom_properties["status"].string_value = "COMPLETE"
+    store.mlmd.put_contexts([ctx])
+    assert store.graph(contexts=True).nodes[run]["properties"]["status"] == "COMPLETE"
 
 
 def test_every_event_type_is_an_edge_with_its_type(store: lineage.Store) -> None:
