@@ -143,6 +143,9 @@ def test_usage_errors_exit_2(cli_store: str, capsys: pytest.CaptureFixture[str])
     assert run(capsys, "bogus")[0] == 2
     assert run(capsys, "--store", cli_store, "diff", "clf")[0] == 2
     assert run(capsys, "--store", cli_store, "graph", "-o", "x.svg", "--upstream")[0] == 2
+    assert run(capsys, "--store", cli_store, "graph", "clf", "--run", "baseline", "-o", "x.svg")[0] == 2
+    assert run(capsys, "--store", cli_store, "graph", "clf")[0] == 2  # -o is required
+    assert run(capsys, "--store", cli_store, "ls", "artifacts", "--run", "baseline")[0] == 2
     code, _, err = run(capsys, "--store", cli_store, "audit", "clf")
     assert code == 2 and "-o FILE" in err
 
