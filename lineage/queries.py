@@ -116,8 +116,11 @@ def _contexts_of(store: Store, execution_ids: Iterable[int]) -> dict[int, list[R
     """execution id → the contexts it belongs to (with their experiment).
 
     One ``get_contexts_by_execution`` call per execution of the answer: MLMD has no
-    batched form, and this grows with the answer (the steps of one lineage), not with the
-    store. Parents are read once per distinct context.
+    batched form. The number of calls grows with the answer (the steps of one lineage),
+    not with the store, which is why per-execution calls are acceptable here; but MLMD's
+    schema has no index on ``Association(execution_id)``, so on SQLite each call scans
+    the association table and its cost does grow with the store (bench/RESULTS.md).
+    Parents are read once per distinct context.
     """
     by_exec: dict[int, list[pb.Context]] = {}
     distinct: dict[int, pb.Context] = {}
