@@ -22,6 +22,9 @@ _EXECUTION_BASE = {v: k for k, v in pb.ExecutionType.SystemDefinedBaseType.items
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _INT64 = (-(2**63), 2**63 - 1)
 _INT32 = (-(2**31), 2**31 - 1)
+# MLMD indexes string and struct property values; a PostgreSQL btree row holds at most
+# ~2.7 kB, so longer strings and structs go in the (unindexed) proto_value.
+_INDEXED_MAX = 2000
 
 # --- values ---------------------------------------------------------------------------
 
@@ -70,7 +73,7 @@ def _sql_exact(x: float) -> bool:
     return float(f"{x:f}") == x and float(f"{x:.15g}") == x
 
 
-def to_value(x: Any, *, typed: bool = False) -> pb.Value:
+def to_value(x: Any, *, typed: bool = False, packed: bool = False) -> pb.Value:
     """Encode a Python value as an MLMD ``Value``, losslessly where MLMD allows.
 
     bool, int (64-bit), float (NaN and inf included) and str are native; dicts are structs;
@@ -82,12 +85,18 @@ def to_value(x: Any, *, typed: bool = False) -> pb.Value:
     float that would not survive that is packed exactly in ``proto_value``, unless
     ``typed`` (a declared DOUBLE property must be a double).
 
+    MLMD indexes string and struct values, and PostgreSQL refuses index rows over ~2.7 kB:
+    strings and dicts longer than 2,000 bytes (unless ``typed``) and anything when
+    ``packed`` (for properties declared PROTO) go in a packed ``google.protobuf.Value``.
+
     Example:
         >>> from_value(to_value(1e-7)), from_value(to_value(0.5)), from_value(to_value(2**40))
         (1e-07, 0.5, 1099511627776)
     """
     value = pb.Value()
-    if isinstance(x, bool):
+    if packed:
+        value.proto_value.Pack(_to_pb_value(x))
+    elif isinstance(x, bool):
         value.bool_value = x
     elif isinstance(x, int) and _INT32[0] <= x <= _INT32[1]:
         value.int_value = x
@@ -104,9 +113,16 @@ def to_value(x: Any, *, typed: bool = False) -> pb.Value:
     elif isinstance(x, (int, float)):
         value.double_value = float(x)
     elif isinstance(x, str):
-        value.string_value = x
+        if not typed and len(x) > _INDEXED_MAX // 4 and len(x.encode()) > _INDEXED_MAX:
+            value.proto_value.Pack(_to_pb_value(x))
+        else:
+            value.string_value = x
     elif isinstance(x, Mapping):
-        value.struct_value.CopyFrom(_to_pb_value(x).struct_value)
+        struct = _to_pb_value(x)
+        if not typed and struct.ByteSize() > _INDEXED_MAX:
+            value.proto_value.Pack(struct)
+        else:
+            value.struct_value.CopyFrom(struct.struct_value)
     elif x is None or isinstance(x, (list, tuple)):
         value.proto_value.Pack(_to_pb_value(x))
     else:

@@ -60,7 +60,9 @@ STEP_PROPERTIES: dict[str, int] = {
     "parent_execution": pb.INT,  # the step that called this one (nested steps)
     "cached_from": pb.INT,  # a CACHED execution: the COMPLETE execution whose outputs it reused
     "metrics": pb.STRUCT,  # final value of each metric logged in the step
-    "metric_series": pb.STRUCT,  # metric -> [[step, value], ...] for metrics logged with step=
+    # metric -> [[step, value], ...] for metrics logged with step=; PROTO (a packed
+    # google.protobuf.Value), not STRUCT: MLMD indexes structs and long series would not fit
+    "metric_series": pb.PROTO,
 }
 
 #: The typed property that marks an execution type as written by ``lineage``.
@@ -82,7 +84,7 @@ RUN_PROPERTIES: dict[str, int] = {
     "status": pb.STRING,
     # added by steps.py (issue 3):
     "metrics": pb.STRUCT,  # final value of each metric logged in the run (and its steps)
-    "metric_series": pb.STRUCT,  # metric -> [[step, value], ...] for metrics logged with step=
+    "metric_series": pb.PROTO,  # as in STEP_PROPERTIES
     "config": pb.STRUCT,  # config file name -> artifact id of its Config artifact
 }
 EXPERIMENT_PROPERTIES: dict[str, int] = {"recorded_by": pb.STRING}

@@ -105,7 +105,19 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_TRACEBACK_CHARS = 8000
+# error and traceback are typed STRING properties, which MLMD indexes: PostgreSQL refuses
+# index rows over ~2.7 kB, so both are cut to this many UTF-8 bytes (the traceback keeps
+# its end, the error its start).
+_INDEXED_BYTES = 2000
+
+
+def _cut(text: str, *, keep_end: bool = False) -> str:
+    data = text.encode()
+    if len(data) <= _INDEXED_BYTES:
+        return text
+    if keep_end:
+        return "..." + data[-(_INDEXED_BYTES - 3):].decode(errors="ignore")
+    return data[: _INDEXED_BYTES - 3].decode(errors="ignore") + "..."
 _WRITE_ATTEMPTS = 50
 
 
@@ -905,14 +917,13 @@ def _finish(call: _Call, state: int, start: float) -> None:
         if call.metrics:
             _set(proto.properties, "metrics", call.metrics, typed=True)
         if call.series:
-            _set(proto.properties, "metric_series", call.series, typed=True)
+            proto.properties["metric_series"].CopyFrom(_convert.to_value(call.series, packed=True))
 
 
 def _short_traceback(exc: BaseException) -> str:
     tb = exc.__traceback__
     lines = traceback.format_exception(type(exc), exc, tb, limit=-12)
-    text = "".join(lines)
-    return text if len(text) <= _TRACEBACK_CHARS else "..." + text[-_TRACEBACK_CHARS:]
+    return _cut("".join(lines), keep_end=True)
 
 
 def _record_failure(call: _Call, exc: BaseException, start: float) -> None:
@@ -921,7 +932,8 @@ def _record_failure(call: _Call, exc: BaseException, start: float) -> None:
     _finish(call, pb.Execution.CANCELED if canceled else pb.Execution.FAILED, start)
     name = type(exc).__qualname__
     message = str(exc)
-    _set(call.proto.properties, "error", f"{name}: {message}" if message else name, typed=True)
+    error = _cut(f"{name}: {message}" if message else name)
+    _set(call.proto.properties, "error", error, typed=True)
     _set(call.proto.properties, "traceback", _short_traceback(exc), typed=True)
     try:
         _put_execution(call.store, call.spec, call.proto, [], [])
@@ -1177,7 +1189,9 @@ class ActiveRun:
             if self._metrics:
                 _set(self.context.properties, "metrics", self._metrics, typed=True)
             if self._series:
-                _set(self.context.properties, "metric_series", self._series, typed=True)
+                self.context.properties["metric_series"].CopyFrom(
+                    _convert.to_value(self._series, packed=True)
+                )
             self._flush()
 
     def _flush(self) -> None:

@@ -180,3 +180,46 @@ _values = st.recursive(
 def test_any_json_like_value_round_trips(sqlite_store: lineage.Store, value: Any) -> None:
     back = _record(sqlite_store, v=value)
     assert same(back["v"], value)
+
+
+def test_long_strings_and_big_dicts_round_trip_on_every_backend(store: lineage.Store) -> None:
+    # MLMD indexes string and struct values; PostgreSQL refuses index rows over ~2.7 kB.
+    noise = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(6000))  # incompressible
+    big = {f"k{i}": noise[i * 10:(i + 1) * 10] for i in range(500)}
+
+    @lineage.step(store=store)
+    def describe(text: str, table: dict[str, Any]) -> int:
+        return len(text)
+
+    assert describe(noise, big) == 6000
+    [execution] = store.executions(step="describe")
+    assert execution.state == "COMPLETE"
+    assert execution.params == {"text": noise, "table": big}
+
+
+def test_a_step_failing_with_a_huge_message_is_recorded_failed(store: lineage.Store) -> None:
+    noise = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(20000))
+
+    @lineage.step(store=store)
+    def explode() -> None:
+        raise ValueError(noise)
+
+    with pytest.raises(ValueError):
+        explode()
+    [execution] = store.executions(step="explode")
+    assert execution.state == "FAILED"
+    assert execution.error is not None and execution.error.startswith("ValueError: " + noise[:100])
+    assert len(execution.error.encode()) <= 2000
+
+
+def test_a_long_metric_series_is_kept_whole_on_every_backend(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def fit(epochs: int = 3000) -> None:
+        for epoch in range(epochs):
+            lineage.log_metrics({"loss": 1 / (epoch + 1), "acc": epoch / epochs}, step=epoch)
+
+    with lineage.run("long", store=store):
+        fit()
+    [execution] = store.executions(step="fit")
+    series = execution.properties["metric_series"]
+    assert len(series["loss"]) == 3000 and series["loss"][-1] == [2999, 1 / 3000]
