@@ -4,7 +4,8 @@ Nodes are ``"artifact:<id>"`` and ``"execution:<id>"`` (and ``"context:<id>"`` w
 ``contexts=True``). Every node has the attributes ``kind``, ``id``, ``type_name``,
 ``base_type``, ``name``, ``uri``, ``version``, ``state``, ``fingerprint``, ``properties``
 and ``create_time``; executions also have ``params``, ``error`` and ``runs`` (the names of
-the contexts the execution belongs to).
+the contexts the execution belongs to, except ``execution_cache`` contexts: those group
+executions by cache key and are no run; they are nodes with ``contexts=True``).
 
 Every MLMD event is an edge: artifact → execution for input-like events (INPUT,
 DECLARED_INPUT, INTERNAL_INPUT), execution → artifact for output-like events (OUTPUT,
@@ -39,7 +40,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
-from lineage._schema import EXPERIMENT_TYPE, OUTPUT_EVENTS
+from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE, OUTPUT_EVENTS
 from lineage.errors import InvalidRef, NotFound
 
 if TYPE_CHECKING:
@@ -344,9 +345,11 @@ class _GraphCache:
     members: dict[int, set[tuple[int, str]]] = attrs.field(factory=dict)
     """execution id → {(context id, context name)}."""
     contexts: dict[int, pb.Context] = attrs.field(factory=dict)
+    not_runs: set[int] = attrs.field(factory=set)
+    """Ids of the contexts that are not runs (``execution_cache``)."""
 
     def runs(self, execution_id: int) -> list[str]:
-        return _run_names(self.members.get(execution_id, ()))
+        return _run_names(self.members.get(execution_id, ()), self.not_runs)
 
     def graph(self) -> nx.MultiDiGraph:
         # Nodes by kind and id (sorted once after each load that added some); edges in the
@@ -383,15 +386,28 @@ def _membership_by_context(
 
 def _membership_by_execution(
     store: Store, execution_ids: Iterable[int], into: dict[int, set[tuple[int, str]]],
+    not_runs: set[int],
 ) -> None:
-    """Add the contexts of each execution: one ``get_contexts_by_execution`` call each."""
+    """Add the contexts of each execution: one ``get_contexts_by_execution`` call each
+    (and the ids of the cache contexts among them to ``not_runs``)."""
     for eid in sorted(set(execution_ids)):
-        ctxs = store._call("get_contexts_by_execution", eid, missing=[])
+        ctxs = list(store._call("get_contexts_by_execution", eid, missing=[]))
         into[eid] = {(c.id, c.name) for c in ctxs}
+        not_runs |= _not_runs(store, ctxs)
 
 
-def _run_names(pairs: Iterable[tuple[int, str]]) -> list[str]:
-    return [name for _cid, name in sorted(set(pairs))]
+def _not_runs(store: Store, contexts: Iterable[pb.Context]) -> set[int]:
+    """Ids of the ``execution_cache`` contexts among ``contexts``: they group executions
+    by cache key and are not "the run an execution belongs to" (no ``runs``, no cluster)."""
+    contexts = list(contexts)
+    types = store._types("context", {c.type_id for c in contexts})
+    return {c.id for c in contexts
+            if (t := types.get(c.type_id)) is not None and t.name == CACHE_CONTEXT_TYPE}
+
+
+def _run_names(pairs: Iterable[tuple[int, str]], not_runs: set[int] | frozenset[int] = frozenset(),
+               ) -> list[str]:
+    return [name for cid, name in sorted(set(pairs)) if cid not in not_runs]
 
 
 def _context_entries(
@@ -433,6 +449,7 @@ def _load_all(store: Store) -> _GraphCache:
     executions = list(store._call("get_executions"))
     contexts = list(store._call("get_contexts"))
     _membership_by_context(store, contexts, cache.members)
+    cache.not_runs = _not_runs(store, contexts)
     cache.nodes.update(_artifact_nodes(store, artifacts))
     cache.nodes.update(_execution_nodes(store, executions, cache.runs))
     events = _batched(store, "get_events_by_execution_ids", [e.id for e in executions])
@@ -457,12 +474,14 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
     if not (artifacts or changed or contexts):
         return
     cache.contexts.update({c.id: c for c in contexts})
+    cache.not_runs |= _not_runs(store, contexts)
     touched: set[int] = set()
     if executions:
         # New executions may belong to old contexts: ask per new execution when there are
         # fewer of them than contexts, else re-read the membership of every context.
         if len(executions) < len(cache.contexts):
-            _membership_by_execution(store, [e.id for e in executions], cache.members)
+            _membership_by_execution(store, [e.id for e in executions], cache.members,
+                                     cache.not_runs)
         else:
             cache.members.clear()
             _membership_by_context(store, cache.contexts.values(), cache.members)
@@ -503,10 +522,11 @@ def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: boo
     # Name every context of these executions, not only the ones asked for; this grows with
     # the run (one call per execution of it), not with the store.
     runs: dict[int, set[tuple[int, str]]] = {}
-    _membership_by_execution(store, members, runs)
+    not_runs: set[int] = set()
+    _membership_by_execution(store, members, runs, not_runs)
     nodes = [*_artifact_nodes(store, sorted(artifacts, key=lambda a: a.id)),
              *_execution_nodes(store, sorted(executions, key=lambda e: e.id),
-                               lambda eid: _run_names(runs.get(eid, ())))]
+                               lambda eid: _run_names(runs.get(eid, ()), not_runs))]
     edges = sorted(map(event_edge, events), key=lambda e: e[:3])
     if with_contexts:
         present = {n for n, _ in nodes}.__contains__

@@ -31,6 +31,7 @@ import networkx as nx
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
+from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint
@@ -120,7 +121,7 @@ def _contexts_of(store: Store, execution_ids: Iterable[int]) -> dict[int, list[R
     not with the store, which is why per-execution calls are acceptable here; but MLMD's
     schema has no index on ``Association(execution_id)``, so on SQLite each call scans
     the association table and its cost does grow with the store (bench/RESULTS.md).
-    Parents are read once per distinct context.
+    Parents are read once per distinct context. ``execution_cache`` contexts are left out.
     """
     by_exec: dict[int, list[pb.Context]] = {}
     distinct: dict[int, pb.Context] = {}
@@ -129,7 +130,15 @@ def _contexts_of(store: Store, execution_ids: Iterable[int]) -> dict[int, list[R
         by_exec[eid] = ctxs
         distinct.update({c.id: c for c in ctxs})
     runs = {r.id: r for r in store._runs_from_protos(sorted(distinct.values(), key=lambda c: c.id))}
-    return {eid: [runs[c.id] for c in sorted(ctxs, key=lambda c: c.id)] for eid, ctxs in by_exec.items()}
+    return {eid: [runs[c.id] for c in sorted(ctxs, key=lambda c: c.id) if _is_run_like(runs[c.id])]
+            for eid, ctxs in by_exec.items()}
+
+
+def _is_run_like(ctx: Run) -> bool:
+    """Whether a context is one a user reads as "the run it belongs to" (or its experiment,
+    or a foreign grouping): everything but ``execution_cache`` contexts, which group the
+    executions sharing a cache key (steps.py's caching, TFX's convention)."""
+    return ctx.type_name != CACHE_CONTEXT_TYPE
 
 
 def _records(store: Store, walk: _Walk) -> tuple[dict[int, Artifact], dict[int, Execution]]:
@@ -200,7 +209,7 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
     out = ex.to_dict()
     props = ex.properties
     run_ctx = [r for r in runs if _is_run_context(r.type_name)] or [
-        r for r in runs if r.type_name not in ("Experiment", "execution_cache")]
+        r for r in runs if r.type_name not in (EXPERIMENT_TYPE, CACHE_CONTEXT_TYPE)]
     out.update(
         base_type=ex.base_type,
         error=ex.error,
@@ -273,7 +282,8 @@ class Provenance:
     graph: nx.MultiDiGraph
     """The subgraph: target, upstream artifacts and steps, and the events between them."""
     runs: dict[int, list[Run]] = attrs.field(factory=dict)
-    """Execution id → the contexts (runs, experiments, TFX contexts) it belongs to."""
+    """Execution id → the contexts (runs, experiments, TFX contexts) it belongs to;
+    ``execution_cache`` contexts (cache keys) are not runs and are left out."""
 
     def step_dict(self, step: Execution) -> dict[str, Any]:
         """One step as in ``to_dict()["steps"]``."""
@@ -369,7 +379,7 @@ class Impact:
     graph: nx.MultiDiGraph
     """The subgraph: source, downstream artifacts and executions, and their events."""
     runs: dict[int, list[Run]] = attrs.field(factory=dict)
-    """Execution id → the contexts it belongs to."""
+    """Execution id → the contexts it belongs to (``execution_cache`` ones left out)."""
 
     def to_dict(self) -> dict[str, Any]:
         """``source``, ``artifacts``, ``executions`` and ``by_type`` (type → refs)."""

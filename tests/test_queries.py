@@ -500,3 +500,48 @@ def test_queries_on_a_pipeline_recorded_with_steps(store: lineage.Store, write_f
     assert by_name["acc"].differs and by_name["acc"].kind == "metric"
     assert c.to_dict()["rows"][0]["values"]["acc"] == 0.6
     assert store.diff("clf@1", "clf@2").params == {"train": {"lr": (0.1, 0.3)}}
+
+
+def test_cache_contexts_are_not_runs(store: lineage.Store, write_file: Callable[..., Path]) -> None:
+    """A cached step's ``execution_cache`` context is no run: not in runs, step dicts,
+    the graph's ``runs`` or the run clusters; still a node with contexts=True."""
+    folder = write_file("data/raw.csv", "a\n1\n").parent
+
+    @lineage.step(store=store, cache=True)
+    def prep(data: lineage.Dataset) -> lineage.Dataset:
+        out = folder / "clean.csv"
+        out.write_text(Path(data.uri).read_text() + "x")
+        return lineage.Dataset(out, name="clean")
+
+    raw = lineage.Dataset(folder / "raw.csv", name="raw")
+    with lineage.run("first", store=store):
+        prep(raw)
+    with lineage.run("second", store=store):
+        prep(raw)  # a cache hit: CACHED execution in the same cache context
+    cache_ctxs = list(store.mlmd.get_contexts_by_type("execution_cache"))
+    assert len(cache_ctxs) == 1
+    cache_name = cache_ctxs[0].name
+    imp = store.impact("raw")
+    assert sorted(e.state for e in imp.executions) == ["CACHED", "COMPLETE"]
+    for result_runs in (imp.runs, store.provenance("clean").runs):
+        names = {r.name for rs in result_runs.values() for r in rs}
+        types = {r.type_name for rs in result_runs.values() for r in rs}
+        assert cache_name not in names and "execution_cache" not in types
+    steps = imp.to_dict()["executions"]
+    assert sorted(tuple(s["runs"]) for s in steps) == [("first",), ("second",)]
+    assert all(c["type"] != "execution_cache" for s in steps for c in s["contexts"])
+    for g in (store.graph(), store.graph(run="second"), imp.graph):
+        runs = [r for _, data in g.nodes(data=True) if data["kind"] == "execution"
+                for r in data["runs"]]
+        assert runs and cache_name not in runs
+    full = store.graph(contexts=True)
+    assert "execution_cache" in {d["type_name"] for _, d in full.nodes(data=True)
+                                 if d["kind"] == "context"}
+    from lineage.render import to_graphviz
+
+    for drawn in (imp, store.graph()):
+        source = to_graphviz(drawn).source
+        clusters = [line for line in source.splitlines() if "cluster_run" in line
+                    or line.strip().startswith("label=")]
+        assert cache_name not in "\n".join(clusters)
+        assert source.count("subgraph cluster_run") == 2
