@@ -648,11 +648,15 @@ class Store:
         return self._register_type("context", exp), self._register_type("context", run)
 
     def _runs_from_protos(self, protos: Sequence[pb.Context]) -> list[Run]:
+        """Records of contexts; the experiment comes from our ``experiment`` property, and
+        only contexts without it (foreign ones) cost a parent lookup each."""
         types = self._types("context", (p.type_id for p in protos))
         out = []
         for proto in protos:
-            parents = self._call("get_parent_contexts_by_context", proto.id) if proto.id else []
-            parent = parents[0].name if parents else None
+            parent = None
+            if not proto.properties["experiment"].string_value and proto.id:
+                parents = self._call("get_parent_contexts_by_context", proto.id)
+                parent = parents[0].name if parents else None
             out.append(_convert.context_from_proto(proto, types.get(proto.type_id), parent))
         return out
 
@@ -677,9 +681,12 @@ class Store:
             return []
         else:
             protos = list(self._call("get_contexts_by_type", RUN_TYPE))
-        runs = self._runs_from_protos(protos)
         if name is not None:
-            runs = [r for r in runs if name in (r.name, r.run_name)]
+            protos = [
+                p for p in protos
+                if name in (p.name, p.properties["run_name"].string_value)
+            ]
+        runs = self._runs_from_protos(protos)
         return sorted(runs, key=lambda r: (r.create_time or 0, r.id))
 
     def _context_named(self, type_name: str, name: str) -> pb.Context | None:
@@ -701,12 +708,14 @@ class Store:
             if not found:
                 raise NotFound(f"no run or context with id {ref} in {self.uri}", ref=ref)
             return found[0]
+        # A name the user gave several runs means the latest of them ("baseline" after
+        # "baseline-2" was recorded); a unique context name ("baseline-2") means that one.
+        named = [r for r in self.runs(name=ref) if r.run_name == ref]
+        if named:
+            return self._call("get_contexts_by_id", [named[-1].id])[0]
         exact = self._context_named(RUN_TYPE, ref)
         if exact is not None:
             return exact
-        named = [r for r in self.runs(name=ref)]
-        if named:
-            return self._call("get_contexts_by_id", [named[-1].id])[0]
         for type_name in self._context_type_ids():
             hit = self._context_named(type_name, ref)
             if hit is not None:

@@ -195,3 +195,18 @@ def test_run_arguments_are_validated_before_anything_is_written(store: lineage.S
     for fragment in ("name=''", "experiment=''", "params= takes a dict"):
         assert fragment in str(caught.value)
     assert store.runs() == []
+
+
+def test_a_run_name_given_several_times_means_the_latest_run(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def fit(seed: int = 0) -> int:
+        return seed
+
+    for seed in range(3):
+        with lineage.run("baseline", experiment="exp", store=store):
+            fit(seed)
+    assert [(r.name, r.run_name) for r in store.runs(name="baseline")] == [
+        ("baseline", "baseline"), ("baseline-2", "baseline"), ("baseline-3", "baseline")
+    ]
+    assert [e.params for e in store.executions(run="baseline")] == [{"seed": 2}]
+    assert [e.params for e in store.executions(run="baseline-2")] == [{"seed": 1}]
