@@ -3,7 +3,7 @@
 The stores are SQLite in WAL mode (``lineage.connect`` makes new files WAL), built with
 batched ``put_artifacts`` / ``put_executions`` / ``put_events`` / ``put_attributions_and_associations``
 calls. A store is a set of pipelines; each pipeline is one ``Run`` context with a chain of
-25 steps: step i reads the previous step's output and the pipeline's dataset and writes
+25 steps (executions carry ``run_context``, the run's id, as our steps record it): step i reads the previous step's output and the pipeline's dataset and writes
 the next output and a side artifact (2 inputs, 2 outputs: 4 events per execution, 2
 artifacts per execution, as the issue's 100k artifacts / 50k executions / 200k events).
 The last output of a pipeline has a 51-node upstream lineage (plus itself).
@@ -90,18 +90,20 @@ class Builder:
                     a.custom_properties["rows"].int_value = i
                     arts.append(a)
         art_ids = _put(mlmd.put_artifacts, arts)
+        ctx_ids = _put(mlmd.put_contexts, [
+            pb.Context(type_id=self.run_type, name=f"run-{self.pipelines + p}") for p in range(n)])
         execs = []
-        for _p in range(n):
+        for p in range(n):
             for i in range(STEPS):
                 e = pb.Execution(type_id=self.exec_type, last_known_state=pb.Execution.COMPLETE)
                 e.properties["recorded_by"].string_value = "bench"
                 e.properties["source_hash"].string_value = "sha256:abc"
+                # as our steps record it: the run's context id (queries read the run here)
+                e.properties["run_context"].int_value = ctx_ids[p]
                 e.custom_properties["lr"].double_value = 0.1
                 e.custom_properties["step"].int_value = i
                 execs.append(e)
         exec_ids = _put(mlmd.put_executions, execs)
-        ctx_ids = _put(mlmd.put_contexts, [
-            pb.Context(type_id=self.run_type, name=f"run-{self.pipelines + p}") for p in range(n)])
         events: list[pb.Event] = []
         attributions: list[pb.Attribution] = []
         associations: list[pb.Association] = []

@@ -63,6 +63,9 @@ STEP_PROPERTIES: dict[str, int] = {
     # metric -> [[step, value], ...] for metrics logged with step=; PROTO (a packed
     # google.protobuf.Value), not STRUCT: MLMD indexes structs and long series would not fit
     "metric_series": pb.PROTO,
+    # added by queries (issue 4): id of the Run context the step was called in, so queries
+    # find the run without get_contexts_by_execution (a scan: Association has no index on it)
+    "run_context": pb.INT,
 }
 
 #: The typed property that marks an execution type as written by ``lineage``.

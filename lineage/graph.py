@@ -53,6 +53,7 @@ __all__ = [
     "build_graph",
     "context_attrs",
     "context_node",
+    "contexts_by_execution",
     "downstream",
     "event_edge",
     "execution_attrs",
@@ -396,6 +397,39 @@ def _membership_by_execution(
         not_runs |= _not_runs(store, ctxs)
 
 
+def contexts_by_execution(
+    store: Store, executions: Iterable[pb.Execution],
+) -> dict[int, list[pb.Context]]:
+    """Execution id → the contexts a reader takes as its run(s), without scanning.
+
+    An execution our steps recorded inside a run carries the run's context id in its typed
+    ``run_context`` property: all of those cost ONE batched ``get_contexts_by_id``. The
+    others (foreign executions, ours recorded outside a run or by an older version) cost
+    one ``get_contexts_by_execution`` each, which MLMD answers by scanning its Association
+    table (no index on ``execution_id``), so its cost grows with the store.
+    For our executions this gives the run only (not their ``execution_cache`` context).
+
+    Example:
+        >>> import lineage
+        >>> contexts_by_execution(lineage.connect(":memory:"), [])
+        {}
+    """
+    protos = list(executions)
+    etypes = store._types("execution", {p.type_id for p in protos})
+    known: dict[int, int] = {}
+    rest: set[int] = set()
+    for p in protos:
+        if "run_context" in p.properties and _convert.is_ours(etypes.get(p.type_id)):
+            known[p.id] = p.properties["run_context"].int_value
+        else:
+            rest.add(p.id)
+    by_id = {c.id: c for c in _batched(store, "get_contexts_by_id", set(known.values()))}
+    out = {eid: [by_id[cid]] if cid in by_id else [] for eid, cid in known.items()}
+    for eid in sorted(rest):
+        out[eid] = list(store._call("get_contexts_by_execution", eid, missing=[]))
+    return out
+
+
 def _not_runs(store: Store, contexts: Iterable[pb.Context]) -> set[int]:
     """Ids of the ``execution_cache`` contexts among ``contexts``: they group executions
     by cache key and are not "the run an execution belongs to" (no ``runs``, no cluster)."""
@@ -519,11 +553,11 @@ def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: boo
     for ctx in roots:
         artifact_ids.update(a.id for a in store._call("get_artifacts_by_context", ctx.id, missing=[]))
     artifacts = _batched(store, "get_artifacts_by_id", artifact_ids)
-    # Name every context of these executions, not only the ones asked for; this grows with
-    # the run (one call per execution of it), not with the store.
-    runs: dict[int, set[tuple[int, str]]] = {}
-    not_runs: set[int] = set()
-    _membership_by_execution(store, members, runs, not_runs)
+    # Name the run(s) of these executions, not only the contexts asked for: one batched
+    # call for ours, one call per foreign execution (see contexts_by_execution).
+    found = contexts_by_execution(store, executions)
+    runs = {eid: {(c.id, c.name) for c in ctxs} for eid, ctxs in found.items()}
+    not_runs = _not_runs(store, (c for ctxs in found.values() for c in ctxs))
     nodes = [*_artifact_nodes(store, sorted(artifacts, key=lambda a: a.id)),
              *_execution_nodes(store, sorted(executions, key=lambda e: e.id),
                                lambda eid: _run_names(runs.get(eid, ()), not_runs))]

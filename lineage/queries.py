@@ -39,6 +39,7 @@ from lineage.graph import (
     artifact_attrs,
     artifact_node,
     build_graph,
+    contexts_by_execution,
     event_edge,
     execution_attrs,
     execution_node,
@@ -113,25 +114,24 @@ def _walk(store: Store, start: int, *, up: bool) -> _Walk:
     return _Walk(artifacts, executions, events)
 
 
-def _contexts_of(store: Store, execution_ids: Iterable[int]) -> dict[int, list[Run]]:
-    """execution id → the contexts it belongs to (with their experiment).
+def _contexts_of(store: Store, executions: Iterable[pb.Execution]) -> dict[int, list[Run]]:
+    """execution id → the contexts it belongs to (with their experiment), cache keys left out.
 
-    One ``get_contexts_by_execution`` call per execution of the answer: MLMD has no
-    batched form. The number of calls grows with the answer (the steps of one lineage),
-    not with the store, which is why per-execution calls are acceptable here; but MLMD's
-    schema has no index on ``Association(execution_id)``, so on SQLite each call scans
-    the association table and its cost does grow with the store (bench/RESULTS.md).
-    Parents are read once per distinct context. ``execution_cache`` contexts are left out.
+    Our executions recorded in a run name it in their ``run_context`` property: one
+    batched ``get_contexts_by_id`` for all of them. Only foreign executions (and ours
+    recorded outside a run) cost a ``get_contexts_by_execution`` call each, which scans
+    MLMD's Association table (see :func:`lineage.graph.contexts_by_execution`).
+    Experiments (parents) are read once per distinct run.
     """
-    by_exec: dict[int, list[pb.Context]] = {}
-    distinct: dict[int, pb.Context] = {}
-    for eid in sorted(set(execution_ids)):
-        ctxs = list(store._call("get_contexts_by_execution", eid, missing=[]))
-        by_exec[eid] = ctxs
-        distinct.update({c.id: c for c in ctxs})
-    runs = {r.id: r for r in store._runs_from_protos(sorted(distinct.values(), key=lambda c: c.id))}
-    return {eid: [runs[c.id] for c in sorted(ctxs, key=lambda c: c.id) if _is_run_like(runs[c.id])]
-            for eid, ctxs in by_exec.items()}
+    by_exec = contexts_by_execution(store, executions)
+    distinct = {c.id: c for ctxs in by_exec.values() for c in ctxs}
+    ctypes = store._types("context", {c.type_id for c in distinct.values()})
+    wanted = sorted((c for c in distinct.values()  # no parent lookups for cache keys
+                     if getattr(ctypes.get(c.type_id), "name", None) != CACHE_CONTEXT_TYPE),
+                    key=lambda c: c.id)
+    runs = {r.id: r for r in store._runs_from_protos(wanted) if _is_run_like(r)}
+    return {eid: [runs[c.id] for c in sorted(ctxs, key=lambda c: c.id) if c.id in runs]
+            for eid, ctxs in sorted(by_exec.items())}
 
 
 def _is_run_like(ctx: Run) -> bool:
@@ -330,7 +330,7 @@ def provenance(store: Store, ref: Ref) -> Provenance:
     target_proto = store._resolve(ref)
     walk = _walk(store, target_proto.id, up=True)
     arts, execs = _records(store, walk)
-    runs = _contexts_of(store, execs)
+    runs = _contexts_of(store, walk.executions.values())
     target = arts.pop(target_proto.id)
     upstream = [arts[i] for i in sorted(arts)]
     # Roots: upstream artifacts whose producers (if any) read no artifact.
@@ -417,7 +417,7 @@ def impact(store: Store, ref: Ref) -> Impact:
     source_proto = store._resolve(ref)
     walk = _walk(store, source_proto.id, up=False)
     arts, execs = _records(store, walk)
-    runs = _contexts_of(store, execs)
+    runs = _contexts_of(store, walk.executions.values())
     source = arts.pop(source_proto.id)
     downstream = [arts[i] for i in sorted(arts)]
     ordered = _topological(execs)

@@ -841,6 +841,8 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     for key, value in params.items():
         _set(proto.custom_properties, key, value)
     contexts = [active.context] if active is not None else []
+    if active is not None and active.context.id:  # queries read the run from here (no scan)
+        _set(proto.properties, "run_context", int(active.context.id), typed=True)
     start = time.time()
     _set(proto.properties, "start_time", _ms(start), typed=True)
 

@@ -545,3 +545,45 @@ def test_cache_contexts_are_not_runs(store: lineage.Store, write_file: Callable[
                     or line.strip().startswith("label=")]
         assert cache_name not in "\n".join(clusters)
         assert source.count("subgraph cluster_run") == 2
+
+
+def test_runs_of_our_steps_come_from_run_context(store: lineage.Store, write_file: Callable[..., Path]) -> None:
+    """Steps recorded in a run carry its context id: provenance and impact name the run
+    with one batched get_contexts_by_id and no per-execution get_contexts_by_execution
+    (an Association scan); a foreign execution still gets its contexts."""
+    folder = write_file("d/raw.csv", "a\n1\n").parent
+
+    @lineage.step(store=store, cache=True)
+    def prep(data: lineage.Dataset, k: int = 0) -> lineage.Dataset:
+        out = folder / f"p{k}.csv"
+        out.write_text(f"{k}")
+        return lineage.Dataset(out, name="mid")
+
+    @lineage.step(store=store)
+    def last(data: lineage.Dataset) -> lineage.Model:
+        out = folder / "m.pkl"
+        out.write_text("m")
+        return lineage.Model(out, name="m")
+
+    with lineage.run("r1", experiment="e", store=store) as run:
+        last(prep(prep(lineage.Dataset(folder / "raw.csv", name="raw"), k=1), k=2))
+    execs = store.mlmd.get_executions()
+    assert {e.properties["run_context"].int_value for e in execs} == {run.context.id}
+    # A foreign execution reading the model, in a foreign context.
+    w = RawWriter(store)
+    ctx = w.context("pipeline_run", "tfx-run")
+    m = store.get("m")
+    w.execution("Pusher", [(m.id, "model")], [], contexts=[ctx])
+    with CallCounter(store) as counter:
+        p = store.provenance("m")
+    assert counter.calls["get_contexts_by_execution"] == 0
+    assert counter.calls["get_contexts_by_id"] == 1
+    assert [s["runs"] for s in p.to_dict()["steps"]] == [["r1"]] * 3
+    assert {s["experiment"] for s in p.to_dict()["steps"]} == {"e"}
+    with CallCounter(store) as counter:
+        imp = store.impact("raw")
+    assert counter.calls["get_contexts_by_execution"] == 1  # the foreign Pusher only
+    by_name = {e["name"]: e for e in imp.to_dict()["executions"]}
+    assert by_name["Pusher"]["runs"] == ["tfx-run"] and by_name["last"]["runs"] == ["r1"]
+    g = store.graph(run="r1")
+    assert {d["runs"][0] for _, d in g.nodes(data=True) if d["kind"] == "execution"} == {"r1"}
