@@ -32,6 +32,7 @@ from lineage.errors import (
     TypeConflict,
 )
 from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.graph import LineageGraph
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -73,6 +74,7 @@ __all__ = [
     "InvalidRef",
     "LineageDiff",
     "LineageError",
+    "LineageGraph",
     "Metrics",
     "Model",
     "NotFound",

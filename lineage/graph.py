@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENT_TYPES",
+    "LineageGraph",
     "artifact_attrs",
     "artifact_node",
     "build_graph",
@@ -70,6 +71,34 @@ _ARTIFACT_STATES = {v: k for k, v in pb.Artifact.State.items()}
 _ARTIFACT_BASE = {v: k for k, v in pb.ArtifactType.SystemDefinedBaseType.items()}
 _EXECUTION_BASE = {v: k for k, v in pb.ExecutionType.SystemDefinedBaseType.items()}
 _OPEN_STATES = frozenset({pb.Execution.NEW, pb.Execution.RUNNING, pb.Execution.UNKNOWN})
+
+
+class LineageGraph(nx.MultiDiGraph):  # type: ignore[misc]  # networkx is untyped
+    """A ``networkx.MultiDiGraph`` of lineage that draws itself in Jupyter.
+
+    What ``store.graph()`` and the ``graph`` of query results are. It is a plain
+    MultiDiGraph otherwise: networkx's ``copy()``, ``subgraph()``, ``reverse()`` and
+    ``nx.compose`` keep the class. The diagram (:func:`lineage.render.to_svg`, large
+    graphs collapsed to ``max_nodes``) is drawn only when a notebook asks for it.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> _ = store.put(lineage.Dataset(content=b"x", name="raw"))
+        >>> g = store.graph()
+        >>> type(g).__name__, type(g.subgraph(["artifact:1"])).__name__
+        ('LineageGraph', 'LineageGraph')
+        >>> g._repr_svg_().lstrip().startswith("<?xml")
+        True
+    """
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
 
 
 def artifact_node(artifact_id: int) -> str:
@@ -274,8 +303,8 @@ def _newer_than(store: Store, method: str, watermark: int) -> list[Any]:
 def build_graph(
     nodes: Iterable[tuple[str, dict[str, Any]]],
     edges: Iterable[tuple[str, str, str, dict[str, Any]]],
-) -> nx.MultiDiGraph:
-    """A new MultiDiGraph from node and edge attribute dicts (each dict copied).
+) -> LineageGraph:
+    """A new :class:`LineageGraph` from node and edge attribute dicts (each dict copied).
 
     Fills networkx's adjacency dicts directly, the way ``MultiDiGraph.add_edge`` does,
     without its per-call overhead (a 200k-edge store graph would spend more time there
@@ -288,7 +317,7 @@ def build_graph(
         >>> sorted(g), g.nodes["execution:2"]["kind"], list(g.edges(keys=True))
         (['artifact:1', 'execution:2'], 'execution', [('artifact:1', 'execution:2', 'INPUT:x')])
     """
-    g = nx.MultiDiGraph()
+    g = LineageGraph()
     node, succ, pred = g._node, g._succ, g._pred
     for key, data in nodes:
         node[key] = dict(data)
@@ -352,7 +381,7 @@ class _GraphCache:
     def runs(self, execution_id: int) -> list[str]:
         return _run_names(self.members.get(execution_id, ()), self.not_runs)
 
-    def graph(self) -> nx.MultiDiGraph:
+    def graph(self) -> LineageGraph:
         # Nodes by kind and id (sorted once after each load that added some); edges in the
         # order MLMD returned the events, which is stable for a given store.
         order = [_node_order(item) for item in self.nodes.items()]
@@ -542,7 +571,7 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
             cache.open_executions.discard(ex.id)
 
 
-def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: bool) -> nx.MultiDiGraph:
+def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: bool) -> LineageGraph:
     """The executions of some contexts, every artifact they touch, and the artifacts
     attributed to the contexts; one call per context, then batched reads."""
     members: dict[int, set[tuple[int, str]]] = {}
@@ -589,7 +618,7 @@ def load_graph(
     run: str | int | None = None,
     experiment: str | None = None,
     contexts: bool = False,
-) -> nx.MultiDiGraph:
+) -> LineageGraph:
     """Read the lineage graph of a store (or of one run or experiment).
 
     Args:
@@ -602,7 +631,8 @@ def load_graph(
         contexts: add contexts as nodes, with association, attribution and parent edges.
 
     Returns:
-        A new ``networkx.MultiDiGraph`` the caller may change freely.
+        A new :class:`LineageGraph` (a ``networkx.MultiDiGraph`` that draws itself in
+        Jupyter) the caller may change freely.
 
     Raises:
         NotFound: ``run`` or ``experiment`` names nothing in the store.

@@ -343,3 +343,37 @@ def test_traversal_generators_follow_input_and_output_only(pipeline: tuple[linea
                   f"execution:{ids['prep']}", f"artifact:{ids['raw']}"]
     down = set(downstream(g, f"artifact:{ids['raw']}"))
     assert down == set(up[:3]) | {f"artifact:{ids['model']}"}
+
+
+def test_store_graph_draws_itself_in_jupyter(store: lineage.Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """store.graph() is a LineageGraph (a MultiDiGraph): networkx operations keep the class,
+    render accepts it, and the SVG is drawn only when a notebook asks for it."""
+    import sys
+
+    render_module = sys.modules["lineage.render"]  # lineage.render is the function
+    w = RawWriter(store)
+    d = w.artifact("Dataset", "iris", uri="/iris.csv", version=1)
+    m = w.artifact("Model", "clf", uri="/clf.pkl", version=1)
+    w.execution("train", [(d, "data")], [(m, "model")], ours=True, params={"lr": 0.5})
+    calls: list[object] = []
+    real = render_module.to_svg
+
+    def counting(obj: object, **options: object) -> str:
+        calls.append(obj)
+        return real(obj, **options)
+
+    monkeypatch.setattr(render_module, "to_svg", counting)
+    g = store.graph()
+    assert isinstance(g, lineage.LineageGraph) and isinstance(g, nx.MultiDiGraph)
+    assert calls == []  # nothing drawn until asked
+    for derived in (g.copy(), g.subgraph([f"artifact:{d}", f"artifact:{m}"]), g.reverse(),
+                    nx.compose(g, g), store.graph(run=None, contexts=True),
+                    store.provenance(m).graph):
+        assert isinstance(derived, lineage.LineageGraph), type(derived)
+    svg = g._repr_svg_()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "iris" in svg and "clf" in svg
+    assert calls == [g]
+    assert "<svg" in g._repr_html_() and len(calls) == 2
+    assert str(g).startswith("LineageGraph with 3 nodes and 2 edges")
+    dot = lineage.render(g, format="dot")
+    assert "train" in getattr(dot, "source", str(dot))
