@@ -21,14 +21,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lineage.artifacts import Artifact
+from lineage import _text
 from lineage.errors import LineageError
 from lineage.records import Execution
 from lineage.store import Store, connect
 
 __all__ = ["build_parser", "main"]
-
-_TREE_DEPTH = 40
 
 
 class _UsageError(Exception):
@@ -46,72 +44,6 @@ def _json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-def _short_fp(fp: str | None) -> str:
-    if not fp:
-        return "-"
-    algo, _, hexd = fp.partition(":")
-    return f"{algo}:{hexd[:12]}" if hexd else fp[:19]
-
-
-def _label(a: Artifact | dict[str, Any]) -> str:
-    d = a.to_dict() if isinstance(a, Artifact) else a
-    name = d.get("name") or d.get("uri") or f"#{d.get('id')}"
-    version = f" v{d['version']}" if d.get("version") is not None else ""
-    return f"{d.get('type')} {name}{version}"
-
-
-def _params(params: dict[str, Any], limit: int = 6) -> str:
-    items = [f"{k}={_value(v)}" for k, v in sorted(params.items())]
-    if len(items) > limit:
-        items = [*items[:limit], f"(+{len(items) - limit})"]
-    return " ".join(items)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _time(v: Any) -> str:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        import datetime
-
-        return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).isoformat(
-            timespec="seconds")
-    return _value(v)
-
-
-def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    table = [list(header), *[list(r) for r in rows]]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _artifact_rows(arts: Sequence[Artifact]) -> list[list[str]]:
-    return [[f"artifact:{a.id}", a.type_name, a.name or "-",
-             str(a.version) if a.version is not None else "-", _short_fp(a.fingerprint),
-             a.uri or "(in memory)"] for a in arts]
-
-
-_ART_HEADER = ["ref", "type", "name", "version", "fingerprint", "uri"]
-
-
-def _step_line(step: dict[str, Any]) -> str:
-    run = ""
-    if step.get("runs"):
-        run = f"  run {', '.join(step['runs'])}"
-        if step.get("experiment"):
-            run += f" ({step['experiment']})"
-    params = _params(step.get("params") or {})
-    err = f"  error: {step['error']}" if step.get("error") else ""
-    return f"{step['name']}  execution:{step['id']}  {step['state']}{run}" + (
-        f"  {params}" if params else "") + err
-
-
 # --- commands ---------------------------------------------------------------------------
 
 
@@ -124,7 +56,7 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
         if args.json:
             _json([{**a.to_dict(), "properties": a.properties} for a in arts])
         else:
-            _out(_table(_artifact_rows(arts), _ART_HEADER) if arts else "(no artifacts)")
+            _out(_text.table(_text.artifact_rows(arts), _text.ART_HEADER) if arts else "(no artifacts)")
     elif what == "executions":
         execs = store.executions(step=args.step or args.type, state=args.state, run=args.run)
         if args.name:
@@ -132,10 +64,10 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
         if args.json:
             _json([e.to_dict() for e in execs])
         elif execs:
-            _out(_table([[e.ref, e.name, e.state, ", ".join(map(str, e.inputs)) or "-",
-                          ", ".join(map(str, e.outputs)) or "-", _params(e.params) or "-"]
-                         for e in execs],
-                        ["ref", "step", "state", "inputs", "outputs", "params"]))
+            _out(_text.table([[e.ref, e.name, e.state, ", ".join(map(str, e.inputs)) or "-",
+                               ", ".join(map(str, e.outputs)) or "-", _text.params(e.params) or "-"]
+                              for e in execs],
+                             ["ref", "step", "state", "inputs", "outputs", "params"]))
         else:
             _out("(no executions)")
     else:
@@ -143,9 +75,10 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
         if args.json:
             _json([r.to_dict() for r in runs])
         elif runs:
-            _out(_table([[r.ref, r.name, r.experiment or "-", str(r.properties.get("status") or "-"),
-                          _params(r.params) or "-"] for r in runs],
-                        ["ref", "name", "experiment", "status", "params"]))
+            _out(_text.table([[r.ref, r.name, r.experiment or "-",
+                               str(r.properties.get("status") or "-"),
+                               _text.params(r.params) or "-"] for r in runs],
+                             ["ref", "name", "experiment", "status", "params"]))
         else:
             _out("(no runs)")
     return 0
@@ -172,11 +105,11 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
             _out(f"{ex.name}  {ex.ref}  {ex.state}")
             for key in ("params", "inputs", "outputs", "error"):
                 if d.get(key) not in (None, {}, []):
-                    _out(f"  {key}: {_value(d[key])}")
+                    _out(f"  {key}: {_text.value(d[key])}")
             if ex.properties:
                 _out("  properties:")
                 for k, v in sorted(ex.properties.items()):
-                    _out(f"    {k}: {_time(v) if k.endswith('_time') else _value(v)}")
+                    _out(f"    {k}: {_text.time(v) if k.endswith('_time') else _text.value(v)}")
         return 0
     art = store.get(_ref(ref))
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
@@ -185,12 +118,12 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
     if args.json:
         _json(d)
     else:
-        _out(f"{_label(art)}  artifact:{art.id}")
+        _out(f"{_text.label(art)}  artifact:{art.id}")
         for key in ("uri", "fingerprint", "base_type", "state", "previous_version"):
             if d.get(key) not in (None, ""):
                 _out(f"  {key}: {d[key]}")
         for k, v in sorted(art.properties.items()):
-            _out(f"  {k}: {_value(v)}")
+            _out(f"  {k}: {_text.value(v)}")
     return 0
 
 
@@ -200,97 +133,28 @@ def _ref(text: str) -> str | int:
 
 def _cmd_provenance(store: Store, args: argparse.Namespace) -> int:
     p = store.provenance(_ref(args.ref))
-    d = p.to_dict()
     if args.json:
-        _json(d)
-        return 0
-    _out(f"{_label(d['target'])}  artifact:{d['target']['id']}  {_short_fp(d['target']['fingerprint'])}")
-    steps = {s["id"]: s for s in d["steps"]}
-    arts = {a["id"]: a for a in d["artifacts"]}
-    arts[d["target"]["id"]] = d["target"]
-    producers: dict[int, list[int]] = {}
-    for s in d["steps"]:
-        for o in s["outputs"]:
-            producers.setdefault(o, []).append(s["id"])
-    shown: set[str] = set()
-
-    def tree(art_id: int, prefix: str, depth: int) -> None:
-        kids = producers.get(art_id, [])
-        for i, sid in enumerate(kids):
-            last = i == len(kids) - 1
-            branch, cont = ("└── ", "    ") if last else ("├── ", "│   ")
-            key = f"execution:{sid}"
-            if key in shown:
-                _out(f"{prefix}{branch}{steps[sid]['name']}  execution:{sid}  (shown above)")
-                continue
-            shown.add(key)
-            _out(f"{prefix}{branch}{_step_line(steps[sid])}")
-            if depth >= _TREE_DEPTH:
-                _out(f"{prefix}{cont}└── … deeper steps not drawn; use --json for all of them")
-                continue
-            ins = [a for a in steps[sid]["inputs"] if a in arts]
-            for j, aid in enumerate(ins):
-                alast = j == len(ins) - 1
-                abranch, acont = ("└── ", "    ") if alast else ("├── ", "│   ")
-                a = arts[aid]
-                _out(f"{prefix}{cont}{abranch}{_label(a)}  artifact:{aid}  {_short_fp(a['fingerprint'])}")
-                tree(aid, prefix + cont + acont, depth + 1)
-
-    tree(d["target"]["id"], "", 0)
-    _out("")
-    _out(f"{len(d['steps'])} steps, {len(d['artifacts'])} upstream artifacts, "
-         f"{len(d['datasets'])} datasets, roots: "
-         + (", ".join(f"artifact:{r}" for r in d["roots"]) or "-"))
-    if d["datasets"]:
-        _out("")
-        _out(_table(_artifact_rows(p.datasets), _ART_HEADER))
+        _json(p.to_dict())
+    else:
+        _out(str(p))
     return 0
 
 
 def _cmd_impact(store: Store, args: argparse.Namespace) -> int:
     imp = store.impact(_ref(args.ref))
-    d = imp.to_dict()
     if args.json:
-        _json(d)
-        return 0
-    _out(f"downstream of {_label(d['source'])}  artifact:{d['source']['id']}: "
-         f"{len(d['artifacts'])} artifacts, {len(d['executions'])} executions")
-    for type_name, items in d["by_type"].items():
-        _out(f"  {type_name} ({len(items)})")
-        for x in items:
-            extra = f" v{x['version']}" if x.get("version") is not None else ""
-            state = f"  {x['state']}" if "state" in x else ""
-            _out(f"    {x['ref']}  {x.get('name') or '-'}{extra}{state}")
+        _json(imp.to_dict())
+    else:
+        _out(str(imp))
     return 0
 
 
 def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
     dif = store.diff(_ref(args.a), _ref(args.b))
-    d = dif.to_dict()
     if args.json:
-        _json(d)
-        return 0
-    _out(f"a: {_label(d['a'])}  artifact:{d['a']['id']}")
-    _out(f"b: {_label(d['b'])}  artifact:{d['b']['id']}")
-    if dif.is_empty:
-        _out("same lineage: same datasets, params, code and environment")
-        return 0
-    if d["datasets"]:
-        _out("datasets:")
-        for x in d["datasets"]:
-            a = ", ".join(f"v{i['version']} {_short_fp(i['fingerprint'])}" for i in x["a"]) or "-"
-            b = ", ".join(f"v{i['version']} {_short_fp(i['fingerprint'])}" for i in x["b"]) or "-"
-            _out(f"  {x['type']} {x['name']}: {a} -> {b}  ({x['status']})")
-    for title in ("params", "code", "environment"):
-        if d[title]:
-            _out(f"{title}:")
-            for step, changes in d[title].items():
-                for k, ab in changes.items():
-                    _out(f"  {step}.{k}: {_value(ab['a'])} -> {_value(ab['b'])}")
-    if d["only_in_a"]:
-        _out("steps only in a: " + ", ".join(d["only_in_a"]))
-    if d["only_in_b"]:
-        _out("steps only in b: " + ", ".join(d["only_in_b"]))
+        _json(dif.to_dict())
+    else:
+        _out(str(dif))
     return 0
 
 
@@ -299,12 +163,7 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
     if args.json:
         _json(v.to_dict())
     else:
-        rows = [[f"artifact:{r.artifact.id}", _label(r.artifact), r.status.upper(),
-                 _short_fp(r.recorded), _short_fp(r.current), r.detail] for r in v.results]
-        if rows:
-            _out(_table(rows, ["ref", "artifact", "status", "recorded", "now", "detail"]))
-        counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
-        _out(f"{'OK' if v.ok else 'FAILED'}: {counts}")
+        _out(str(v))
     return 0 if v.ok else 1
 
 

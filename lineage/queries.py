@@ -30,7 +30,7 @@ import attrs
 import networkx as nx
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert
+from lineage import _convert, _text
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
@@ -300,6 +300,14 @@ class Provenance:
             "steps": [self.step_dict(s) for s in self.steps],
         })
 
+    def __str__(self) -> str:
+        """The provenance tree, a summary line and the datasets (what ``lineage
+        provenance`` prints)."""
+        return _text.provenance(self)
+
+    def __repr__(self) -> str:
+        return _text.provenance_repr(self)
+
     def _repr_svg_(self) -> str:
         from lineage.render import to_svg
         return to_svg(self)
@@ -395,6 +403,13 @@ class Impact:
             "executions": [_step_dict(e, self.runs.get(e.id, [])) for e in self.executions],
             "by_type": {t: [brief(x) for x in xs] for t, xs in self.by_type.items()},
         })
+
+    def __str__(self) -> str:
+        """What is downstream, by type (what ``lineage impact`` prints)."""
+        return _text.impact(self)
+
+    def __repr__(self) -> str:
+        return _text.impact_repr(self)
 
     def _repr_svg_(self) -> str:
         from lineage.render import to_svg
@@ -544,6 +559,13 @@ class LineageDiff:
             "only_in_b": self.only_in_b,
         })
 
+    def __str__(self) -> str:
+        """One line per difference (what ``lineage diff`` prints)."""
+        return _text.diff(self)
+
+    def __repr__(self) -> str:
+        return _text.diff_repr(self)
+
     def _repr_svg_(self) -> str:
         from lineage.render import to_svg
         return to_svg(self)
@@ -676,6 +698,9 @@ class ArtifactCheck:
         return {"artifact": _artifact_dict(self.artifact), "status": self.status,
                 "recorded": self.recorded, "current": self.current, "detail": self.detail}
 
+    def __repr__(self) -> str:
+        return f"<ArtifactCheck {_text.label(self.artifact)} artifact:{self.artifact.id}: {self.status}>"
+
 
 @attrs.define(eq=False)
 class Verification:
@@ -707,6 +732,14 @@ class Verification:
         """``ok``, ``counts`` and ``artifacts`` (one check each)."""
         return {"ok": self.ok, "counts": self.counts,
                 "artifacts": [r.to_dict() for r in self.results]}
+
+    def __str__(self) -> str:
+        """A table of the checks and ``OK: …`` or ``FAILED: …`` (what ``lineage verify``
+        prints)."""
+        return _text.verification(self)
+
+    def __repr__(self) -> str:
+        return _text.verification_repr(self)
 
 
 def _check(a: Artifact) -> ArtifactCheck:
@@ -813,30 +846,13 @@ class Comparison:
 
     def __str__(self) -> str:
         """A plain-text table: one column per run, one row per value, ``*`` where they differ."""
-        if not self.runs:
-            return "(no runs)"
-        header = ["", *[r.name for r in self.runs]]
-        rows = [header]
-        for c in self.columns:
-            mark = "*" if c.differs else " "
-            rows.append([f"{mark} {c.name}", *[_cell(v.get(c.name, _ABSENT)) for v in self.values]])
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                 for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return _text.comparison(self)
+
+    def __repr__(self) -> str:
+        return _text.comparison_repr(self)
 
 
 _ABSENT: Any = object()
-
-
-def _cell(v: Any) -> str:
-    if v is _ABSENT:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    text = str(v)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _run_values(store: Store, ctx: pb.Context, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -587,3 +587,59 @@ def test_runs_of_our_steps_come_from_run_context(store: lineage.Store, write_fil
     assert by_name["Pusher"]["runs"] == ["tfx-run"] and by_name["last"]["runs"] == ["r1"]
     g = store.graph(run="r1")
     assert {d["runs"][0] for _, d in g.nodes(data=True) if d["kind"] == "execution"} == {"r1"}
+
+
+def test_results_print_as_text_for_people(iris: tuple[lineage.Store, dict[str, Any]],
+                                          write_file: Callable[..., Path]) -> None:
+    """str() of every result is the CLI's text; repr() is one short line."""
+    store, ids = iris
+    w = ids["w"]
+    model2 = w.artifact("Model", "clf", uri="/nonexistent/model2.pkl", version=2,
+                        base=pb.ArtifactType.MODEL)
+    w.execution("train", [(ids["clean"], "data"), (ids["cfg"], "config")], [(model2, "return")],
+                ours=True, params={"lr": 0.5, "epochs": 10}, contexts=[ids["run"]])
+    p = store.provenance(ids["model"])
+    text = str(p)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"Model clf v1  artifact:{ids['model']}")
+    assert f"└── train  execution:{ids['train']}  COMPLETE  run baseline (iris)  epochs=10 lr=0.05" in text
+    assert f"Dataset clean v1  artifact:{ids['clean']}" in text and "prep  execution:" in text
+    assert "2 steps, 3 upstream artifacts, 2 datasets, roots: " in text
+    assert text.count("artifact:") >= 6 and "ref         type" in text
+    assert repr(p) == "<Provenance of Model clf v1: 2 steps, 2 datasets>"
+    assert repr(store.provenance(ids["raw"])) == "<Provenance of Dataset iris v1: 0 steps, 0 datasets>"
+
+    imp = store.impact(ids["raw"])
+    text = str(imp)
+    assert text.startswith(f"downstream of Dataset iris v1  artifact:{ids['raw']}: 4 artifacts, 3 executions")
+    assert "  Model (2)" in text and f"    execution:{ids['prep']}  prep  COMPLETE" in text
+    assert repr(imp) == "<Impact of Dataset iris v1: 4 artifacts, 3 executions>"
+
+    d = store.diff(ids["model"], model2)
+    assert str(d).splitlines() == [
+        f"a: Model clf v1  artifact:{ids['model']}", f"b: Model clf v2  artifact:{model2}",
+        "params:", "  train.lr: 0.05 -> 0.5",
+        "code:", "  train.git_commit: abc123 -> None", "  train.source_hash: t1 -> None",
+        "environment:", "  train.packages.scikit-learn: 1.3.0 -> None", "  train.python: 3.11.2 -> None"]
+    assert repr(d) == "<LineageDiff Model clf v1 vs Model clf v2: params, code, environment differ>"
+    same = store.diff(ids["model"], ids["model"])
+    assert str(same).endswith("same lineage: same datasets, params, code and environment")
+    assert repr(same).endswith(": same lineage>")
+
+    Path(store.get(ids["raw"]).uri).write_text("changed\n")
+    v = store.verify(ids["model"])
+    text = str(v)
+    assert text.splitlines()[0].split() == ["ref", "artifact", "status", "recorded", "now", "detail"]
+    rows = {line.split()[0]: line.split()[1:5] for line in text.splitlines()[2:-1]}
+    assert rows[f"artifact:{ids['raw']}"] == ["Dataset", "iris", "v1", "CHANGED"]
+    assert rows[f"artifact:{ids['model']}"] == ["Model", "clf", "v1", "SKIPPED"]
+    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items())
+    assert v.counts["changed"] == 1 and text.splitlines()[-1] == f"FAILED: {counts}"
+    assert repr(v) == f"<Verification FAILED: {counts}>"
+    assert repr(v.results[0]).startswith("<ArtifactCheck Dataset iris v1 artifact:")
+    empty = lineage.connect(":memory:").verify()
+    assert str(empty) == "OK: nothing to check" and repr(empty) == "<Verification OK: nothing to check>"
+
+    c = store.compare(["baseline"])
+    assert str(c).splitlines()[0].split() == ["baseline"]
+    assert repr(c).startswith("<Comparison of 1 run: ") and repr(c).endswith("0 differ>")
