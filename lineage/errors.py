@@ -217,7 +217,8 @@ def translate(
     elif any(t in detail.lower() for t in _TOO_LONG):
         hint = (" MLMD's MySQL and PostgreSQL schemas hold at most 255 characters in a name"
                 " (of an artifact, type, step, run or parameter); use a shorter name.")
-    elif "max_allowed_packet" in detail:
-        hint = (" The request is larger than the MySQL server's max_allowed_packet; store big"
-                " values in files and record their path, or raise max_allowed_packet.")
+    elif "max_allowed_packet" in detail or "server has gone away" in detail.lower():
+        hint = (" The MySQL server dropped the request; if it was large, it exceeded the"
+                " server's max_allowed_packet: store big values in files and record their"
+                " path, or raise max_allowed_packet.")
     return cls(f"could not {action}{where}: {detail}.{hint}", uri=uri)
