@@ -19,7 +19,9 @@ With ``contexts=True`` contexts are nodes too, with edges context → execution
 child context (``"PARENT"``).
 
 Loading the whole store reads artifacts, executions and events in batches (a constant
-number of MLMD calls per batch of ids) and the run membership with one call per context
+number of MLMD calls per batch of ids). Which run an execution belongs to costs no call
+for executions our steps recorded in a run (their ``run_context`` property names it);
+the others are looked up per execution when they are few, else with one call per context
 (contexts are far fewer than executions). The graph is cached on the ``Store`` object: a
 later call reads only what was added since (MLMD ids only grow) and re-reads the
 executions that were still running (their state and outputs change). Artifacts and
@@ -373,7 +375,8 @@ class _GraphCache:
     max_context: int = 0
     open_executions: set[int] = attrs.field(factory=set)
     members: dict[int, set[tuple[int, str]]] = attrs.field(factory=dict)
-    """execution id → {(context id, context name)}."""
+    """execution id → {(context id, context name)} of the contexts naming its run(s)
+    (see :func:`_run_membership`; ``not_runs`` filters cache keys out of the names)."""
     contexts: dict[int, pb.Context] = attrs.field(factory=dict)
     not_runs: set[int] = attrs.field(factory=set)
     """Ids of the contexts that are not runs (``execution_cache``)."""
@@ -443,20 +446,60 @@ def contexts_by_execution(
         >>> contexts_by_execution(lineage.connect(":memory:"), [])
         {}
     """
-    protos = list(executions)
-    etypes = store._types("execution", {p.type_id for p in protos})
-    known: dict[int, int] = {}
-    rest: set[int] = set()
-    for p in protos:
-        if "run_context" in p.properties and _convert.is_ours(etypes.get(p.type_id)):
-            known[p.id] = p.properties["run_context"].int_value
-        else:
-            rest.add(p.id)
+    known, rest = _run_context_ids(store, executions)
     by_id = {c.id: c for c in _batched(store, "get_contexts_by_id", set(known.values()))}
     out = {eid: [by_id[cid]] if cid in by_id else [] for eid, cid in known.items()}
     for eid in sorted(rest):
         out[eid] = list(store._call("get_contexts_by_execution", eid, missing=[]))
     return out
+
+
+def _run_context_ids(
+    store: Store, executions: Iterable[pb.Execution],
+) -> tuple[dict[int, int], set[int]]:
+    """(execution id → ``run_context`` of our executions that carry it, ids of the others)."""
+    protos = list(executions)
+    etypes = store._types("execution", {p.type_id for p in protos})
+    ours = {t for t, et in etypes.items() if _convert.is_ours(et)}
+    known: dict[int, int] = {}
+    rest: set[int] = set()
+    for p in protos:
+        props = p.properties
+        if p.type_id in ours and "run_context" in props:
+            known[p.id] = props["run_context"].int_value
+        else:
+            rest.add(p.id)
+    return known, rest
+
+
+def _run_membership(
+    store: Store, executions: Sequence[pb.Execution], contexts: dict[int, pb.Context],
+    not_runs: set[int], into: dict[int, set[tuple[int, str]]],
+) -> set[int]:
+    """Set the run membership of ``executions`` (execution id → {(context id, name)});
+    return the ids whose membership was set.
+
+    Our executions name their run (``run_context``): no MLMD call. The others (foreign
+    ones, ours from outside a run or from before the property) are looked up per
+    execution when they are fewer than the contexts, else by reading every context's
+    executions (one call per context, cache-key contexts skipped).
+    """
+    known, rest = _run_context_ids(store, executions)
+    for eid, cid in known.items():
+        ctx = contexts.get(cid)
+        if ctx is None:
+            rest.add(eid)
+        else:
+            into[eid] = {(cid, ctx.name)}
+    if rest and len(rest) < len(contexts):
+        _membership_by_execution(store, rest, into, not_runs)
+    elif rest:
+        found: dict[int, set[tuple[int, str]]] = {}
+        _membership_by_context(store, [c for c in contexts.values() if c.id not in not_runs],
+                               found)
+        for eid in rest:
+            into[eid] = found.get(eid, set())
+    return {e.id for e in executions}
 
 
 def _not_runs(store: Store, contexts: Iterable[pb.Context]) -> set[int]:
@@ -511,8 +554,9 @@ def _load_all(store: Store) -> _GraphCache:
     artifacts = list(store._call("get_artifacts"))
     executions = list(store._call("get_executions"))
     contexts = list(store._call("get_contexts"))
-    _membership_by_context(store, contexts, cache.members)
+    cache.contexts = {c.id: c for c in contexts}
     cache.not_runs = _not_runs(store, contexts)
+    _run_membership(store, executions, cache.contexts, cache.not_runs, cache.members)
     cache.nodes.update(_artifact_nodes(store, artifacts))
     cache.nodes.update(_execution_nodes(store, executions, cache.runs))
     events = _batched(store, "get_events_by_execution_ids", [e.id for e in executions])
@@ -521,7 +565,6 @@ def _load_all(store: Store) -> _GraphCache:
     cache.max_execution = max((e.id for e in executions), default=0)
     cache.max_context = max((c.id for c in contexts), default=0)
     cache.open_executions = {e.id for e in executions if e.last_known_state in _OPEN_STATES}
-    cache.contexts = {c.id: c for c in contexts}
     store._graph_cache = cache
     return cache
 
@@ -539,19 +582,12 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
     cache.contexts.update({c.id: c for c in contexts})
     cache.not_runs |= _not_runs(store, contexts)
     touched: set[int] = set()
-    if executions:
-        # New executions may belong to old contexts: ask per new execution when there are
-        # fewer of them than contexts, else re-read the membership of every context.
-        if len(executions) < len(cache.contexts):
-            _membership_by_execution(store, [e.id for e in executions], cache.members,
-                                     cache.not_runs)
-        else:
-            cache.members.clear()
-            _membership_by_context(store, cache.contexts.values(), cache.members)
-            touched.update(cache.members)
-    if contexts:
+    if executions:  # new executions may belong to old contexts
+        _run_membership(store, executions, cache.contexts, cache.not_runs, cache.members)
+    if contexts:  # new contexts may group old executions (a tool associating them later)
         before = {eid: set(pairs) for eid, pairs in cache.members.items()}
-        _membership_by_context(store, contexts, cache.members)
+        _membership_by_context(
+            store, [c for c in contexts if c.id not in cache.not_runs], cache.members)
         touched.update(eid for eid, pairs in cache.members.items() if before.get(eid) != pairs)
     cache.nodes.update(_artifact_nodes(store, artifacts))
     cache.nodes.update(_execution_nodes(store, changed, cache.runs))
@@ -668,9 +704,12 @@ def load_graph(
         g = cache.graph()
     if contexts:
         # Contexts are few and their properties change (a run's status and metrics):
-        # read them again rather than from the cache.
-        ctx_nodes, ctx_edges = _context_entries(
-            store, list(store._call("get_contexts")), cache.members, g.__contains__)
+        # read them again rather than from the cache, with every association (the cache
+        # holds run membership only, much of it from the executions' run_context).
+        all_contexts = list(store._call("get_contexts"))
+        members: dict[int, set[tuple[int, str]]] = {}
+        _membership_by_context(store, all_contexts, members)
+        ctx_nodes, ctx_edges = _context_entries(store, all_contexts, members, g.__contains__)
         for key, data in ctx_nodes:
             g.add_node(key, **data)
         g.add_edges_from(ctx_edges)

@@ -377,3 +377,48 @@ def test_store_graph_draws_itself_in_jupyter(store: lineage.Store, monkeypatch: 
     assert str(g).startswith("LineageGraph with 3 nodes and 2 edges")
     dot = lineage.render(g, format="dot")
     assert "train" in getattr(dot, "source", str(dot))
+
+
+def test_run_membership_of_steps_comes_from_run_context(
+    store: lineage.Store, tmp_path: Any,
+) -> None:
+    """A store written by @step/run: store.graph() names each execution's run without
+    reading any context's members; a foreign execution in one of our runs is still
+    found; incremental loads agree with fresh ones; contexts=True keeps every association
+    (cache-key contexts included)."""
+
+    @lineage.step(store=store, cache=True)
+    def prep(data: lineage.Dataset, k: int = 0) -> lineage.Dataset:
+        out = tmp_path / f"p{k}.csv"
+        out.write_text(f"{k}")
+        return lineage.Dataset(out, name="mid")
+
+    raw_file = tmp_path / "raw.csv"
+    raw_file.write_text("r")
+    for name in ("r1", "r2"):
+        with lineage.run(name, store=store):
+            prep(lineage.Dataset(raw_file, name="raw"), k=1)  # r2: a cache hit
+    store._graph_cache = None
+    with CallCounter(store) as counter:
+        g = store.graph()
+    assert counter.calls["get_executions_by_context"] == 0
+    assert counter.calls["get_contexts_by_execution"] == 0
+    runs = sorted(d["runs"] for _, d in g.nodes(data=True) if d["kind"] == "execution")
+    assert runs == [["r1"], ["r2"]]
+    # A foreign execution associated with run r1 (no run_context): looked up.
+    w = RawWriter(store)
+    r1 = store.runs(name="r1")[0].id
+    foreign = w.execution("Pusher", [(store.get("mid").id, "model")], [], contexts=[r1])
+    with lineage.run("r3", store=store):
+        prep(lineage.Dataset(raw_file, name="raw"), k=2)
+    incremental = store.graph()
+    assert incremental.nodes[f"execution:{foreign}"]["runs"] == [store.runs(name="r1")[0].name]
+    assert same_graph(incremental, load_graph(_fresh_view(store)))
+    full = store.graph(contexts=True)
+    assoc = {(u, v) for u, v, k in full.edges(keys=True) if k == "ASSOCIATION:"}
+    expected = {(f"context:{a.context_id}", f"execution:{a.execution_id}")
+                for c in store.mlmd.get_contexts()
+                for a in [pb.Association(context_id=c.id, execution_id=e.id)
+                          for e in store.mlmd.get_executions_by_context(c.id)]}
+    assert assoc == expected and any(
+        full.nodes[u]["type_name"] == "execution_cache" for u, _ in assoc)
