@@ -171,7 +171,8 @@ def raw_read(store: lineage.Store) -> int:
 
 
 def raw_read_with_runs(store: lineage.Store) -> int:
-    """The raw read plus what graph() also reads: contexts and each context's executions."""
+    """The raw read plus each context's executions: what graph() read to name runs before
+    executions carried ``run_context`` (it still does for foreign stores)."""
     n = raw_read(store)
     for ctx in store.mlmd.get_contexts():
         n += len(store.mlmd.get_executions_by_context(ctx.id))
@@ -303,7 +304,7 @@ def _markdown(results: list[dict[str, Any]], quick: bool) -> str:
         "2 inputs, 2 outputs), so artifacts : executions : events = 2 : 1 : 4. Times are the "
         "best (graph) or median (provenance) of several runs in one process.",
         "",
-        "| nodes | artifacts | executions | events | raw read (A) | A + run membership (B) | "
+        "| nodes | artifacts | executions | events | raw read (A) | A + per-context membership reads (B) | "
         "`store.graph()` | ratio to A | ratio to B | peak memory | second `graph()` after "
         "+1 pipeline | build |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
