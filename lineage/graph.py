@@ -167,6 +167,11 @@ def _props(props: Any) -> dict[str, Any]:
 
 def artifact_attrs(proto: pb.Artifact, atype: pb.ArtifactType | None) -> dict[str, Any]:
     """The node attributes of an artifact (the same fields as :class:`~lineage.Artifact`)."""
+    type_name = atype.name if atype is not None else f"type#{proto.type_id}"
+    return _artifact_attrs(proto, type_name, _base(_ARTIFACT_BASE, atype))
+
+
+def _artifact_attrs(proto: pb.Artifact, type_name: str, base: str | None) -> dict[str, Any]:
     props = _props(proto.properties)
     if proto.custom_properties:
         props.update(_props(proto.custom_properties))
@@ -179,8 +184,8 @@ def artifact_attrs(proto: pb.Artifact, atype: pb.ArtifactType | None) -> dict[st
     return {
         "kind": "artifact",
         "id": proto.id,
-        "type_name": atype.name if atype is not None else f"type#{proto.type_id}",
-        "base_type": _base(_ARTIFACT_BASE, atype),
+        "type_name": type_name,
+        "base_type": base,
         "name": name or None,
         "uri": proto.uri,
         "version": version if isinstance(version, int) else None,
@@ -197,16 +202,27 @@ def execution_attrs(
     """The node attributes of an execution (the same fields as :class:`~lineage.Execution`)."""
     if _convert.is_ours(etype):
         assert etype is not None
-        properties = _props(proto.properties)
-        params = _props(proto.custom_properties)
-        error = properties.get("error") or None
-        type_name = name = etype.name
-        base = _base(_EXECUTION_BASE, etype)
-        ours = True
-    else:  # foreign: _convert decodes TFX's JSON-string settings
-        rec = _convert.execution_from_proto(proto, etype)
-        properties, params, error = rec.properties, rec.params, rec.error
-        type_name, name, base, ours = rec.type_name, rec.name, rec.base_type, False
+        return _our_execution_attrs(proto, etype.name, _base(_EXECUTION_BASE, etype), runs)
+    # foreign: _convert decodes TFX's JSON-string settings
+    rec = _convert.execution_from_proto(proto, etype)
+    return _execution_dict(proto, rec.type_name, rec.base_type, rec.name, rec.properties,
+                           rec.params, rec.error, runs, False)
+
+
+def _our_execution_attrs(
+    proto: pb.Execution, type_name: str, base: str | None, runs: Sequence[str],
+) -> dict[str, Any]:
+    properties = _props(proto.properties)
+    return _execution_dict(proto, type_name, base, type_name, properties,
+                           _props(proto.custom_properties), properties.get("error") or None,
+                           runs, True)
+
+
+def _execution_dict(
+    proto: pb.Execution, type_name: str, base: str | None, name: str,
+    properties: dict[str, Any], params: dict[str, Any], error: Any, runs: Sequence[str],
+    ours: bool,
+) -> dict[str, Any]:
     return {
         "kind": "execution",
         "id": proto.id,
@@ -343,6 +359,14 @@ def build_graph(
     return g
 
 
+def _add_edges(
+    edges: dict[tuple[str, str, str], dict[str, Any]], events: Iterable[pb.Event],
+) -> None:
+    """(source, target, key) → attributes of the edge of each event (:func:`event_edge`)."""
+    for u, v, k, data in map(event_edge, events):
+        edges[u, v, k] = data
+
+
 def _placeholder(node: str) -> dict[str, Any]:
     kind, num = node_id(node)
     data: dict[str, Any] = {
@@ -367,9 +391,8 @@ class _GraphCache:
     """What ``store.graph()`` read so far (kept on the Store as ``store._graph_cache``)."""
 
     nodes: dict[str, dict[str, Any]] = attrs.field(factory=dict)
-    edges: dict[tuple[str, str, str], tuple[str, str, str, dict[str, Any]]] = attrs.field(
-        factory=dict)
-    """(source, target, key) → the edge as :func:`event_edge` gives it."""
+    edges: dict[tuple[str, str, str], dict[str, Any]] = attrs.field(factory=dict)
+    """(source, target, key) → edge attributes, as :func:`event_edge` gives them."""
     max_artifact: int = 0
     max_execution: int = 0
     max_context: int = 0
@@ -390,21 +413,32 @@ class _GraphCache:
         order = [_node_order(item) for item in self.nodes.items()]
         if order != sorted(order):
             self.nodes = dict(sorted(self.nodes.items(), key=_node_order))
-        return build_graph(self.nodes.items(), self.edges.values())
+        return build_graph(self.nodes.items(),
+                           ((u, v, k, data) for (u, v, k), data in self.edges.items()))
 
 
 def _artifact_nodes(store: Store, protos: Sequence[pb.Artifact]) -> Iterator[tuple[str, dict[str, Any]]]:
     types = store._types("artifact", {p.type_id for p in protos})
+    # Type name and base type once per type, not per row.
+    by_type = {tid: (t.name, _base(_ARTIFACT_BASE, t)) for tid, t in types.items()}
     for p in protos:
-        yield artifact_node(p.id), artifact_attrs(p, types.get(p.type_id))
+        known = by_type.get(p.type_id)
+        attrs_ = (_artifact_attrs(p, *known) if known is not None
+                  else artifact_attrs(p, None))
+        yield f"artifact:{p.id}", attrs_
 
 
 def _execution_nodes(
     store: Store, protos: Sequence[pb.Execution], runs: Callable[[int], Sequence[str]],
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     types = store._types("execution", {p.type_id for p in protos})
+    ours = {tid: (t.name, _base(_EXECUTION_BASE, t)) for tid, t in types.items()
+            if _convert.is_ours(t)}
     for p in protos:
-        yield execution_node(p.id), execution_attrs(p, types.get(p.type_id), runs(p.id))
+        mine = ours.get(p.type_id)
+        attrs_ = (_our_execution_attrs(p, mine[0], mine[1], runs(p.id)) if mine is not None
+                  else execution_attrs(p, types.get(p.type_id), runs(p.id)))
+        yield f"execution:{p.id}", attrs_
 
 
 def _membership_by_context(
@@ -560,7 +594,7 @@ def _load_all(store: Store) -> _GraphCache:
     cache.nodes.update(_artifact_nodes(store, artifacts))
     cache.nodes.update(_execution_nodes(store, executions, cache.runs))
     events = _batched(store, "get_events_by_execution_ids", [e.id for e in executions])
-    cache.edges.update((e[:3], e) for e in map(event_edge, events))
+    _add_edges(cache.edges, events)
     cache.max_artifact = max((a.id for a in artifacts), default=0)
     cache.max_execution = max((e.id for e in executions), default=0)
     cache.max_context = max((c.id for c in contexts), default=0)
@@ -596,7 +630,7 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
         if node is not None:
             node["runs"] = cache.runs(eid)
     events = _batched(store, "get_events_by_execution_ids", [e.id for e in changed])
-    cache.edges.update((e[:3], e) for e in map(event_edge, events))
+    _add_edges(cache.edges, events)
     cache.max_artifact = max([cache.max_artifact, *(a.id for a in artifacts)])
     cache.max_execution = max([cache.max_execution, *(e.id for e in executions)])
     cache.max_context = max([cache.max_context, *(c.id for c in contexts)])
