@@ -473,7 +473,8 @@ def contexts_by_execution(
     others (foreign executions, ours recorded outside a run or by an older version) cost
     one ``get_contexts_by_execution`` each, which MLMD answers by scanning its Association
     table (no index on ``execution_id``), so its cost grows with the store.
-    For our executions this gives the run only (not their ``execution_cache`` context).
+    For our executions this gives the run they were recorded in only: not their
+    ``execution_cache`` context, nor a context another tool associated them with later.
 
     Example:
         >>> import lineage
@@ -509,9 +510,8 @@ def _run_context_ids(
 def _run_membership(
     store: Store, executions: Sequence[pb.Execution], contexts: dict[int, pb.Context],
     not_runs: set[int], into: dict[int, set[tuple[int, str]]],
-) -> set[int]:
-    """Set the run membership of ``executions`` (execution id → {(context id, name)});
-    return the ids whose membership was set.
+) -> None:
+    """Set the run membership of ``executions`` (execution id → {(context id, name)}).
 
     Our executions name their run (``run_context``): no MLMD call. The others (foreign
     ones, ours from outside a run or from before the property) are looked up per
@@ -533,7 +533,6 @@ def _run_membership(
                                found)
         for eid in rest:
             into[eid] = found.get(eid, set())
-    return {e.id for e in executions}
 
 
 def _not_runs(store: Store, contexts: Iterable[pb.Context]) -> set[int]:
