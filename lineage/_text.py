@@ -148,22 +148,35 @@ def provenance(p: Provenance) -> str:
     steps = {s["id"]: s for s in d["steps"]}
     arts = {a["id"]: a for a in d["artifacts"]}
     arts[d["target"]["id"]] = d["target"]
+    from lineage.queries import _distinct
+
+    _kept, alias = _distinct(p.steps)
     producers: dict[int, list[int]] = {}
     for s in d["steps"]:
         for o in s["outputs"]:
             producers.setdefault(o, []).append(s["id"])
-    shown: set[str] = set()
+    shown: set[int] = set()
+    expanded: set[int] = set()
 
     def tree(art_id: int, prefix: str, depth: int) -> None:
-        kids = producers.get(art_id, [])
-        for i, sid in enumerate(kids):
-            last = i == len(kids) - 1
+        kids = [sid for sid in producers.get(art_id, []) if sid not in alias]
+        reused = [sid for sid in producers.get(art_id, []) if sid in alias]
+        items: list[int | None] = [*kids, *([None] if reused else [])]
+        for i, sid in enumerate(items):
+            last = i == len(items) - 1
             branch, cont = ("└── ", "    ") if last else ("├── ", "│   ")
-            key = f"execution:{sid}"
-            if key in shown:
+            if sid is None:  # repeats of a call shown here (cache hits): one line, no subtree
+                hits = ", ".join(
+                    f"execution:{r} {steps[r]['state']}"
+                    + (f" (run {', '.join(steps[r]['runs'])})" if steps[r].get("runs") else "")
+                    for r in reused
+                )
+                lines.append(f"{prefix}{branch}also produced by the same call: {hits}")
+                continue
+            if sid in shown:
                 lines.append(f"{prefix}{branch}{steps[sid]['name']}  execution:{sid}  (shown above)")
                 continue
-            shown.add(key)
+            shown.add(sid)
             lines.append(f"{prefix}{branch}{step_line(steps[sid])}")
             if depth >= TREE_DEPTH:
                 lines.append(f"{prefix}{cont}└── … deeper steps not drawn; use --json for all of them")
@@ -173,9 +186,12 @@ def provenance(p: Provenance) -> str:
                 alast = j == len(ins) - 1
                 abranch, acont = ("└── ", "    ") if alast else ("├── ", "│   ")
                 a = arts[aid]
+                again = "  (shown above)" if aid in expanded and producers.get(aid) else ""
                 lines.append(f"{prefix}{cont}{abranch}{label(a)}  artifact:{aid}  "
-                             f"{short_fp(a['fingerprint'])}")
-                tree(aid, prefix + cont + acont, depth + 1)
+                             f"{short_fp(a['fingerprint'])}{again}")
+                if not again:
+                    expanded.add(aid)
+                    tree(aid, prefix + cont + acont, depth + 1)
 
     tree(d["target"]["id"], "", 0)
     lines.append("")

@@ -21,6 +21,7 @@ the queried artifact included) and displays as SVG in Jupyter.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -457,6 +458,25 @@ def _artifact_key(a: Artifact) -> tuple[str, str]:
     return (a.type_name, a.name or a.uri or f"#{a.id}")
 
 
+def _distinct(steps: Sequence[Execution]) -> tuple[list[Execution], dict[int, int]]:
+    """Leave out repeats: an execution with the same step, params, inputs and outputs as
+    another execution of the same lineage (a cache hit re-emits the outputs of the call it
+    reused, as TFX does; a re-run that made the same content) says nothing new about why
+    two lineages differ. The non-CACHED, oldest one of each group stays.
+
+    Returns the remaining steps (order kept) and dropped id → the id kept in its place.
+    """
+    def key(e: Execution) -> tuple[str, str, tuple[int, ...], tuple[int, ...]]:
+        params = json.dumps(_jsonable(e.params), sort_keys=True, default=str)
+        return (e.name, params, tuple(sorted(e.inputs)), tuple(sorted(e.outputs)))
+
+    first: dict[tuple[str, str, tuple[int, ...], tuple[int, ...]], Execution] = {}
+    for e in sorted(steps, key=lambda x: (x.state == "CACHED", x.id)):
+        first.setdefault(key(e), e)
+    alias = {e.id: first[key(e)].id for e in steps if first[key(e)] is not e}
+    return [e for e in steps if e.id not in alias], alias
+
+
 def _pair_steps(
     sa: Sequence[Execution], sb: Sequence[Execution]
 ) -> tuple[list[tuple[str, Execution, Execution]], list[tuple[str, Execution]],
@@ -610,7 +630,9 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
             "type": key[0], "name": key[1], "status": status,
             "a": [_artifact_dict(x) for x in sa], "b": [_artifact_dict(x) for x in sb],
         })
-    pairs, only_a, only_b = _pair_steps(pa.steps, pb_.steps)
+    steps_a, alias_a = _distinct(pa.steps)
+    steps_b, alias_b = _distinct(pb_.steps)
+    pairs, only_a, only_b = _pair_steps(steps_a, steps_b)
     params: dict[str, dict[str, tuple[Any, Any]]] = {}
     code: dict[str, dict[str, tuple[Any, Any]]] = {}
     env: dict[str, dict[str, tuple[Any, Any]]] = {}
@@ -629,6 +651,9 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         step_diff[ea.id] = step_diff[eb.id] = "changed" if changed else "same"
     step_diff.update({e.id: "only_a" for _, e in only_a})
     step_diff.update({e.id: "only_b" for _, e in only_b})
+    for dropped, kept in [*alias_a.items(), *alias_b.items()]:
+        if kept in step_diff:  # a re-emission is marked like the call it reused
+            step_diff[dropped] = step_diff[kept]
     graph = _diff_graph(pa, pb_, step_diff, [(ea.id, eb.id) for _, ea, eb in pairs])
     return LineageDiff(
         a=pa, b=pb_, datasets=datasets, params=params, code=code, environment=env,

@@ -643,3 +643,27 @@ def test_results_print_as_text_for_people(iris: tuple[lineage.Store, dict[str, A
     c = store.compare(["baseline"])
     assert str(c).splitlines()[0].split() == ["baseline"]
     assert repr(c).startswith("<Comparison of 1 run: ") and repr(c).endswith("0 differ>")
+
+
+def test_cache_hits_are_not_extra_steps_in_a_diff_or_the_provenance_tree(
+    sqlite_store: lineage.Store,
+) -> None:
+    store = sqlite_store
+
+    @lineage.step(store=store, cache=True)
+    def prep(n: int = 3) -> lineage.Dataset:
+        return lineage.Dataset(content=b"x" * n, name="prepped")
+
+    @lineage.step(store=store)
+    def fit(data: lineage.Dataset, lr: float = 0.1) -> lineage.Model:
+        return lineage.Model(content=f"{lr}".encode(), name="m")
+
+    for run, lr in (("a", 0.1), ("b", 0.2), ("a", 0.1)):
+        with lineage.run(run, store=store):
+            fit(prep(), lr=lr)
+    d = store.diff("m@1", "m@2")
+    assert d.params == {"fit": {"lr": (0.1, 0.2)}}
+    assert d.only_in_a == [] and d.only_in_b == []
+    text = str(store.provenance("m@1"))
+    assert text.count("prep  execution:") == 1
+    assert "also produced by the same call: execution:" in text and "CACHED (run a-2)" in text
