@@ -1,5 +1,5 @@
 # make demo   set up what is missing, run the example pipeline, write the diagrams
-# make test   set up what is missing (PostgreSQL and Chromium too), run lint, types, tests
+# make test   set up what is missing (PostgreSQL, MariaDB and Chromium too), run lint, types, tests
 # make proto  regenerate lineage/_proto from proto/
 # make bench  run the benchmarks under bench/
 VENV := .venv
