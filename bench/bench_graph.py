@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime
 import gc
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _results import write_section  # bench/ is on sys.path when run as a script
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 import lineage
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = _markdown(results, quick)
     print(text)
     if not quick:
-        _write_section(text)
+        write_section("Graph and provenance", "<!-- graph-notes -->", text)
     return {"results": results}
 
 
@@ -332,23 +332,6 @@ def _markdown(results: list[dict[str, Any]], quick: bool) -> str:
             f"**{r['walk'] / base_walk:.2f}x** | {r['raw_walk'] * 1000:.1f} ms | "
             f"{r['per_node'] * 1000:.1f} ms |")
     return "\n".join(lines) + "\n"
-
-
-def _write_section(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    notes_marker = "<!-- graph-notes -->"
-    pattern = re.compile(r"## Graph and provenance\n.*?(?=\n## |\Z)", re.S)
-    existing = pattern.search(old)
-    notes = ""
-    if existing and notes_marker in existing.group(0):
-        notes = existing.group(0)[existing.group(0).index(notes_marker):].rstrip() + "\n"
-    new = text + ("\n" + notes if notes else "")
-    if existing:
-        out = old[:existing.start()] + new.rstrip("\n") + "\n" + old[existing.end():]
-    else:
-        out = old.rstrip("\n") + "\n\n" + new
-    path.write_text(out)
 
 
 if __name__ == "__main__":

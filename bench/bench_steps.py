@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import sqlite3
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _results import write_section  # bench/ is on sys.path when run as a script
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             m / o for m, o in zip(times["mlflow"], times["lineage"], strict=True))
         print(f"MLflow {mlflow.version} {med['mlflow']:.2f} ms/step: lineage is "
               f"{result['mlflow_speedup']:.1f}x faster (goal >= {GOAL_MLFLOW}x)")
-    _write_section(_section(result))
+    write_section("Steps", "<!-- steps-notes -->", _section(result))
     return result
 
 
@@ -370,23 +370,6 @@ def _section(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _write_section(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    notes_marker = "<!-- steps-notes -->"
-    pattern = re.compile(r"## Steps[ (].*?(?=\n## |\Z)", re.S)
-    existing = pattern.search(old)
-    notes = ""
-    if existing and notes_marker in existing.group(0):
-        notes = existing.group(0)[existing.group(0).index(notes_marker):].rstrip() + "\n"
-    new = text + ("\n" + notes if notes else "")
-    if existing:
-        out = old[:existing.start()] + new.rstrip("\n") + "\n" + old[existing.end():]
-    else:
-        out = old.rstrip("\n") + "\n\n" + new
-    path.write_text(out)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ from lineage.artifacts import Artifact, Config, artifact_class
 from lineage.errors import LineageError, StepError, StoreError
 from lineage.fingerprint import fingerprint
 from lineage.records import Run
-from lineage.store import Store, connect
+from lineage.store import Store, connect, last_present
 
 __all__ = [
     "ActiveRun",
@@ -1294,19 +1294,11 @@ class ActiveRun:
         if not self._taken(base):
             return base
 
-        def taken(n: int) -> bool:
-            return self._taken(f"{base}-{n}")
+        def taken(n: int) -> bool | None:  # n=1 is the bare name, taken
+            return True if n == 1 or self._taken(f"{base}-{n}") else None
 
-        lo, hi = 1, 2  # lo: taken (n=1 is the bare name)
-        while taken(hi):
-            lo, hi = hi, hi * 2
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if taken(mid):
-                lo = mid
-            else:
-                hi = mid
-        return f"{base}-{hi}"
+        last = last_present(taken)
+        return f"{base}-{(last[0] if last else 1) + 1}"
 
     def _create_run(self, ctx: pb.Context) -> pb.Context:
         for _attempt in range(_WRITE_ATTEMPTS):

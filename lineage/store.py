@@ -67,6 +67,32 @@ _RETRYABLE_INTERNAL = (
 )
 
 
+def last_present(get: Callable[[int], T | None]) -> tuple[int, T] | None:
+    """The largest ``n >= 1`` with ``get(n)`` not None, and that value, in O(log n) calls.
+
+    ``get`` must be "present up to some n, absent after" (versions 1..n, run names
+    ``x``, ``x-2``..``x-n``): doubling finds an absent n, bisection the last present one.
+
+    Example:
+        >>> last_present(lambda n: n * 10 if n <= 5 else None)
+        (5, 50)
+        >>> last_present(lambda n: None) is None
+        True
+    """
+    if (hit := get(1)) is None:
+        return None
+    lo, lo_hit, hi = 1, hit, 2
+    while (probe := get(hi)) is not None:
+        lo, lo_hit, hi = hi, probe, hi * 2
+    while hi - lo > 1:  # lo is present, hi is not
+        mid = (lo + hi) // 2
+        if (probe := get(mid)) is not None:
+            lo, lo_hit = mid, probe
+        else:
+            hi = mid
+    return lo, lo_hit
+
+
 def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Store:
     """Open (or create) a lineage store.
 
@@ -380,19 +406,11 @@ class Store:
         hint = self._version_hints.get((type_name, name))
         if hint is not None and get(hint[0] + 1) is None:
             return hint[1]  # versions are never deleted: the newest we saw is still the newest
-        if (hit := get(1)) is None:
+        found = last_present(get)
+        if found is None:
             return None
-        lo, lo_hit, hi = 1, hit, 2
-        while (probe := get(hi)) is not None:
-            lo, lo_hit, hi = hi, probe, hi * 2
-        while hi - lo > 1:  # lo exists, hi does not
-            mid = (lo + hi) // 2
-            if (probe := get(mid)) is not None:
-                lo, lo_hit = mid, probe
-            else:
-                hi = mid
-        self._version_hints[(type_name, name)] = (lo, lo_hit)
-        return lo_hit
+        self._version_hints[(type_name, name)] = found
+        return found[1]
 
     def _prepare(self, artifact: Artifact) -> pb.Artifact:
         """The MLMD artifact to write for ``artifact``: the stored one if the same content is
