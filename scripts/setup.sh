@@ -37,10 +37,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $PY"
   $PY -m venv .venv
 fi
-if ! .venv/bin/python -c 'import lineage, pytest, sklearn' >/dev/null 2>&1 \
-   || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "setup: installing Python packages into .venv"
+# make demo needs the library and the example's packages; make test everything of `dev`.
+if [ "${1:-}" = test ]; then extra=dev; probe='import lineage, pytest, hypothesis, sklearn, nbconvert'
+else extra=examples; probe='import lineage, sklearn, pandas, yaml'; fi
+stamp=.venv/.installed-$extra
+if ! .venv/bin/python -c "$probe" >/dev/null 2>&1 || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python packages into .venv ($extra)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  touch .venv/.installed
+  .venv/bin/python -m pip install -q -e ".[$extra]"
+  touch "$stamp"
 fi
