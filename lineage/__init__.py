@@ -18,6 +18,7 @@ from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
+    BundleError,
     ConcurrentWriteError,
     ConnectionFailed,
     FingerprintError,
@@ -31,6 +32,7 @@ from lineage.errors import (
     StoreError,
     TypeConflict,
 )
+from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
 from lineage.queries import (
@@ -63,14 +65,17 @@ __all__ = [
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
+    "BundleError",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
     "ConnectionFailed",
     "Dataset",
     "Execution",
+    "Exported",
     "FingerprintError",
     "Impact",
+    "ImportResult",
     "InvalidRef",
     "LineageDiff",
     "LineageError",

@@ -222,6 +222,24 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(store: Store, args: argparse.Namespace) -> int:
+    exported = store.export(_ref(args.ref), args.format, path=args.output)
+    if args.json:
+        _json({"written": str(args.output), "format": exported.format})
+    else:
+        _out(f"wrote {args.output} ({exported.format})")
+    return 0
+
+
+def _cmd_import(store: Store, args: argparse.Namespace) -> int:
+    result = store.import_bundle(args.file)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -288,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="REF", nargs="?")
     p.add_argument("-o", "--output", metavar="FILE", help="report file (.html or .md)")
     p.add_argument("--check", metavar="FILE", help="check a report's digest instead")
+
+    p = add("export", _cmd_export,
+            "export the provenance of REF: a bundle (.pb, or .json), OpenLineage events "
+            "(.json list, .jsonl lines) or W3C PROV-JSON")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--format", required=True, choices=["openlineage", "prov", "bundle"],
+                   help="openlineage, prov or bundle")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+
+    p = add("import", _cmd_import,
+            "import a bundle written by `lineage export --format bundle` (idempotent)",
+            writes=True)
+    p.add_argument("file", metavar="FILE")
     return parser
 
 

@@ -15,6 +15,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── ArtifactError              an artifact cannot be built or recorded
     │   └── FingerprintError       its content cannot be read for a fingerprint
     ├── StepError                  a step is declared or called wrongly (carries .step)
+    ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
@@ -33,6 +34,7 @@ from ml_metadata import errors as _mlmd_errors
 __all__ = [
     "AmbiguousRef",
     "ArtifactError",
+    "BundleError",
     "ConcurrentWriteError",
     "ConnectionFailed",
     "FingerprintError",
@@ -134,6 +136,19 @@ class StepError(LineageError):
 
 class RenderError(LineageError):
     """Raised when a diagram or report cannot be produced."""
+
+
+class BundleError(LineageError):
+    """Raised when a bundle to import is corrupt, of an unknown format version, or
+    inconsistent (a record of an undeclared type, an event to a missing record).
+
+    Attributes:
+        source: the file (or ``"<bytes>"``) the bundle was read from.
+    """
+
+    def __init__(self, message: str, *, source: object = None) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 # --- the MLMD boundary -------------------------------------------------------------

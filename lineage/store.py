@@ -796,6 +796,21 @@ class Store:
 
         return run_metrics(self, run)
 
+    def export(
+        self, ref: Ref, format: str = "bundle", path: str | os.PathLike[str] | None = None
+    ) -> Any:
+        """Export the provenance of ``ref``: ``bundle``, ``openlineage`` or ``prov`` (see
+        :func:`lineage.export.export`)."""
+        from lineage.export import export
+
+        return export(self, ref, format, path)
+
+    def import_bundle(self, source: str | os.PathLike[str] | bytes | Any) -> Any:
+        """Import a bundle written by :meth:`export` (see :func:`lineage.export.import_bundle`)."""
+        from lineage.export import import_bundle
+
+        return import_bundle(self, source)
+
     def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Any:
         """An audit report of ``ref`` (see :mod:`lineage.report`)."""
         from lineage.report import audit
