@@ -58,7 +58,8 @@ def as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-COMMANDS = ["ls", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit"]
+COMMANDS = ["ls", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
+            "export", "import"]
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

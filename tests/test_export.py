@@ -128,7 +128,7 @@ def test_bundle_round_trip_reproduces_the_provenance(
 
     assert normalized(store, "clf") == normalized(a, model)
     assert result.added["artifacts"] == len(result.artifacts) > 0
-    assert result.added["executions"] == len(result.executions) == 4  # ingest split train×2
+    assert result.added["executions"] == len(result.executions) == 4  # ingest, split, train twice
     # the imported executions name their run in this store (run_context was remapped)
     b_steps = store.provenance("clf").to_dict()["steps"]
     assert {s["name"]: s["runs"] for s in b_steps}["train"] == ["baseline"]
