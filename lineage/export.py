@@ -875,8 +875,10 @@ def _plan(store: Store, bundle: bpb.Bundle, existed: dict[str, set[str]],
         if a.id in stored:
             plan.stored["artifact"][a.id] = stored[a.id]
             continue
-        proto = pb.Artifact(type_id=type_ids["artifact"][a.type], uri=a.uri, name=a.name,
+        proto = pb.Artifact(type_id=type_ids["artifact"][a.type], uri=a.uri,
                             external_id=ext[a.id], state=int(a.state))
+        if a.name:  # an empty name is a name to MLMD: two would collide
+            proto.name = a.name
         _copy_props(a.properties, proto.properties)
         _copy_props(a.custom_properties, proto.custom_properties)
         version = a.properties["version"].int_value if "version" in a.properties else 0
@@ -920,8 +922,10 @@ def _plan(store: Store, bundle: bpb.Bundle, existed: dict[str, set[str]],
             if hit is not None:
                 plan.stored["execution"][e.id] = hit
                 continue
-        proto = pb.Execution(type_id=type_ids["execution"][e.type], name=e.name,
-                             external_id=ext[e.id], last_known_state=int(e.last_known_state))
+        proto = pb.Execution(type_id=type_ids["execution"][e.type], external_id=ext[e.id],
+                             last_known_state=int(e.last_known_state))
+        if e.name:
+            proto.name = e.name
         _copy_props(e.properties, proto.properties)
         _copy_props(e.custom_properties, proto.custom_properties)
         if e.type in our_etypes:

@@ -229,6 +229,50 @@ def test_import_into_a_store_with_its_own_versions_appends_versions(
     assert normalized(b, imported)["steps"][-1]["params"] == {"lr": 0.05, "epochs": 3}
 
 
+def test_foreign_tfx_records_round_trip_and_import_once(
+    store: lineage.Store, tmp_path: Path
+) -> None:
+    from test_foreign_stores import write_taxi
+
+    a = lineage.connect(tmp_path / "tfx" / "metadata.sqlite")
+    ids = write_taxi(a.mlmd)  # no names, no external ids; pipeline/pipeline_run/node contexts
+    data = a.export(ids["pushed1"]).to_bytes()
+    result = store.import_bundle(data)
+    new_id = result.artifacts[ids["pushed1"]]
+    assert normalized(store, new_id) == normalized(a, ids["pushed1"])
+    step = next(s for s in store.provenance(new_id).to_dict()["steps"] if s["name"] == "Trainer")
+    assert step["experiment"] == "taxi"
+    assert {c["type"] for c in step["contexts"]} == {"pipeline", "pipeline_run", "node"}
+    imported = store.mlmd.get_artifacts_by_id([new_id])[0]
+    assert imported.external_id.startswith("bundle:") and imported.external_id.endswith(
+        f":artifact:{ids['pushed1']}")
+    before = counts(store)
+    assert set(store.import_bundle(data).added.values()) == {0}
+    assert counts(store) == before
+
+
+def test_nested_steps_keep_their_parent_execution(tmp_path: Path) -> None:
+    a = lineage.connect(tmp_path / "a.sqlite")
+
+    @lineage.step(store=a)
+    def inner(x: int) -> lineage.Model:
+        return lineage.Model(content=f"weights {x}".encode(), name="clf")
+
+    @lineage.step(store=a)
+    def outer(x: int) -> lineage.Model:
+        return inner(x)
+
+    outer(3)
+    b = lineage.connect(tmp_path / "b.sqlite")
+    result = b.import_bundle(a.export("clf").to_bytes())
+    [old_outer] = a.executions(step="outer")
+    [old_inner] = a.executions(step="inner")
+    assert old_inner.properties["parent_execution"] == old_outer.id
+    [new_inner] = b.executions(step="inner")
+    assert new_inner.properties["parent_execution"] == result.executions[old_outer.id]
+    assert normalized(b, "clf") == normalized(a, "clf")
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 
