@@ -17,9 +17,9 @@ the runs name.
 JSON output has sorted keys and is the same for the same store content; no output holds
 the store's password.
 
-Importing is idempotent: a record already in the target store (same ``external_id``; for
-executions and contexts of a type the store already had, the same name) is reused, never
-written twice. Records without an ``external_id`` get a stable one,
+Importing is idempotent: a record already in the target store (same ``external_id``; else,
+for a type the store already had, the same name: a Run of the same name but another start
+time is another run and is imported as ``name-2``) is reused, never written twice. Records without an ``external_id`` get a stable one,
 ``"bundle:<digest>:<kind>:<old id>"``, where the digest covers the source store's URI and
 the record's type, name and creation time. Our artifacts are versions of a name: an
 artifact whose ``name@version`` is taken in the target store by other content becomes the
@@ -987,8 +987,11 @@ def import_bundle(store: Store, source: str | os.PathLike[str] | bytes | bpb.Bun
     Idempotent: importing the same bundle again adds nothing. The whole bundle is checked
     before anything is written (its format, the references inside it, its types against
     the store's); records go in with one ``put_contexts`` and one ``put_lineage_subgraph``
-    (executions, artifacts and events in one transaction), then the links. If the store
-    fails half-way, importing again completes the import.
+    (executions, artifacts and events in one transaction), then the id-valued properties
+    that point at records new in this import (``previous_version``, ``parent_execution``,
+    ``cached_from``, a run's ``config``) and the links. If the store fails half-way,
+    importing again writes the records, events and links still missing (not those
+    id-valued properties of records written by the failed attempt).
 
     Args:
         store: the store to write.
@@ -1048,7 +1051,9 @@ def _write(store: Store, bundle: bpb.Bundle, plan: _Plan) -> ImportResult:
     existing_events = _existing_events(store, bundle, plan)
     edges: list[tuple[int | None, int | None, pb.Event]] = []
     for ev in bundle.events:
-        event = pb.Event(type=int(ev.type), milliseconds_since_epoch=ev.milliseconds_since_epoch)
+        event = pb.Event(type=int(ev.type))
+        if ev.milliseconds_since_epoch:  # keeps the event order of the source store
+            event.milliseconds_since_epoch = ev.milliseconds_since_epoch
         for step in ev.path:
             event.path.steps.add().MergeFromString(step.SerializeToString())
         ei, ai = exec_index.get(ev.execution_id), art_index.get(ev.artifact_id)
