@@ -672,7 +672,8 @@ class Store:
         out = []
         for proto in protos:
             parent = None
-            if not proto.properties["experiment"].string_value and proto.id:
+            experiment = proto.properties.get("experiment")  # [] would add an empty entry
+            if (experiment is None or not experiment.string_value) and proto.id:
                 parents = self._call("get_parent_contexts_by_context", proto.id)
                 parent = parents[0].name if parents else None
             out.append(_convert.context_from_proto(proto, types.get(proto.type_id), parent))
@@ -702,7 +703,9 @@ class Store:
         if name is not None:
             protos = [
                 p for p in protos
-                if name in (p.name, p.properties["run_name"].string_value)
+                if name == p.name or (
+                    "run_name" in p.properties and p.properties["run_name"].string_value == name
+                )
             ]
         runs = self._runs_from_protos(protos)
         return sorted(runs, key=lambda r: (r.create_time or 0, r.id))

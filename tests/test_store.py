@@ -472,3 +472,15 @@ def test_uncreatable_sqlite_folder_is_a_connection_failure(tmp_path: Path) -> No
     blocker.write_text("not a folder")
     with pytest.raises(lineage.ConnectionFailed, match="cannot create the folder"):
         lineage.connect(blocker / "meta.sqlite")
+
+
+def test_reading_runs_leaves_the_context_protos_as_they_were(sqlite_store: lineage.Store) -> None:
+    # Indexing a protobuf map (`props["x"]`) inserts an empty entry; reading must not.
+    store = sqlite_store
+    with lineage.run("r", store=store):
+        pass
+    ctx = store.mlmd.get_contexts_by_type("Run")[0]
+    del ctx.properties["experiment"]
+    before = ctx.SerializeToString()
+    [run] = store._runs_from_protos([ctx])
+    assert ctx.SerializeToString() == before and run.run_name == "r"
