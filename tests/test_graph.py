@@ -422,3 +422,100 @@ def test_run_membership_of_steps_comes_from_run_context(
                           for e in store.mlmd.get_executions_by_context(c.id)]}
     assert assoc == expected and any(
         full.nodes[u]["type_name"] == "execution_cache" for u, _ in assoc)
+
+
+def test_edges_of_every_path_shape_match_event_edge(store: lineage.Store) -> None:
+    """The bulk loader decodes each distinct path once: every path shape (one key, key
+    and index, several keys, index only, empty key, none) and every event type gives
+    the edge event_edge gives for that event."""
+    from lineage.graph import event_edge
+
+    w = RawWriter(store)
+    shapes: list[list[str | int]] = [
+        ["data"], ["examples", 0], ["examples", "train", 3], [2], [""], [], ["data"]]
+    kinds = [pb.Event.INPUT, pb.Event.OUTPUT, pb.Event.DECLARED_INPUT, pb.Event.INTERNAL_OUTPUT,
+             pb.Event.PENDING_OUTPUT, pb.Event.DECLARED_OUTPUT, pb.Event.OUTPUT]
+    ex = w.execution("x")
+    events = []
+    for i, (shape, kind) in enumerate(zip(shapes, kinds, strict=True)):
+        ev = pb.Event(artifact_id=w.artifact("Thing", None, uri=f"/p{i}"), execution_id=ex,
+                      type=kind, milliseconds_since_epoch=1000 + i)
+        _convert.make_event_path(ev, shape)
+        events.append(ev)
+    store.mlmd.put_events(events)
+    g = store.graph()
+    expected = {(u, v, k): d for u, v, k, d in map(
+        event_edge, store.mlmd.get_events_by_execution_ids([ex]))}
+    got = {(u, v, k): d for u, v, k, d in g.edges(keys=True, data=True)}
+    assert got == expected and len(got) == len(shapes)
+    assert {d["path"] for d in got.values()} == {
+        "data", "examples[0]", "examples.train[3]", "[2]", ""}
+
+
+def test_node_properties_decode_every_value_kind(store: lineage.Store) -> None:
+    """Graph nodes decode properties as _convert does: ints, doubles, strings, bools,
+    structs, lists, None, wide ints and non-finite floats (packed values)."""
+    values = {"i": 3, "f": 0.25, "s": "x", "b": True, "d": {"k": [1, "a"]}, "l": [1, 2],
+              "n": None, "wide": 2**40, "inf": float("inf"), "tiny": 1e-7}
+    w = RawWriter(store)
+    aid = w.artifact("Thing", "t", uri="/t", **values)
+    ex = w.execution("step", [(aid, "in")], ours=True, params=values)
+    g = store.graph()
+    assert g.nodes[f"artifact:{aid}"]["properties"] == values
+    assert g.nodes[f"execution:{ex}"]["params"] == values
+    assert list(g.nodes[f"execution:{ex}"]["params"]) == sorted(values)  # keys sorted
+
+
+def test_nodes_stay_in_kind_and_id_order_after_incremental_loads(
+    pipeline: tuple[lineage.Store, dict[str, int]],
+) -> None:
+    store, ids = pipeline
+    w = RawWriter(store)
+    store.graph()
+    report = w.artifact("Metrics", "eval", version=1)
+    w.execution("evaluate", [(ids["model"], "model")], [(report, "metrics")], ours=True)
+    g = store.graph()
+
+    def order(node: str) -> tuple[int, int]:
+        kind, num = node.split(":")
+        return ({"artifact": 0, "execution": 1}[kind], int(num))
+
+    assert list(g) == sorted(g, key=order) and f"artifact:{report}" in g
+    assert list(g) == list(load_graph(_fresh_view(store)))
+
+
+def test_bulk_load_restores_the_collector_and_keeps_other_frozen_objects(
+    pipeline: tuple[lineage.Store, dict[str, int]],
+) -> None:
+    """The load turns cyclic GC off and on again, moving what it made to the oldest
+    generation; it leaves GC off if it was off, and does not unfreeze objects that
+    someone else froze (gc.freeze is used by pre-fork servers)."""
+    import gc
+
+    store, _ids = pipeline
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        store._graph_cache = None
+        store.graph()
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+        gc.disable()
+        store._graph_cache = None
+        store.graph()
+        assert not gc.isenabled()
+        gc.enable()
+        marker = [[]]  # a tracked container, frozen with everything else
+
+        def frozen() -> bool:  # frozen objects are in no generation
+            return gc.get_freeze_count() > 0 and not any(
+                o is marker for gen in range(3) for o in gc.get_objects(generation=gen))
+
+        gc.freeze()
+        assert frozen()
+        store._graph_cache = None
+        store.graph()
+        assert frozen() and gc.isenabled()
+    finally:
+        gc.unfreeze()
+        if not was:
+            gc.disable()
