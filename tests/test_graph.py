@@ -519,3 +519,21 @@ def test_bulk_load_restores_the_collector_and_keeps_other_frozen_objects(
         gc.unfreeze()
         if not was:
             gc.disable()
+
+
+def test_event_pointing_at_a_row_not_read_gets_a_placeholder_node(
+    pipeline: tuple[lineage.Store, dict[str, int]],
+) -> None:
+    """An artifact written between the artifact read and the event read (a concurrent
+    writer) has an edge but no row: the graph still has the edge, with a placeholder node."""
+    store, ids = pipeline
+    store.graph()
+    cache = store._graph_cache
+    cache.edges[f"execution:{ids['train']}", "artifact:999999", "OUTPUT:late"] = 7
+    cache.edge_kinds["OUTPUT:late"] = ("OUTPUT", "late")
+    g = store.graph()
+    assert g.get_edge_data(f"execution:{ids['train']}", "artifact:999999", "OUTPUT:late") == {
+        "event_type": "OUTPUT", "path": "late", "time": 7}
+    late = g.nodes["artifact:999999"]
+    assert (late["kind"], late["id"], late["state"], late["name"]) == ("artifact", 999999, "UNKNOWN", None)
+    assert g.nodes[f"artifact:{ids['model']}"]["name"] == "clf"
