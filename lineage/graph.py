@@ -891,7 +891,10 @@ def load_graph(
 
     Returns:
         A new :class:`LineageGraph` (a ``networkx.MultiDiGraph`` that draws itself in
-        Jupyter) the caller may change freely.
+        Jupyter): add or remove nodes, edges and attributes freely. As with networkx's
+        own ``copy()``, the nested values of attributes (``properties``, ``params``,
+        ``runs``) are shared with the store object's cache: treat them as read-only, or
+        ``copy.deepcopy`` them before changing them in place.
 
     Raises:
         NotFound: ``run`` or ``experiment`` names nothing in the store.
