@@ -1270,19 +1270,16 @@ class ActiveRun:
                               RuntimeWarning, stacklevel=2)
 
     def _get_or_create(self, type_id: int, type_name: str, name: str) -> pb.Context:
-        for _attempt in range(_WRITE_ATTEMPTS):
+        def attempt() -> pb.Context:
             found = self.store._call("get_context_by_type_and_name", type_name, name, missing=None)
             if found is not None and found.id:
                 return typing.cast(pb.Context, found)
             ctx = pb.Context(type_id=type_id, name=name)
             _set(ctx.properties, "recorded_by", _recorded_by(), typed=True)
-            try:
-                [ctx.id] = self.store._call("put_contexts", [ctx])
-                return ctx
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
-                    raise
-        raise StepError(f"could not create the {type_name} context {name!r} in {self.store.uri}")
+            [ctx.id] = self.store._call("put_contexts", [ctx])
+            return ctx
+
+        return self.store._write_with_retry(attempt, f"create the {type_name} context {name!r}")
 
     def _taken(self, name: str) -> bool:
         got = self.store._call("get_context_by_type_and_name", RUN_TYPE, name, missing=None)
@@ -1301,15 +1298,12 @@ class ActiveRun:
         return f"{base}-{(last[0] if last else 1) + 1}"
 
     def _create_run(self, ctx: pb.Context) -> pb.Context:
-        for _attempt in range(_WRITE_ATTEMPTS):
+        def attempt() -> pb.Context:  # another writer may take the free name first
             ctx.name = self._free_name()
-            try:
-                [ctx.id] = self.store._call("put_contexts", [ctx])
-                return ctx
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
-                    raise
-        raise StepError(f"could not find a free run name for {self.run_name!r} in {self.store.uri}")
+            [ctx.id] = self.store._call("put_contexts", [ctx])
+            return ctx
+
+        return self.store._write_with_retry(attempt, f"find a free run name for {self.run_name!r}")
 
 
 def run(
