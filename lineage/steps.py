@@ -182,6 +182,26 @@ class StepSpec:
 
     _type: pb.ExecutionType | None = attrs.field(default=None, repr=False)
     _base: tuple[dict[str, str], pb.Execution] | None = attrs.field(default=None, repr=False)
+    _type_ids: weakref.WeakKeyDictionary[Store, int] = attrs.field(
+        factory=weakref.WeakKeyDictionary, repr=False
+    )
+    _plain: tuple[tuple[str, Any], ...] | None = attrs.field(default=None, repr=False)
+    """(name, default) of every parameter when all are positional-or-keyword (the fast
+    binding path of :func:`_bind`), else None."""
+
+    def __attrs_post_init__(self) -> None:
+        kinds = {p.kind for p in self.signature.parameters.values()}
+        if kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD}:
+            self._plain = tuple(
+                (p.name, p.default) for p in self.signature.parameters.values()
+            )
+
+    def type_id(self, store: Store) -> int:
+        """The step's execution type id in ``store`` (registered once per store object)."""
+        found = self._type_ids.get(store)
+        if found is None:
+            found = self._type_ids[store] = store._register_type("execution", self.type_proto())
+        return found
 
     def type_proto(self) -> pb.ExecutionType:
         """The MLMD execution type of the step (built once)."""
@@ -369,9 +389,7 @@ def step(
 
         @functools.wraps(target)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            bound = spec.signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return _call(spec, bound)
+            return _call(spec, _bind(spec, args, kwargs))
 
         wrapper.__lineage_step__ = spec  # type: ignore[attr-defined]
         return wrapper
@@ -379,6 +397,37 @@ def step(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _bind(spec: StepSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+    """``signature.bind(*args, **kwargs)`` with defaults applied; a direct loop for plain
+    signatures (``signature.bind`` gives the error message of any call it cannot take)."""
+    plain = spec._plain
+    if plain is not None and len(args) <= len(plain):
+        arguments: dict[str, Any] = {}
+        n = len(args)
+        used = 0
+        for i, (name, default) in enumerate(plain):
+            if i < n:
+                if name in kwargs:
+                    break
+                arguments[name] = args[i]
+            elif name in kwargs:
+                arguments[name] = kwargs[name]
+                used += 1
+            elif default is not _EMPTY:
+                arguments[name] = default
+            else:
+                break
+        else:
+            if used == len(kwargs):  # no unknown keyword
+                return inspect.BoundArguments(spec.signature, arguments)
+    bound = spec.signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound
+
+
+_EMPTY = inspect.Parameter.empty
 
 
 # --- active runs and steps -------------------------------------------------------------
@@ -451,8 +500,13 @@ def _classify(
             params.update(_params.flatten(name, value))
         return value
 
+    artifact_args = spec.artifact_args
     for index, (pname, value) in enumerate(list(bound.arguments.items())):
         if index == 0 and spec.skip_first:
+            continue
+        kind = type(value)
+        if kind in _PLAIN and (kind is not str or pname not in artifact_args):
+            params[pname] = value  # what flatten() gives for these
             continue
         param = spec.signature.parameters[pname]
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
@@ -466,6 +520,9 @@ def _classify(
         else:
             bound.arguments[pname] = one(pname, value, spec.artifact_args.get(pname))
     return inputs, params
+
+
+_PLAIN = frozenset({bool, int, float, str, type(None)})
 
 
 def _outputs(result: Any) -> tuple[str, list[tuple[list[str | int], Artifact]]]:
@@ -824,7 +881,7 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     if active is not None and active.store is not store:
         active = None
     store._check_writable(f"record a call of step {spec.name!r}")
-    type_id = store._register_type("execution", spec.type_proto())
+    type_id = spec.type_id(store)
     parent = _CALL.get()
 
     inputs_list, params = _classify(spec, bound)
@@ -844,7 +901,7 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     if active is not None and active.context.id:  # queries read the run from here (no scan)
         _set(proto.properties, "run_context", int(active.context.id), typed=True)
     start = time.time()
-    _set(proto.properties, "start_time", _ms(start), typed=True)
+    proto.properties["start_time"].double_value = _ms(start)  # what _set(typed=True) writes
 
     cache_key = _cache_key(spec, inputs, params) if spec.cache else None
     if cache_key is not None:
@@ -859,7 +916,10 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     call = _Call(spec=spec, store=store, run=active, proto=proto, params=params)
     token = _CALL.set(call)
     try:
-        result = spec.func(*bound.args, **bound.kwargs)
+        if spec._plain is not None:
+            result = spec.func(*bound.arguments.values())  # what bound.args holds then
+        else:
+            result = spec.func(*bound.args, **bound.kwargs)
     except BaseException as exc:
         _CALL.reset(token)
         _record_failure(call, exc, start)
@@ -872,7 +932,7 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
         if outputs.aliases and shape != "artifact":
             shape = "other"  # an artifact returned twice: one event, not rebuildable
         _finish(call, pb.Execution.COMPLETE, start)
-        _set(proto.properties, "returns", shape, typed=True)
+        proto.properties["returns"].string_value = shape
         cache_contexts = []
         if cache_key is not None and shape != "other":
             cache_type = store._register_type("context", pb.ContextType(name=CACHE_CONTEXT_TYPE))
@@ -910,8 +970,9 @@ def _finish(call: _Call, state: int, start: float) -> None:
     proto = call.proto
     end = time.time()
     proto.last_known_state = state
-    _set(proto.properties, "end_time", _ms(end), typed=True)
-    _set(proto.properties, "duration", round(end - start, 6), typed=True)
+    props = proto.properties  # finite floats: what _set(typed=True) writes
+    props["end_time"].double_value = _ms(end)
+    props["duration"].double_value = round(end - start, 6)
     with call.lock:
         for key, value in call.params.items():
             if key not in proto.custom_properties or key in call.logged:
