@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -152,9 +153,9 @@ def _progress(total: int, label: str, enabled: bool | None) -> Callable[[int], N
     return advance
 
 
-def _hash_file(path: Path, algo: str, size: int, progress: bool | None) -> str:
+def _hash_file(path: str | Path, algo: str, size: int, progress: bool | None) -> str:
     hasher = _new_hasher(algo)
-    advance = _progress(size, path.name, progress)
+    advance = _progress(size, os.path.basename(path), progress)
     if algo == "blake3" and advance is None and size > 0:
         hasher.update_mmap(os.fspath(path))  # type: ignore[attr-defined]
         return hasher.hexdigest()
@@ -168,16 +169,23 @@ def _hash_file(path: Path, algo: str, size: int, progress: bool | None) -> str:
     return hasher.hexdigest()
 
 
-def _file_hex(path: Path, algo: str, cache: FingerprintCache | None, progress: bool | None) -> str:
+def _file_hex(
+    path: str | Path,
+    algo: str,
+    cache: FingerprintCache | None,
+    progress: bool | None,
+    st: os.stat_result | None = None,
+) -> str:
     try:
-        st = path.stat()
+        if st is None:
+            st = os.stat(path)
         racy = time.time_ns() - st.st_mtime_ns < _RACY_NS  # never cached: skip the lookup
         if cache is not None and not racy and (hit := cache.get(path, algo, st)) is not None:
             return hit
         digest = _hash_file(path, algo, st.st_size, progress)
     except OSError as exc:
         raise FingerprintError(
-            f"cannot read {path} to fingerprint it: {exc.strerror or exc}", path=path
+            f"cannot read {Path(path)} to fingerprint it: {exc.strerror or exc}", path=Path(path)
         ) from exc
     if cache is not None:
         cache.put(path, algo, st, digest)
@@ -239,6 +247,12 @@ def fingerprint(
         'sha256:8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4'
     """
     _new_hasher(algo)  # validate early
+    try:  # one stat for the common case, a file: what is_dir() and exists() would see
+        st: os.stat_result | None = os.stat(path)
+    except (OSError, ValueError):
+        st = None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        return f"{algo}:{_file_hex(os.fspath(path), algo, cache, progress, st)}"
     p = Path(path)
     if p.is_dir():
         text = manifest(p, algo=algo, cache=cache)

@@ -29,7 +29,7 @@ from lineage._schema import (
     RUN_PROPERTIES,
     RUN_TYPE,
 )
-from lineage.artifacts import Artifact, _local_path
+from lineage.artifacts import Artifact
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
@@ -351,10 +351,10 @@ class Store:
             return artifact.fingerprint
         if artifact.has_content:
             return fingerprint_content(artifact.content)
-        path = _local_path(artifact.uri)
-        if path is None:
+        uri = artifact.uri
+        if not uri or "://" in uri:  # remote: what _local_path() calls it
             return None
-        return fingerprint(path, cache=self._fingerprints())
+        return fingerprint(uri, cache=self._fingerprints())
 
     @staticmethod
     def _identity_key(artifact: Artifact) -> str:
