@@ -216,33 +216,40 @@ def artifact_to_proto(
     return proto
 
 
+def recorded_fields(proto: pb.Artifact) -> dict[str, Any]:
+    """The recorded fields of an artifact proto, as :class:`Artifact` attributes: ``uri``,
+    ``fingerprint``, ``properties`` (the other typed and custom ones), ``id``, ``version``,
+    ``previous_version``, ``state``, ``external_id``, ``create_time``."""
+    props = props_to_dict(proto.properties)
+    if proto.custom_properties:
+        props.update(props_to_dict(proto.custom_properties))
+    version = props.pop("version", None)
+    fingerprint = props.pop("fingerprint", None)
+    previous = props.pop("previous_version", None)
+    return {
+        "uri": proto.uri,
+        "fingerprint": fingerprint if isinstance(fingerprint, str) and fingerprint else None,
+        "properties": props,
+        "id": proto.id,
+        "version": version if isinstance(version, int) else None,
+        "previous_version": previous if isinstance(previous, int) else None,
+        "state": _ARTIFACT_STATE_NAMES.get(proto.state, "UNKNOWN"),
+        "external_id": proto.external_id or None,
+        "create_time": proto.create_time_since_epoch or None,
+    }
+
+
 def artifact_from_proto(proto: pb.Artifact, atype: pb.ArtifactType | None) -> Artifact:
     """Build the recorded :class:`Artifact` (of the class registered for its type)."""
     type_name = atype.name if atype is not None else proto.type or f"type#{proto.type_id}"
     cls = artifact_class(type_name)
     art = cls.__new__(cls)
-    props = props_to_dict(proto.properties)
-    props.update(props_to_dict(proto.custom_properties))
-    version = props.pop("version", None)
-    fingerprint = props.pop("fingerprint", None)
-    previous = props.pop("previous_version", None)
+    fields = recorded_fields(proto)
+    version = fields["version"]
     name = proto.name
-    if isinstance(version, int) and name.endswith(f"@{version}"):
+    if version is not None and name.endswith(f"@{version}"):
         name = name[: -len(f"@{version}")]
-    art.__dict__.update(
-        content=None,
-        has_content=False,
-        uri=proto.uri,
-        name=name or None,
-        fingerprint=fingerprint if isinstance(fingerprint, str) and fingerprint else None,
-        properties=props,
-        id=proto.id,
-        version=version if isinstance(version, int) else None,
-        previous_version=previous if isinstance(previous, int) else None,
-        state=_ARTIFACT_STATE_NAMES.get(proto.state, "UNKNOWN"),
-        external_id=proto.external_id or None,
-        create_time=proto.create_time_since_epoch or None,
-    )
+    art.__dict__.update(content=None, has_content=False, name=name or None, **fields)
     if cls is Artifact or type_name != cls.type_name:
         art.__dict__["type_name"] = type_name
     art.__dict__["base_type"] = (

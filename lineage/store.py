@@ -443,11 +443,11 @@ class Store:
 
     def _fill(self, artifact: Artifact, proto: pb.Artifact) -> Artifact:
         """Copy the recorded fields of ``proto`` into ``artifact``; return it."""
-        recorded = self._artifacts_from_protos([proto])[0]
+        recorded = _convert.recorded_fields(proto)
         for attr in ("id", "version", "previous_version", "fingerprint", "state",
                      "external_id", "create_time", "uri"):
-            setattr(artifact, attr, getattr(recorded, attr))
-        artifact.properties = recorded.properties
+            setattr(artifact, attr, recorded[attr])
+        artifact.properties = recorded["properties"]
         key = (artifact.type_name, artifact.name)
         if proto.id and artifact.version and artifact.version > self._version_hints.get(key, (0,))[0]:
             self._version_hints[key] = (artifact.version, proto)
