@@ -94,8 +94,15 @@ def to_value(x: Any, *, typed: bool = False, packed: bool = False) -> pb.Value:
         (1e-07, 0.5, 1099511627776)
     """
     value = pb.Value()
+    kind = type(x)  # exact types first: the common cases, decided as the chain below would
     if packed:
         value.proto_value.Pack(_to_pb_value(x))
+    elif kind is str and (typed or len(x) <= _INDEXED_MAX // 4):
+        value.string_value = x
+    elif kind is int and _INT32[0] <= x <= _INT32[1]:
+        value.int_value = x
+    elif kind is float and math.isfinite(x) and (typed or _sql_exact(x)):
+        value.double_value = x
     elif isinstance(x, bool):
         value.bool_value = x
     elif isinstance(x, int) and _INT32[0] <= x <= _INT32[1]:

@@ -880,7 +880,8 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     store = store or _default_store()
     if active is not None and active.store is not store:
         active = None
-    store._check_writable(f"record a call of step {spec.name!r}")
+    if store.read_only:
+        store._check_writable(f"record a call of step {spec.name!r}")
     type_id = spec.type_id(store)
     parent = _CALL.get()
 
