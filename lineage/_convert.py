@@ -94,6 +94,20 @@ def to_value(x: Any, *, typed: bool = False, packed: bool = False) -> pb.Value:
         (1e-07, 0.5, 1099511627776)
     """
     value = pb.Value()
+    set_value(value, x, typed=typed, packed=packed)
+    return value
+
+
+def set_value(value: pb.Value, x: Any, *, typed: bool = False, packed: bool = False) -> None:
+    """Encode ``x`` into ``value`` in place, replacing what it held, as :func:`to_value`
+    encodes it (one message less to build and copy). On ``TypeError`` ``value`` is left
+    as it was.
+
+    Example:
+        >>> from ml_metadata.proto import metadata_store_pb2 as pb
+        >>> v = pb.Value(string_value="old"); set_value(v, 3); v.WhichOneof("value"), v.int_value
+        ('int_value', 3)
+    """
     kind = type(x)  # exact types first: the common cases, decided as the chain below would
     if packed:
         value.proto_value.Pack(_to_pb_value(x))
@@ -134,7 +148,6 @@ def to_value(x: Any, *, typed: bool = False, packed: bool = False) -> pb.Value:
         value.proto_value.Pack(_to_pb_value(x))
     else:
         raise TypeError(f"cannot store a {type(x).__name__} as an MLMD property")
-    return value
 
 
 def from_value(value: pb.Value) -> Any:
@@ -210,16 +223,19 @@ def artifact_to_proto(
         external_id=external_id,
         state=pb.Artifact.LIVE,
     )
-    typed: dict[str, Any] = {"version": version}
+    props = proto.properties
+    set_value(props["version"], version, typed=True)
     if artifact.fingerprint:
-        typed["fingerprint"] = artifact.fingerprint
+        set_value(props["fingerprint"], artifact.fingerprint, typed=True)
     if previous is not None:
-        typed["previous_version"] = previous
-    custom: dict[str, Any] = {}
-    for key, val in artifact.properties.items():
-        (typed if key in declared else custom)[key] = val
-    set_props(proto.properties, typed, typed=True)
-    set_props(proto.custom_properties, custom)
+        set_value(props["previous_version"], previous, typed=True)
+    if artifact.properties:
+        typed: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for key, val in artifact.properties.items():
+            (typed if key in declared else custom)[key] = val
+        set_props(props, typed, typed=True)
+        set_props(proto.custom_properties, custom)
     return proto
 
 

@@ -159,6 +159,10 @@ def _hash_file(path: str | Path, algo: str, size: int, progress: bool | None) ->
     if algo == "blake3" and advance is None and size > 0:
         hasher.update_mmap(os.fspath(path))  # type: ignore[attr-defined]
         return hasher.hexdigest()
+    if advance is None and size <= _CHUNK:  # a small file: one read to the end
+        with open(path, "rb", buffering=0) as f:
+            hasher.update(f.read())
+        return hasher.hexdigest()
     buf = bytearray(max(1, min(_CHUNK, size)))  # small files: no zeroed 1 MiB per call
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:

@@ -566,7 +566,7 @@ def _event(kind: int, path: Sequence[str | int]) -> pb.Event:
 
 def _set(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
     try:
-        target[key].CopyFrom(_convert.to_value(value, typed=typed))
+        _convert.set_value(target[key], value, typed=typed)
     except TypeError:
         target[key].CopyFrom(_convert.to_value(repr(value)))
 
