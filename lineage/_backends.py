@@ -34,6 +34,7 @@ _CREATION_RACES = (
     "already exists",
     "database is locked",
     "concurrent",
+    "deadlock",  # MySQL/MariaDB: two creators' CREATE TABLE/INSERT transactions collided
 )
 
 

@@ -363,6 +363,15 @@ def test_processes_creating_a_new_postgres_database_at_once_all_succeed(
     _open_new_store_at_once(pg_uri)
 
 
+@pytest.mark.mysql
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_creating_a_new_mysql_database_at_once_all_succeed(
+    mysql_uri: str, round_: int
+) -> None:
+    # MariaDB answers colliding schema creations with "Deadlock found": retried too.
+    _open_new_store_at_once(mysql_uri)
+
+
 # --- references ----------------------------------------------------------------------------
 
 
