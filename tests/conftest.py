@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -93,15 +94,24 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+T = TypeVar("T")
+
+
+def _start(server_class: Callable[[], T], name: str) -> T:
+    """Start a throw-away server; skip the tests that need it when it cannot start,
+    except under CI=true, where they must run."""
+    try:
+        return server_class()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but {name} could not be started: {exc}")
+        pytest.skip(f"{name} not available: {exc}")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A running PostgreSQL server for the whole test session."""
-    try:
-        server = PostgresServer()
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"CI=true but PostgreSQL could not be started: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
+    server = _start(PostgresServer, "PostgreSQL")
     yield server
     server.stop()
 
@@ -223,12 +233,7 @@ class MariaDBServer:
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDBServer]:
     """A running MariaDB server for the whole test session."""
-    try:
-        server = MariaDBServer()
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"CI=true but MariaDB could not be started: {exc}")
-        pytest.skip(f"MariaDB not available: {exc}")
+    server = _start(MariaDBServer, "MariaDB")
     yield server
     server.stop()
 
