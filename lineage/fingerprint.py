@@ -270,6 +270,23 @@ def fingerprint(
     return f"{algo}:{_file_hex(p, algo, cache, progress)}"
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with string keys, tuples as lists and NaN/inf spelled out, so that
+    ``json.dumps(..., sort_keys=True)`` gives one canonical text for equal values.
+
+    Example:
+        >>> json_safe({1: (float("nan"), 2.0)})
+        {'1': [{'__float__': 'nan'}, 2.0]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def _canonical_json(value: Any) -> bytes:
     def default(obj: Any) -> Any:
         if isinstance(obj, float):  # pragma: no cover - floats are handled by json
@@ -280,17 +297,8 @@ def _canonical_json(value: Any) -> bytes:
             path=obj,
         )
 
-    def fix(obj: Any) -> Any:
-        if isinstance(obj, float) and not math.isfinite(obj):
-            return {"__float__": repr(obj)}
-        if isinstance(obj, Mapping):
-            return {str(k): fix(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [fix(v) for v in obj]
-        return obj
-
     return json.dumps(
-        fix(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default
+        json_safe(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default
     ).encode("utf-8")
 
 

@@ -57,7 +57,6 @@ import functools
 import hashlib
 import inspect
 import json
-import math
 import os
 import random
 import threading
@@ -87,7 +86,7 @@ from lineage._schema import (
 )
 from lineage.artifacts import Artifact, Config, artifact_class
 from lineage.errors import LineageError, StepError, StoreError
-from lineage.fingerprint import fingerprint
+from lineage.fingerprint import fingerprint, json_safe
 from lineage.records import Run
 from lineage.store import Store, connect, last_present
 
@@ -788,16 +787,6 @@ def _written(
 # --- caching -----------------------------------------------------------------------------
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"__float__": repr(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    return value
-
-
 def _cache_key(spec: StepSpec, inputs: _Pending, params: Mapping[str, Any]) -> str:
     identity = {
         "step": spec.name,
@@ -806,7 +795,7 @@ def _cache_key(spec: StepSpec, inputs: _Pending, params: Mapping[str, Any]) -> s
             [_convert.event_path(_event(pb.Event.INPUT, path)), inputs.fingerprint(i)]
             for i, (path, _a, _p) in enumerate(inputs.items)
         ),
-        "params": _canonical(params),
+        "params": json_safe(params),
     }
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=repr)
     return "lineage:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
