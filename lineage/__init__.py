@@ -35,6 +35,7 @@ from lineage.errors import (
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
+from lineage.metrics import RunMetrics, log_metrics, run_metrics
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -45,16 +46,8 @@ from lineage.queries import (
 )
 from lineage.records import Execution, Run
 from lineage.render import render
-from lineage.steps import (
-    ActiveRun,
-    RunMetrics,
-    current_run,
-    log_metrics,
-    log_params,
-    run,
-    run_metrics,
-    step,
-)
+from lineage.runs import ActiveRun, current_run, log_params, run
+from lineage.steps import step
 from lineage.store import Store, connect
 
 __version__ = "0.1.0"

@@ -22,7 +22,9 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
+from lineage._active import current_run
 from lineage._backends import Backend, open_mlmd, parse_uri
+from lineage._recording import remember
 from lineage._schema import (
     EXPERIMENT_PROPERTIES,
     EXPERIMENT_TYPE,
@@ -47,7 +49,7 @@ from lineage.records import Execution, Run
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Ref", "Store", "connect"]
+__all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
 
 #: What every query accepts as a reference to an artifact.
 Ref = Artifact | int | str
@@ -119,6 +121,35 @@ def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = Fals
     """
     backend = parse_uri(uri, read_only=read_only)
     return Store(backend, read_only=read_only)
+
+
+# --- the default store -------------------------------------------------------------------
+
+_default_stores: dict[str, Store] = {}
+_default_lock = threading.Lock()
+
+
+def default_store() -> Store:
+    """``lineage.connect()``'s store, opened once per process and URI (what steps and runs
+    record into when given no store)."""
+    key = parse_uri(None).display
+    with _default_lock:
+        store = _default_stores.get(key)
+        if store is None:
+            store = _default_stores[key] = connect()
+        return store
+
+
+def store_of(value: Store | str | os.PathLike[str] | None) -> Store | None:
+    """The store a ``store=`` option names: a Store as given, a URI opened once per process."""
+    if value is None or isinstance(value, Store):
+        return value
+    key = parse_uri(value).display
+    with _default_lock:
+        store = _default_stores.get(key)
+        if store is None:
+            store = _default_stores[key] = connect(value)
+        return store
 
 
 class Store:
@@ -497,9 +528,16 @@ class Store:
             return self._fill(artifact, proto)
 
         recorded = self._write_with_retry(attempt, f"put {artifact!r}")
-        from lineage.steps import _attribute_to_run  # inside a `with lineage.run()`: attribute
-
-        _attribute_to_run(self, recorded)
+        remember(self, recorded)
+        active = current_run()  # inside a `with lineage.run()`: attribute it to the run
+        if active is not None and active.store is self and recorded.id is not None and (
+            active.context.id
+        ):
+            self._call(
+                "put_attributions_and_associations",
+                [pb.Attribution(context_id=active.context.id, artifact_id=recorded.id)],
+                [],
+            )
         return recorded
 
     # --- artifacts: read ---------------------------------------------------------------
@@ -795,7 +833,7 @@ class Store:
             >>> store.metrics("r").series
             {'loss': [(0, 0.5)]}
         """
-        from lineage.steps import run_metrics
+        from lineage.metrics import run_metrics
 
         return run_metrics(self, run)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lineage
-from lineage.steps import run_metrics
+from lineage.metrics import run_metrics
 
 
 def _step(store: lineage.Store, out: Path) -> object:

@@ -18,7 +18,9 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 import lineage
 from lineage import _convert
-from lineage.steps import StepSpec, _Pending, _put_execution
+from lineage._recording import Pending as _Pending
+from lineage._recording import put_execution as _put_execution
+from lineage.steps import StepSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -276,15 +276,14 @@ def test_read_only_sqlite_is_opened_readonly_and_refuses_every_write(
 
 
 def test_read_only_refuses_run_and_step_writes(tmp_path: Path) -> None:
-    steps = pytest.importorskip("lineage.steps")
     path = tmp_path / "meta.sqlite"
     lineage.connect(path).put(lineage.Metrics({"a": 1}, name="m"))
     store = lineage.connect(path, read_only=True)
 
-    with pytest.raises(lineage.ReadOnlyStore), steps.run("r", store=store):
+    with pytest.raises(lineage.ReadOnlyStore), lineage.run("r", store=store):
         pass
 
-    @steps.step(store=store)
+    @lineage.step(store=store)
     def produce(x: int = 1) -> lineage.Metrics:
         return lineage.Metrics({"x": x}, name="out")
 

@@ -1,0 +1,293 @@
+"""Writing executions: one atomic ``put_execution`` per state change, retried idempotently.
+
+Shared by steps (``@step``), cache hits and published outputs. An execution carries a
+unique MLMD name (``"<step>:<uuid hex>"``), so when the outcome of a write is unknown the
+execution is looked up by name before anything is written again.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from lineage import _convert
+from lineage.artifacts import Artifact
+from lineage.errors import LineageError, StepError, StoreError
+
+if TYPE_CHECKING:
+    from lineage.steps import StepSpec
+    from lineage.store import Store
+
+
+# error and traceback are typed STRING properties, which MLMD indexes: PostgreSQL refuses
+# index rows over ~2.7 kB, so both are cut to this many UTF-8 bytes (the traceback keeps
+# its end, the error its start).
+INDEXED_BYTES = 2000
+
+
+def cut_indexed(text: str, *, keep_end: bool = False) -> str:
+    data = text.encode()
+    if len(data) <= INDEXED_BYTES:
+        return text
+    if keep_end:
+        return "..." + data[-(INDEXED_BYTES - 3):].decode(errors="ignore")
+    return data[: INDEXED_BYTES - 3].decode(errors="ignore") + "..."
+WRITE_ATTEMPTS = 50
+
+
+def recorded_by() -> str:
+    from lineage import __version__
+
+    return f"lineage {__version__}"
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def new_event(kind: int, path: Sequence[str | int]) -> pb.Event:
+    ev = pb.Event(type=kind)
+    _convert.make_event_path(ev, path)
+    return ev
+
+
+def set_prop(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
+    try:
+        _convert.set_value(target[key], value, typed=typed)
+    except TypeError:
+        target[key].CopyFrom(_convert.to_value(repr(value)))
+
+
+_type_ids: weakref.WeakKeyDictionary[Store, dict[type[Artifact], int]] = weakref.WeakKeyDictionary()
+
+
+def artifact_type_id(store: Store, cls: type[Artifact]) -> int:
+    """The store's type id of an artifact class, registered once per store and class."""
+    ids = _type_ids.setdefault(store, {})
+    found = ids.get(cls)
+    if found is None:
+        found = ids[cls] = store._artifact_type_id(cls)
+    return found
+
+
+def optimistic(store: Store, artifact: Artifact) -> pb.Artifact | None:
+    """A new proto for the next version of a name this store object wrote or read before,
+    without asking the store: if the same content is already recorded (``external_id``) or
+    the version was taken meanwhile (``name``), MLMD's unique keys reject the write, which
+    is then redone with :meth:`Store._prepare`. Saves two reads per output."""
+    if not artifact.uri and not artifact.has_content and not artifact.fingerprint:
+        return None
+    hint = store._version_hints.get((artifact.type_name, artifact.name))
+    if hint is None:
+        return None
+    artifact.fingerprint = store.fingerprint_of(artifact)
+    cls = type(artifact)
+    return _convert.artifact_to_proto(
+        artifact,
+        type_id=artifact_type_id(store, cls),
+        version=hint[0] + 1,
+        previous=hint[1].id,
+        external_id=store._identity_key(artifact),
+        declared=cls.property_types,
+    )
+
+
+# Artifacts each store object recorded or read in this process (id -> external_id). An input
+# known here is referenced by an event alone, without re-reading and re-sending the stored
+# artifact: MLMD leaves the artifact untouched when a pair carries no artifact.
+_known: weakref.WeakKeyDictionary[Store, dict[int, str]] = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+_KNOWN_MAX = 200_000
+
+
+def remember(store: Store, artifact: Artifact) -> None:
+    if artifact.id is None or not artifact.external_id:
+        return
+    with _known_lock:
+        known = _known.setdefault(store, {})
+        if len(known) >= _KNOWN_MAX:
+            known.clear()
+        known[artifact.id] = artifact.external_id
+
+
+def is_known(store: Store, artifact: Artifact) -> bool:
+    known = _known.get(store)
+    return (
+        known is not None and artifact.id is not None and artifact.external_id is not None
+        and known.get(artifact.id) == artifact.external_id
+    )
+
+
+class Pending:
+    """Artifacts to write with an execution: nothing for artifacts this store object
+    recorded (an event with their id is enough), stored protos for other recorded ones,
+    new protos (re-prepared after a lost race) for the others.
+
+    MLMD allows one event per (artifact, execution, event type), so an artifact given
+    twice (``f(a, [a])``) gets one event, at its first path; the later objects are
+    aliases, filled in like the first.
+    """
+
+    def __init__(self, store: Store, event_type: int) -> None:
+        self.store = store
+        self.event_type = event_type
+        self.items: list[tuple[list[str | int], Artifact, pb.Artifact | None]] = []
+        self.aliases: list[tuple[Artifact, int]] = []
+
+    def add(self, entries: Sequence[tuple[list[str | int], Artifact]]) -> None:
+        if not entries:
+            return
+        known = {id(a) for _p, a in entries if is_known(self.store, a)}
+        stored_ids = {a.id for _p, a in entries if a.id is not None and id(a) not in known}
+        stored = (
+            {p.id: p for p in self.store._batched("get_artifacts_by_id", sorted(stored_ids))}
+            if stored_ids else {}
+        )
+        seen: dict[object, int] = {}
+        for path, artifact in entries:
+            proto: pb.Artifact | None = None
+            if id(artifact) in known:
+                key: object = artifact.id
+            else:
+                proto = stored.get(artifact.id) if artifact.id is not None else None
+                if proto is None:
+                    proto = optimistic(self.store, artifact) or self.store._prepare(artifact)
+                key = proto.id or proto.external_id or id(artifact)
+            if key in seen:
+                self.aliases.append((artifact, seen[key]))
+                continue
+            seen[key] = len(self.items)
+            self.items.append((path, artifact, proto))
+
+    def reprepare(self) -> None:
+        """Prepare the new artifacts again (another writer may have recorded them)."""
+        self.items = [
+            (path, artifact,
+             self.store._prepare(artifact) if proto is not None and not proto.id else proto)
+            for path, artifact, proto in self.items
+        ]
+
+    def pairs(self) -> list[tuple[pb.Artifact | None, pb.Event]]:
+        out: list[tuple[pb.Artifact | None, pb.Event]] = []
+        for path, artifact, proto in self.items:
+            event = new_event(self.event_type, path)
+            if proto is None:
+                event.artifact_id = int(artifact.id or 0)
+            out.append((proto, event))
+        return out
+
+    def fingerprint(self, index: int) -> str:
+        """The content identity of item ``index`` (for cache keys)."""
+        _path, artifact, proto = self.items[index]
+        found = recorded_fingerprint(proto) if proto is not None else artifact.fingerprint
+        return found or f"artifact:{proto.id if proto is not None else artifact.id}"
+
+    def fill(self, ids: Sequence[int]) -> None:
+        for (_path, artifact, proto), artifact_id in zip(self.items, ids, strict=True):
+            if proto is None:
+                continue  # known to this store: already filled
+            if not proto.id:
+                proto.id = artifact_id
+            elif artifact.id == proto.id and artifact.version is not None:
+                remember(self.store, artifact)
+                continue  # a recorded artifact passed in: nothing new to copy into it
+            self.store._fill(artifact, proto)
+            remember(self.store, artifact)
+        for artifact, index in self.aliases:
+            _path, first, proto = self.items[index]
+            if proto is not None:
+                self.store._fill(artifact, proto)
+            elif artifact is not first:
+                self.store._fill(artifact, self.store._resolve(int(first.id or 0)))
+
+
+def put_execution(
+    store: Store,
+    spec: StepSpec,
+    proto: pb.Execution,
+    pending: Sequence[Pending],
+    contexts: Sequence[pb.Context],
+) -> int:
+    """One atomic ``put_execution``, retried idempotently.
+
+    The execution's MLMD name is unique, so when the outcome of a write is unknown (an
+    error after which another attempt may or may not be needed) we look the execution up
+    by name: if it is already in the target state, the write happened and is not redone.
+    A lost race to create an artifact (``AlreadyExists``) re-prepares the new artifacts.
+    """
+    for _attempt in range(WRITE_ATTEMPTS):
+        pairs = [pair for p in pending for pair in p.pairs()]
+        try:
+            flags = (
+                {"reuse_context_if_already_exist": True, "force_reuse_context": True}
+                if contexts else {}
+            )
+            eid, aids, _cids = store._call("put_execution", proto, pairs, list(contexts), **flags)
+        except StoreError as exc:
+            try:
+                done = written(store, spec, proto, pending)
+            except LineageError:
+                done = None  # cannot tell: report the write's own error
+            if done is not None:
+                return done
+            if not isinstance(exc.__cause__, mlmd_errors.AlreadyExistsError):
+                raise
+            for p in pending:
+                p.reprepare()
+            time.sleep(random.random() * 0.005 * (_attempt + 1))
+            continue
+        start = 0
+        for p in pending:
+            p.fill(aids[start:start + len(p.items)])
+            start += len(p.items)
+        return int(eid)
+    raise StepError(
+        f"could not record a call of step {spec.name!r}: other writers kept winning the "
+        f"races to create its artifacts in {store.uri}; retry",
+        step=spec.name,
+    )
+
+
+def written(
+    store: Store, spec: StepSpec, proto: pb.Execution, pending: Sequence[Pending]
+) -> int | None:
+    """If the write of ``proto`` already happened, fill the artifacts and return its id."""
+    found = store._call(
+        "get_execution_by_type_and_name", spec.name, proto.name, missing=None
+    )
+    if found is None or not found.id or found.last_known_state != proto.last_known_state:
+        return None
+    if proto.id and found.id != proto.id:
+        return None
+    wanted = {(p.event_type, _convert.event_path(ev)) for p in pending for _a, ev in p.pairs()}
+    events = store._call("get_events_by_execution_ids", [found.id])
+    by_path = {(ev.type, _convert.event_path(ev)): ev.artifact_id for ev in events}
+    if not wanted <= by_path.keys():
+        return None
+    for p in pending:
+        ids = [by_path[(p.event_type, _convert.event_path(ev))] for _a, ev in p.pairs()]
+        protos = {a.id: a for a in store._batched("get_artifacts_by_id", ids)}
+        p.items = [(path, art, protos[i]) for (path, art, _old), i in zip(p.items, ids, strict=True)]
+        p.fill(ids)
+    return int(found.id)
+
+def recorded_fingerprint(proto: pb.Artifact) -> str | None:
+    value = proto.properties.get("fingerprint")
+    return value.string_value or None if value is not None else None
+
+def ms(seconds: float) -> float:
+    """A time stamp to the millisecond: MLMD keeps doubles with six decimals and SQLite
+    reads them back with 15 digits, so a finer one would not round-trip (and every update
+    of the execution would rewrite it)."""
+    return round(seconds, 3)
+
+
+def now_ms() -> float:
+    """Seconds since the epoch, to the millisecond."""
+    return ms(time.time())
+

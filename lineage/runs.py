@@ -1,0 +1,348 @@
+"""Runs: ``with lineage.run(...)`` groups the steps it records into a run of an experiment.
+
+A run is an MLMD context of type ``Run``, child of an ``Experiment`` context:
+
+- ``name``: the user's name, suffixed (``"baseline-2"``) when taken; the user's name is in
+  the typed ``run_name`` property, the experiment in ``experiment``.
+- params: the context's **custom properties** (``Run.params``): config file values (dotted
+  keys), ``params=`` and ``log_params`` calls.
+- final metrics: typed property ``metrics`` (metric → last value), over the metrics logged
+  on the run and in its steps; series in ``metric_series``.
+- typed ``status`` (RUNNING, COMPLETE, FAILED, CANCELED), ``start_time``, ``end_time``;
+  ``config`` maps each config file name to the id of its ``Config`` artifact, which is
+  attributed to the run.
+- every execution of the run is associated with it, and every artifact it reads or writes
+  (and every ``store.put`` inside it) attributed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+import typing
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from lineage import _convert, _params
+from lineage._active import _CALL, _RUN, _active_lock, _active_runs, current_run
+from lineage._recording import now_ms, recorded_by, set_prop
+from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
+from lineage.artifacts import Config
+from lineage.errors import LineageError, StepError
+from lineage.metrics import RunMetrics, _check_metrics
+from lineage.records import Run
+from lineage.store import Store, default_store, last_present, store_of
+
+__all__ = ["ActiveRun", "current_run", "log_params", "run"]
+
+class ActiveRun:
+    """A run being recorded: what ``with lineage.run(...) as run`` gives.
+
+    Attributes:
+        store: the store the run is recorded in.
+        experiment: the experiment's name.
+        run_name: the name the user asked for (``name`` may carry a ``-2`` suffix).
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> with lineage.run("r", experiment="e", store=store) as active:
+        ...     active.log_params(seed=3)
+        ...     active.log_metrics({"acc": 0.5}, step=1)
+        >>> active.name, active.params, active.metrics.series
+        ('r', {'seed': 3}, {'acc': [(1, 0.5)]})
+    """
+
+    def __init__(
+        self,
+        name: str | None,
+        experiment: str | None,
+        store: Store | str | os.PathLike[str] | None,
+        params: Mapping[str, Any] | None,
+        config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    ) -> None:
+        problems: list[str] = []
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            problems.append(f"name={name!r}: a run name is a non-empty string")
+        if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+            problems.append(f"experiment={experiment!r}: an experiment name is a non-empty string")
+        if params is not None and not isinstance(params, Mapping):
+            problems.append(f"params= takes a dict, got {type(params).__name__}")
+        if problems:
+            raise StepError("cannot start the run:\n" + "\n".join(f"  - {p}" for p in problems))
+        self._store_arg = store
+        self.store: Store = None  # type: ignore[assignment]  # set on __enter__
+        self.run_name = name or time.strftime("run-%Y%m%d-%H%M%S")
+        self.experiment = experiment or "default"
+        if config is None:
+            configs: list[Path] = []
+        elif isinstance(config, (str, os.PathLike)):
+            configs = [Path(config)]
+        else:
+            configs = [Path(c) for c in config]
+        self._configs = configs
+        self._params: dict[str, Any] = {}
+        for path in configs:  # parsed before anything is written: bad input writes nothing
+            self._params.update(_params.load_config(path))
+        for key, value in (params or {}).items():
+            self._params.update(_params.flatten(str(key), value))
+        self._metrics: dict[str, Any] = {}
+        self._series: dict[str, list[list[Any]]] = {}
+        self._lock = threading.RLock()
+        self.context: pb.Context = pb.Context()
+        self._token: contextvars.Token[ActiveRun | None] | None = None
+
+    # -- identity
+    @property
+    def id(self) -> int:
+        """The MLMD context id of the run."""
+        return int(self.context.id)
+
+    @property
+    def name(self) -> str:
+        """The run's unique context name."""
+        return str(self.context.name)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The run's params so far."""
+        with self._lock:
+            return dict(self._params)
+
+    @property
+    def metrics(self) -> RunMetrics:
+        """The run's metrics so far."""
+        with self._lock:
+            return RunMetrics(
+                final=dict(self._metrics),
+                series={k: [(int(s), v) for s, v in pts] for k, pts in self._series.items()},
+            )
+
+    @property
+    def record(self) -> Run:
+        """The run as a :class:`~lineage.Run` record."""
+        with self._lock:
+            return _convert.context_from_proto(
+                self.context, self.store._types("context", [self.context.type_id]).get(
+                    self.context.type_id), self.experiment
+            )
+
+    def __repr__(self) -> str:
+        return f"<lineage.run {self.name or self.run_name!r} experiment={self.experiment!r}>"
+
+    # -- logging
+    def log_params(self, **params: Any) -> None:
+        """Add params to the run (flattened, dotted keys) and record them now."""
+        flat: dict[str, Any] = {}
+        for key, value in params.items():
+            flat.update(_params.flatten(key, value))
+        with self._lock:
+            self._params.update(flat)
+            for key, value in flat.items():
+                set_prop(self.context.custom_properties, key, value)
+            self._flush()
+
+    def log_metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        """Add metric values to the run (a series point each when ``step`` is given)."""
+        checked = _check_metrics(values, step)
+        series = {k: [[int(step), v]] for k, v in checked.items()} if step is not None else {}
+        self._merge(checked, series)
+
+    def _merge(self, metrics: Mapping[str, Any], series: Mapping[str, list[list[Any]]]) -> None:
+        with self._lock:
+            self._metrics.update(metrics)
+            for key, points in series.items():
+                self._series.setdefault(key, []).extend([list(p) for p in points])
+            if self._metrics:
+                set_prop(self.context.properties, "metrics", self._metrics, typed=True)
+            if self._series:
+                self.context.properties["metric_series"].CopyFrom(
+                    _convert.to_value(self._series, packed=True)
+                )
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.context.id:
+            self.store._call("put_contexts", [self.context])
+
+    # -- lifecycle
+    def __enter__(self) -> ActiveRun:
+        outer = _RUN.get()
+        if outer is not None:
+            raise StepError(
+                f"a run cannot start inside the run {outer.name!r}; runs nest inside "
+                "experiments, not inside runs: end the outer run first, or give both the "
+                "same experiment="
+            )
+        self.store = store_of(self._store_arg) or default_store()
+        store = self.store
+        store._check_writable(f"start the run {self.run_name!r}")
+        exp_type, run_type = store._ensure_run_types()
+        config_ids: dict[str, int] = {}
+        configs = [store.put(Config(path)) for path in self._configs]
+        for path, art in zip(self._configs, configs, strict=True):
+            config_ids[path.name if path.name not in config_ids else str(path)] = int(art.id or 0)
+        experiment = self._get_or_create(exp_type, EXPERIMENT_TYPE, self.experiment)
+        ctx = pb.Context(type_id=run_type)
+        start = now_ms()
+        set_prop(ctx.properties, "recorded_by", recorded_by(), typed=True)
+        set_prop(ctx.properties, "run_name", self.run_name, typed=True)
+        set_prop(ctx.properties, "experiment", self.experiment, typed=True)
+        set_prop(ctx.properties, "start_time", start, typed=True)
+        set_prop(ctx.properties, "status", "RUNNING", typed=True)
+        if config_ids:
+            set_prop(ctx.properties, "config", config_ids, typed=True)
+        for key, value in self._params.items():
+            set_prop(ctx.custom_properties, key, value)
+        self.context = self._create_run(ctx)
+        store._call(
+            "put_parent_contexts",
+            [pb.ParentContext(child_id=self.context.id, parent_id=experiment.id)],
+        )
+        if configs:
+            store._call(
+                "put_attributions_and_associations",
+                [pb.Attribution(context_id=self.context.id, artifact_id=a.id) for a in configs],
+                [],
+            )
+        self._token = _RUN.set(self)
+        with _active_lock:
+            _active_runs.append(self)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        with _active_lock:
+            if self in _active_runs:
+                _active_runs.remove(self)
+        if self._token is not None:
+            _RUN.reset(self._token)
+            self._token = None
+        if exc is None:
+            status = "COMPLETE"
+        elif isinstance(exc, Exception):
+            status = "FAILED"
+        else:
+            status = "CANCELED"
+        with self._lock:
+            set_prop(self.context.properties, "status", status, typed=True)
+            set_prop(self.context.properties, "end_time", now_ms(), typed=True)
+            try:
+                self._flush()
+            except LineageError as err:
+                if exc is None:
+                    raise
+                warnings.warn(f"could not record the end of run {self.name!r}: {err}",
+                              RuntimeWarning, stacklevel=2)
+
+    def _get_or_create(self, type_id: int, type_name: str, name: str) -> pb.Context:
+        def attempt() -> pb.Context:
+            found = self.store._call("get_context_by_type_and_name", type_name, name, missing=None)
+            if found is not None and found.id:
+                return typing.cast(pb.Context, found)
+            ctx = pb.Context(type_id=type_id, name=name)
+            set_prop(ctx.properties, "recorded_by", recorded_by(), typed=True)
+            [ctx.id] = self.store._call("put_contexts", [ctx])
+            return ctx
+
+        return self.store._write_with_retry(attempt, f"create the {type_name} context {name!r}")
+
+    def _taken(self, name: str) -> bool:
+        got = self.store._call("get_context_by_type_and_name", RUN_TYPE, name, missing=None)
+        return got is not None and bool(got.id)
+
+    def _free_name(self) -> str:
+        """The user's name, or the first free ``name-<n>`` (O(log n) probes)."""
+        base = self.run_name
+        if not self._taken(base):
+            return base
+
+        def taken(n: int) -> bool | None:  # n=1 is the bare name, taken
+            return True if n == 1 or self._taken(f"{base}-{n}") else None
+
+        last = last_present(taken)
+        return f"{base}-{(last[0] if last else 1) + 1}"
+
+    def _create_run(self, ctx: pb.Context) -> pb.Context:
+        def attempt() -> pb.Context:  # another writer may take the free name first
+            ctx.name = self._free_name()
+            [ctx.id] = self.store._call("put_contexts", [ctx])
+            return ctx
+
+        return self.store._write_with_retry(attempt, f"find a free run name for {self.run_name!r}")
+
+
+def run(
+    name: str | None = None,
+    experiment: str | None = None,
+    store: Store | str | os.PathLike[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+) -> ActiveRun:
+    """Group the steps recorded in a ``with`` block into a run of an experiment.
+
+    Args:
+        name: the run's name; a taken name gets a suffix (``baseline-2``). Default: a
+            readable time stamp (``run-20250101-120000``).
+        experiment: the experiment the run belongs to (``"default"`` if not given).
+        store: where to record; default ``lineage.connect()``.
+        params: run params (flattened to dotted keys).
+        config: a YAML, JSON or TOML file (or several): recorded as ``Config`` artifacts of
+            the run, their values flattened into run params (``params=`` wins on a clash).
+
+    Raises:
+        StepError: bad arguments, an unreadable config, or a run started inside a run.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> with lineage.run("baseline", experiment="iris", store=store, params={"seed": 1}) as r:
+        ...     lineage.log_metrics({"acc": 0.9})
+        >>> [(x.name, x.experiment, x.params) for x in store.runs()]
+        [('baseline', 'iris', {'seed': 1})]
+        >>> with lineage.run("baseline", experiment="iris", store=store) as r2:
+        ...     pass
+        >>> r2.name, r2.run_name
+        ('baseline-2', 'baseline')
+    """
+    return ActiveRun(name, experiment, store, params, config)
+
+
+def log_params(**params: Any) -> None:
+    """Record params on the current step (its execution) or, outside steps, on the run.
+
+    Values are flattened like step arguments (``log_params(**vars(args))`` records every
+    command-line option).
+
+    Raises:
+        StepError: called outside any step and run.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> with lineage.run("r", store=store):
+        ...     lineage.log_params(batch_size=32, optim={"lr": 0.1})
+        >>> store.runs()[0].params
+        {'batch_size': 32, 'optim': {'lr': 0.1}}
+    """
+    call = _CALL.get()
+    if call is not None:
+        flat: dict[str, Any] = {}
+        for key, value in params.items():
+            flat.update(_params.flatten(key, value))
+        with call.lock:
+            call.params.update(flat)
+            call.logged.update(flat)
+        return
+    active = current_run()
+    if active is None:
+        raise StepError(
+            "log_params() records on the current step or run; call it inside a @lineage.step "
+            "function or a `with lineage.run(...)` block"
+        )
+    active.log_params(**params)
