@@ -1,0 +1,123 @@
+"""What an export holds: the provenance slice of an artifact, read in batches, and the
+helpers every format shares (JSON encoding, time stamps, secrets left out)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from lineage import _convert
+from lineage._schema import RECORDED_BY, RUN_TYPE
+from lineage.artifacts import Artifact
+from lineage.errors import redact
+from lineage.records import Execution
+
+if TYPE_CHECKING:
+    from lineage.queries import Provenance
+    from lineage.store import Ref, Store
+
+#: Who wrote an export (OpenLineage ``producer``, PROV agent).
+PRODUCER = "https://pypi.org/project/mlmd-lineage/"
+
+@attrs.define
+class Slice:
+    """The records of an export, read in batches."""
+
+    store: Store
+    provenance: Provenance
+    artifacts: dict[int, pb.Artifact]
+    records: dict[int, Artifact]
+    executions: dict[int, pb.Execution]
+    steps: dict[int, Execution]
+    events: list[pb.Event]
+    contexts: dict[int, pb.Context]
+    attributions: list[tuple[int, int]]
+    associations: list[tuple[int, int]]
+    parents: list[tuple[int, int]]
+
+
+def slice_of(store: Store, ref: Ref) -> Slice:
+    p = store.provenance(ref)
+    steps = {s.id: s for s in p.steps}
+    executions = {e.id: e for e in store._batched("get_executions_by_id", sorted(steps))}
+    events = sorted(store._batched("get_events_by_execution_ids", sorted(steps)),
+                    key=lambda e: (e.execution_id, e.artifact_id, e.type))
+    art_ids = {int(p.target.id or 0)} | {int(a.id or 0) for a in p.artifacts}
+    art_ids |= {e.artifact_id for e in events}
+    # Contexts: the runs (and foreign groupings) of the steps, then their ancestors.
+    associations = sorted({(eid, r.id) for eid, runs in p.runs.items() for r in runs})
+    ctx_ids = {cid for _, cid in associations}
+    contexts = {c.id: c for c in store._batched("get_contexts_by_id", sorted(ctx_ids))}
+    parents: set[tuple[int, int]] = set()
+    frontier = sorted(contexts)
+    while frontier:
+        found: dict[int, pb.Context] = {}
+        for cid in frontier:  # one call per context (MLMD has no batched form)
+            for parent in store._call("get_parent_contexts_by_context", cid, missing=[]):
+                parents.add((cid, parent.id))
+                if parent.id not in contexts:
+                    found[parent.id] = parent
+        contexts.update(found)
+        frontier = sorted(found)
+    ctypes = store._types("context", {c.type_id for c in contexts.values()})
+    # The Config artifacts our runs name (their `config` property).
+    for c in contexts.values():
+        if is_our_run(ctypes.get(c.type_id)) and "config" in c.properties:
+            config = _convert.from_value(c.properties["config"])
+            if isinstance(config, dict):
+                art_ids |= {v for v in config.values() if isinstance(v, int)}
+    artifacts = {a.id: a for a in store._batched("get_artifacts_by_id", sorted(art_ids))}
+    attributions: set[tuple[int, int]] = set()
+    for cid in sorted(contexts):  # one call per context
+        for a in store._call("get_artifacts_by_context", cid, missing=[]):
+            if a.id in artifacts:
+                attributions.add((a.id, cid))
+    records = {a.id: a for a in store._artifacts_from_protos(list(artifacts.values()))
+               if a.id is not None}
+    return Slice(
+        store=store, provenance=p, artifacts=artifacts, records=records,
+        executions=executions, steps=steps, events=events, contexts=contexts,
+        attributions=sorted(attributions), associations=associations,
+        parents=sorted(parents),
+    )
+
+
+def is_our_run(ctype: pb.ContextType | None) -> bool:
+    return ctype is not None and ctype.name == RUN_TYPE and RECORDED_BY in ctype.properties
+
+
+def dumps(value: Any, *, indent: int | None) -> str:
+    return json.dumps(jsonable(value), sort_keys=True, indent=indent, ensure_ascii=False,
+                      allow_nan=False, default=str)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def clean(text: str, secrets: Sequence[str]) -> str:
+    return redact(text, secrets) if text else text
+
+
+def iso(ms: float | None) -> str | None:
+    if ms is None or ms <= 0:
+        return None
+    stamp = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_ms(value: Any) -> float | None:
+    return float(value) * 1000 if isinstance(value, (int, float)) and value > 0 else None
+
