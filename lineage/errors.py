@@ -26,7 +26,6 @@ message.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from ml_metadata import errors as _mlmd_errors
@@ -153,17 +152,18 @@ class BundleError(LineageError):
 
 # --- the MLMD boundary -------------------------------------------------------------
 
-_PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
-
-
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Return ``text`` with every password in URIs and every given secret replaced by ``***``.
+
+    Runs in linear time on any input (a long error message cannot stall an error path).
 
     Example:
         >>> redact("postgresql://me:hunter2@db:5432/meta")
         'postgresql://me:***@db:5432/meta'
     """
-    text = _PASSWORD_IN_URI.sub(r"\g<head>***\g<tail>", text)
+    from lineage.secrets import redact_userinfo
+
+    text = redact_userinfo(text, "***")
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -212,8 +212,11 @@ def translate(
     Returns:
         The error to raise, ``raise translate(...) from exc``.
     """
+    from lineage import _faults
+
     secrets = list(secrets)
-    detail = redact(str(getattr(exc, "message", None) or exc), secrets).strip()
+    text = str(getattr(exc, "message", None) or exc)
+    detail = _faults.short_detail(redact(text, secrets))
     where = (f" {uri}" if action.endswith("store") else f" on store {uri}") if uri else ""
     cls: type[StoreError]
     if isinstance(exc, _mlmd_errors.StatusError):
@@ -224,6 +227,11 @@ def translate(
         )
     else:
         cls = ConnectionFailed if action.startswith("open") else StoreError
+    cause = _faults.known_cause(detail)
+    if cause is not None:  # one line naming the cause; no server hint for a file's fault
+        if cause.kind == "read_only" and not action.startswith("open"):
+            cls = ReadOnlyStore
+        return cls(f"could not {action}{where}: {cause.message}.", uri=uri)
     hint = ""
     if cls is ConnectionFailed:
         hint = " Check that the server is running and the URI, user and password are right."

@@ -73,12 +73,25 @@ class PostgresServer:
             str(bindir / "initdb"), "-D", str(self.data), "-U", self.user, "--pwfile", str(pwfile),
             "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync",
         )
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again) on the same port and data folder."""
         self._run(
-            str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w",
             "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c max_connections=200",
             "start",
         )
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: open connections are closed), keeping its data."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        """Stop and start the server: every open connection is dropped."""
+        self.halt()
+        self.start()
 
     def _run(self, *cmd: str) -> None:
         subprocess.run([*self._as, *cmd], check=True, capture_output=True, timeout=120)
