@@ -233,7 +233,7 @@ def translate(
             cls = ReadOnlyStore
         return cls(f"could not {action}{where}: {cause.message}.", uri=uri)
     hint = ""
-    if cls is ConnectionFailed:
+    if cls is ConnectionFailed and (uri is None or "://" in uri):  # a server, not a file
         hint = " Check that the server is running and the URI, user and password are right."
     elif cls is ConcurrentWriteError:
         hint = " Other processes kept the store busy; retry, or use PostgreSQL for many writers."

@@ -21,9 +21,9 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _fork
+from lineage import _convert, _faults, _fork
 from lineage._active import current_run
-from lineage._backends import Backend, open_mlmd, parse_uri
+from lineage._backends import Backend, open_mlmd, parse_uri, reconnect
 from lineage._recording import remember
 from lineage._schema import (
     EXPERIMENT_PROPERTIES,
@@ -58,6 +58,9 @@ T = TypeVar("T")
 _BATCH = 1000
 _RAISE: Any = object()
 _REF = re.compile(r"^(?P<name>.+)@(?P<version>\d+)$")
+# Writes that fail with AlreadyExists when run again after they committed (and their
+# connection was lost before the answer came): the second try found the first one's work.
+_DONE_IF_EXISTS = frozenset({"put_parent_contexts", "put_attributions_and_associations"})
 # Errors that mean "another writer got in the way; the transaction was rolled back".
 _RETRYABLE_INTERNAL = (
     "deadlock detected",
@@ -95,7 +98,10 @@ def last_present(get: Callable[[int], T | None]) -> tuple[int, T] | None:
     return lo, lo_hit
 
 
-def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Store:
+def connect(
+    uri: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+    create: bool | None = None,
+) -> Store:
     """Open (or create) a lineage store.
 
     Args:
@@ -106,8 +112,13 @@ def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = Fals
             - ``":memory:"``: a throwaway in-process store
             - ``postgresql://user:pw@host:5432/db``, ``mysql://user:pw@host:3306/db``
             - ``grpc://host:8080``: an MLMD gRPC server
-        read_only: open for reading only (SQLite is opened READONLY); every write method
-            then raises :class:`~lineage.errors.ReadOnlyStore`.
+        read_only: open for reading only: nothing is created (a missing store is an
+            error), SQLite is opened READONLY, PostgreSQL sessions are read-only; every
+            write method then raises :class:`~lineage.errors.ReadOnlyStore`.
+        create: ``None`` (default): create a missing store; never add MLMD's tables to an
+            existing file that is not an MLMD store (a 0-byte file, another program's
+            SQLite database). ``True``: add them to such a file too. ``False``: create
+            nothing; a missing store is an error.
 
     Raises:
         ConnectionFailed: the store cannot be opened or reached.
@@ -120,7 +131,7 @@ def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = Fals
         <lineage.Store :memory:>
     """
     backend = parse_uri(uri, read_only=read_only)
-    return Store(backend, read_only=read_only)
+    return Store(backend, read_only=read_only, create=create)
 
 
 def _reopen(backend: Backend, read_only: bool) -> Store:
@@ -170,11 +181,15 @@ class Store:
     Use :func:`connect` to make one. The raw ``ml_metadata`` store is ``store.mlmd``.
     """
 
-    def __init__(self, backend: Backend, *, read_only: bool = False) -> None:
+    def __init__(
+        self, backend: Backend, *, read_only: bool = False, create: bool | None = None
+    ) -> None:
         self._backend = backend
         self.read_only = read_only
         self._lock = threading.RLock()
-        self._mlmd: metadata_store.MetadataStore | None = open_mlmd(backend, read_only=read_only)
+        self._mlmd: metadata_store.MetadataStore | None = open_mlmd(
+            backend, read_only=read_only, create=create
+        )
         self._pid = os.getpid()
         _fork.track(self)
         self._artifact_types: dict[int, pb.ArtifactType] = {}
@@ -284,10 +299,19 @@ class Store:
             self._check_writable(method.replace("_", " "))
         delay, deadline = 0.005, time.monotonic() + 60
         reopened = False
+        reconnects = 0
         while True:
             try:
-                with self._lock:
-                    return getattr(self.mlmd, method)(*args, **kwargs)
+                used = self._mlmd
+                try:
+                    with self._lock:
+                        return getattr(self.mlmd, method)(*args, **kwargs)
+                except (mlmd_errors.StatusError, RuntimeError) as exc:
+                    # A server connection lost (a restart): reconnect and run it again.
+                    if not self._reconnected(exc, used, method, reconnects):
+                        raise
+                    reconnects += 1
+                    continue
             except mlmd_errors.FailedPreconditionError as exc:
                 # MySQL: a request over max_allowed_packet drops the connection mid-
                 # transaction and MLMD's client then refuses every call with "Transaction
@@ -311,9 +335,31 @@ class Store:
                     return missing
                 raise self._translate(exc, method) from exc
             except mlmd_errors.StatusError as exc:
+                if reconnects and method in _DONE_IF_EXISTS and isinstance(
+                        exc, mlmd_errors.AlreadyExistsError):
+                    return None  # the try before the connection was lost had written it
                 raise self._translate(exc, method) from exc
             except RuntimeError as exc:
                 raise self._translate(exc, method) from exc
+
+    def _reconnected(
+        self, exc: BaseException, used: metadata_store.MetadataStore | None, method: str,
+        reconnects: int,
+    ) -> bool:
+        """Whether ``exc`` means the server connection is gone; then reconnect (see
+        :func:`lineage._backends.reconnect`) and say the call may run again.
+
+        Reads are safe to run again; writes are idempotent: new records have unique names
+        or external ids (a write that did commit before the connection dropped is found
+        on the second try), updates rewrite the same values.
+        """
+        if reconnects >= 3 or not _faults.connection_lost(str(exc), self.kind):
+            return False
+        with self._lock:
+            if self._mlmd is used:  # not reconnected meanwhile by another thread
+                self._mlmd = reconnect(self._backend, read_only=self.read_only, lost=exc,
+                                       action=method.replace("_", " "))
+        return True
 
     def _translate(self, exc: BaseException, method: str) -> StoreError:
         secrets = [self._backend.password] if self._backend.password else []

@@ -101,6 +101,15 @@ class PostgresServer:
         dbname = dbname or f"t_{uuid.uuid4().hex[:12]}"
         return f"postgresql://{self.user}:{PG_PASSWORD}@127.0.0.1:{self.port}/{dbname}"
 
+    def sql(self, statement: str, dbname: str = "postgres") -> str:
+        """Run SQL as the superuser on the server's socket; return psql's unaligned output."""
+        done = subprocess.run(
+            [*self._as, str(self.bindir / "psql"), "-h", str(self.root), "-p", str(self.port),
+             "-U", self.user, "-d", dbname, "-At", "-c", statement],
+            check=True, capture_output=True, text=True, timeout=60,
+        )
+        return done.stdout
+
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
