@@ -337,12 +337,12 @@ def redact_text(text: str, values: Iterable[str] = ()) -> str:
         for m in _PAIR.finditer(text):
             if m.start() < done or not is_secret_key(m["key"]):
                 continue
-            value = _VALUE.match(text, m.end())
-            if value is None or value.group() == REDACTED:
+            found = _VALUE.match(text, m.end())
+            if found is None or found.group() == REDACTED:
                 continue
             out.append(text[done:m.end()])
             out.append(REDACTED)
-            done = value.end()
+            done = found.end()
         if out:
             out.append(text[done:])
             text = "".join(out)

@@ -16,14 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import IN_CI, MY_PASSWORD, MariaDBServer, PostgresServer, _start
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 from ml_metadata.proto import metadata_store_service_pb2 as svc
 
 import lineage
 from lineage.cli import main
-
-from conftest import IN_CI, MY_PASSWORD, MariaDBServer, PostgresServer, _start
 
 IS_ROOT = os.geteuid() == 0
 
