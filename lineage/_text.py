@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,32 @@ ART_HEADER = ["ref", "type", "name", "version", "fingerprint", "uri"]
 
 
 # --- small pieces -------------------------------------------------------------------------
+
+# C0 and C1 control characters, DEL, and the Unicode line separators and bidirectional
+# overrides that reorder what a terminal shows ("Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match[str]) -> str:
+    char = m.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    r"""``text`` with control characters (ESC, CR, BEL, ..., bidirectional overrides)
+    written as visible escapes, so that no stored name or error can drive the terminal;
+    ``newlines=True`` keeps line breaks (for whole blocks of output).
+
+    Example:
+        >>> printable("evil\x1b[2J\r\nname\u202e")
+        'evil\\x1b[2J\\r\\nname\\u202e'
+    """
+    pattern = _CONTROL_BUT_NEWLINE if newlines else _CONTROL
+    return pattern.sub(_escape, text) if pattern.search(text) else text
+
 
 
 def short_fp(fp: str | None) -> str:
@@ -55,7 +82,7 @@ def label(a: Artifact | dict[str, Any]) -> str:
     d = a.to_dict() if isinstance(a, Artifact) else a
     name = d.get("name") or d.get("uri") or f"#{d.get('id')}"
     version = f" v{d['version']}" if d.get("version") is not None else ""
-    return f"{d.get('type')} {name}{version}"
+    return printable(f"{d.get('type')} {name}{version}")
 
 
 def value(v: Any) -> str:
@@ -67,7 +94,7 @@ def value(v: Any) -> str:
     """
     if isinstance(v, float):
         return f"{v:.6g}"
-    text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
+    text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else printable(str(v))
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -78,7 +105,7 @@ def params(values: dict[str, Any], limit: int = 6) -> str:
         >>> params({"lr": 0.05, "epochs": 10})
         'epochs=10 lr=0.05'
     """
-    items = [f"{k}={value(v)}" for k, v in sorted(values.items())]
+    items = [f"{printable(k)}={value(v)}" for k, v in sorted(values.items())]
     if len(items) > limit:
         items = [*items[:limit], f"(+{len(items) - limit})"]
     return " ".join(items)
@@ -99,7 +126,7 @@ def time(v: Any) -> str:
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     """Left-aligned columns under a header and a dashed rule."""
-    cells = [list(header), *[list(r) for r in rows]]
+    cells = [list(header), *[[printable(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -128,8 +155,8 @@ def step_line(step: dict[str, Any]) -> str:
             run += f" ({step['experiment']})"
     text = params(step.get("params") or {})
     err = f"  error: {step['error']}" if step.get("error") else ""
-    return f"{step['name']}  execution:{step['id']}  {step['state']}{run}" + (
-        f"  {text}" if text else "") + err
+    return printable(f"{step['name']}  execution:{step['id']}  {step['state']}{run}" + (
+        f"  {text}" if text else "") + err)
 
 
 def _plural(n: int, word: str) -> str:
@@ -216,11 +243,11 @@ def impact(imp: Impact) -> str:
     lines = [f"downstream of {label(d['source'])}  artifact:{d['source']['id']}: "
              f"{len(d['artifacts'])} artifacts, {len(d['executions'])} executions"]
     for type_name, items in d["by_type"].items():
-        lines.append(f"  {type_name} ({len(items)})")
+        lines.append(printable(f"  {type_name} ({len(items)})"))
         for x in items:
             extra = f" v{x['version']}" if x.get("version") is not None else ""
             state = f"  {x['state']}" if "state" in x else ""
-            lines.append(f"    {x['ref']}  {x.get('name') or '-'}{extra}{state}")
+            lines.append(printable(f"    {x['ref']}  {x.get('name') or '-'}{extra}{state}"))
     return "\n".join(lines)
 
 
@@ -244,13 +271,13 @@ def diff(dif: LineageDiff) -> str:
         for x in d["datasets"]:
             a = ", ".join(f"v{i['version']} {short_fp(i['fingerprint'])}" for i in x["a"]) or "-"
             b = ", ".join(f"v{i['version']} {short_fp(i['fingerprint'])}" for i in x["b"]) or "-"
-            lines.append(f"  {x['type']} {x['name']}: {a} -> {b}  ({x['status']})")
+            lines.append(printable(f"  {x['type']} {x['name']}: {a} -> {b}  ({x['status']})"))
     for title in ("params", "code", "environment"):
         if d[title]:
             lines.append(f"{title}:")
             for step, changes in d[title].items():
                 for k, ab in changes.items():
-                    lines.append(f"  {step}.{k}: {value(ab['a'])} -> {value(ab['b'])}")
+                    lines.append(printable(f"  {step}.{k}: {value(ab['a'])} -> {value(ab['b'])}"))
     if d["only_in_a"]:
         lines.append("steps only in a: " + ", ".join(d["only_in_a"]))
     if d["only_in_b"]:
@@ -292,7 +319,7 @@ def cell(v: Any) -> str:
         return "-"
     if isinstance(v, float):
         return f"{v:.6g}"
-    text = str(v)
+    text = printable(str(v))
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -300,11 +327,12 @@ def comparison(c: Comparison) -> str:
     """A table: one column per run, one row per value, ``*`` where they differ."""
     if not c.runs:
         return "(no runs)"
-    header = ["", *[r.name for r in c.runs]]
+    header = ["", *[printable(r.name) for r in c.runs]]
     rows = [header]
     for col in c.columns:
         mark = "*" if col.differs else " "
-        rows.append([f"{mark} {col.name}", *[cell(v.get(col.name, _ABSENT)) for v in c.values]])
+        rows.append([f"{mark} {printable(col.name)}",
+                     *[cell(v.get(col.name, _ABSENT)) for v in c.values]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]

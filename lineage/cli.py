@@ -19,6 +19,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from lineage import _text
@@ -37,7 +38,7 @@ class _UsageError(Exception):
 
 
 def _out(text: str) -> None:
-    print(text)
+    print(_text.printable(text, newlines=True))  # no stored text drives the terminal
 
 
 def _json(value: Any) -> None:
@@ -240,6 +241,33 @@ def _cmd_import(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fingerprint(store: None, args: argparse.Namespace) -> int:
+    from lineage.fingerprint import fingerprint, manifest, manifest_line
+
+    path = Path(args.path)
+    if not args.manifest:
+        digest = fingerprint(path, algo=args.algo)
+        if args.json:
+            _json({"path": str(path), "fingerprint": digest})
+        else:
+            _out(digest)
+        return 0
+    if path.is_dir():
+        text = manifest(path, algo=args.algo)
+    else:  # a file: the one line sha256sum prints for it
+        digest = fingerprint(path, algo=args.algo)
+        text = manifest_line(digest.split(":", 1)[1], str(args.path))
+    if args.json:
+        _json({"path": str(path), "algo": args.algo, "lines": text.splitlines()})
+    elif sys.stdout.isatty():
+        sys.stdout.write(_text.printable(text, newlines=True))
+    else:  # exactly the bytes that are hashed: `lineage fingerprint D --manifest | sha256sum`
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -259,10 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, func: _Command, help: str, *, writes: bool = False) -> argparse.ArgumentParser:
+    def add(name: str, func: _Command, help: str, *, writes: bool = False,
+            needs_store: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--json", action="store_true", help="print the result as JSON (to_dict())")
-        p.set_defaults(func=func, writes=writes)
+        p.set_defaults(func=func, writes=writes, needs_store=needs_store)
         return p
 
     p = add("ls", _cmd_ls, "list artifacts, executions or runs")
@@ -319,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
             "import a bundle written by `lineage export --format bundle` (idempotent)",
             writes=True)
     p.add_argument("file", metavar="FILE")
+
+    p = add("fingerprint", _cmd_fingerprint,
+            "print the fingerprint of a file or folder (no store needed); --manifest prints "
+            "the lines that are hashed (what sha256sum prints for each file)",
+            needs_store=False)
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--manifest", action="store_true",
+                   help="print the manifest (one sha256sum line per file) instead")
+    p.add_argument("--algo", default="sha256", choices=["sha256", "blake3"],
+                   help="digest algorithm (default sha256)")
     return parser
 
 
@@ -335,26 +374,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     store: Store | None = None
     try:
-        needs_store = not (args.command == "audit" and args.check is not None)
+        needs_store = args.needs_store and not (
+            args.command == "audit" and args.check is not None)
         if needs_store:
             store = connect(args.store, read_only=not args.writes)
         status: int = args.func(store, args)
         return status
     except _UsageError as exc:
         parser.print_usage(sys.stderr)
-        print(f"lineage {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lineage {args.command}: error: {_text.printable(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # pragma: no cover - `lineage ls | head`
         return 1
     except (LineageError, OSError, ImportError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"lineage {args.command}: {_one_line(exc)}", file=sys.stderr)
+        print(f"lineage {args.command}: {_text.printable(_one_line(exc))}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: still one line, the traceback with --debug
         if args.debug:
             traceback.print_exc()
-        print(f"lineage {args.command}: internal error: {_one_line(exc)} "
+        print(f"lineage {args.command}: internal error: {_text.printable(_one_line(exc))} "
               "(rerun with --debug for the traceback and report it)", file=sys.stderr)
         return 1
     finally:

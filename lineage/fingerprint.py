@@ -2,15 +2,23 @@
 
 A fingerprint is written ``"<algo>:<hex>"``. The default algorithm is SHA-256, so an
 auditor can check a file's fingerprint with ``sha256sum`` alone. A folder's fingerprint is
-the digest of its *manifest*: one line ``"<hex>  <relative/path>\\n"`` per file, sorted by
-path (byte order), which is exactly what ``sha256sum`` prints, so this reproduces it::
+the digest of its *manifest*: one line per regular file under it (symbolic links to
+regular files included, under the link's path; links to folders not followed), sorted by
+path (byte order), written exactly as ``sha256sum`` writes it (``"<hex>  <path>\\n"``; a
+name holding a backslash, newline or carriage return gets a leading backslash and those
+characters escaped). So this reproduces it::
 
-    cd folder && find . -type f -printf '%P\\0' | LC_ALL=C sort -z \\
-        | xargs -0 sha256sum | sha256sum
+    cd folder && find . -xtype f -printf '%P\\0' | LC_ALL=C sort -z \\
+        | xargs -0r sha256sum -- | sha256sum
 
 It does not depend on modification times, creation order or where the folder lives.
 ``algo="blake3"`` (with the ``blake3`` package) is a faster cryptographic option for big
 data; ``b3sum`` checks it the same way.
+
+Only regular files and folders are fingerprinted: a FIFO, a device (``/dev/zero``) or a
+socket is refused at once, inside a folder too, and so is a subfolder that cannot be
+read. A file rewritten while it is read is detected (its size, modification and change
+times and inode, before and after) and read again, up to :data:`READ_ATTEMPTS` times.
 
 Re-hashing an unchanged file is skipped through a cache keyed by (path, size, mtime_ns,
 inode) kept in the store's folder, as DVC does. The cache only saves time; the fingerprint
@@ -33,13 +41,15 @@ from typing import Any, Protocol
 
 from lineage.errors import FingerprintError
 
-__all__ = ["ALGORITHMS", "FingerprintCache", "fingerprint", "fingerprint_content"]
+__all__ = ["ALGORITHMS", "FingerprintCache", "fingerprint", "fingerprint_content", "manifest"]
 
 #: Algorithms a fingerprint may use.
 ALGORITHMS = ("sha256", "blake3")
 _CHUNK = 1 << 20
 _PROGRESS_MIN_BYTES = 64 << 20
 _RACY_NS = 2_000_000_000  # files touched this recently are not cached (git's "racily clean")
+#: How many times a file that changes while it is read is read again before giving up.
+READ_ATTEMPTS = 3
 
 
 class _Hasher(Protocol):
@@ -162,19 +172,66 @@ def _progress(total: int, label: str, enabled: bool | None) -> Callable[[int], N
     return advance
 
 
-def _hash_file(path: str | Path, algo: str, size: int, progress: bool | None) -> str:
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino, a.st_dev) == (
+        b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino, b.st_dev)
+
+
+def _hash_file(path: str | Path, algo: str, st: os.stat_result, progress: bool | None
+               ) -> tuple[str, os.stat_result]:
+    """The digest of a regular file and the stat it belongs to: the file is read again
+    when it changed while it was read (size, mtime, ctime, inode), and refused when it
+    keeps changing or is not a regular file when opened.
+
+    Raises:
+        OSError: it cannot be read.
+        FingerprintError: it is not a regular file, or it kept changing.
+    """
+    for _attempt in range(READ_ATTEMPTS):
+        # O_NONBLOCK: a FIFO swapped in after the stat must not block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise FingerprintError(
+                    f"cannot fingerprint {Path(path)}: it is {_kind(opened.st_mode)}; only "
+                    "regular files and folders have fingerprints", path=Path(path))
+            digest = _read_digest(fd, algo, opened.st_size, os.path.basename(path), progress)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None  # removed while read: what was read belonged to no file
+        if _same(st, opened) and _same(opened, after) and now is not None and _same(after, now):
+            return digest, after
+        st = now if now is not None else after
+    raise FingerprintError(
+        f"cannot fingerprint {Path(path)}: it changed while it was read, {READ_ATTEMPTS} "
+        "times in a row; fingerprint it when nothing is writing it", path=Path(path))
+
+
+def _read_digest(fd: int, algo: str, size: int, label: str, progress: bool | None) -> str:
     hasher = _new_hasher(algo)
-    advance = _progress(size, os.path.basename(path), progress)
-    if algo == "blake3" and advance is None and size > 0:
-        hasher.update_mmap(os.fspath(path))  # type: ignore[attr-defined]
-        return hasher.hexdigest()
+    advance = _progress(size, label, progress)
     if advance is None and size <= _CHUNK:  # a small file: one read to the end
-        with open(path, "rb", buffering=0) as f:
-            hasher.update(f.read())
+        while data := os.read(fd, max(size, 1) + 1):
+            hasher.update(data)
         return hasher.hexdigest()
-    buf = bytearray(max(1, min(_CHUNK, size)))  # small files: no zeroed 1 MiB per call
+    chunk = _CHUNK * (8 if algo == "blake3" else 1)  # blake3 hashes big buffers in threads
+    buf = bytearray(max(1, min(chunk, size)))  # small files: no zeroed 1 MiB per call
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
+    with open(fd, "rb", buffering=0, closefd=False) as f:
         while n := f.readinto(buf):
             hasher.update(view[:n])
             if advance is not None:
@@ -192,10 +249,14 @@ def _file_hex(
     try:
         if st is None:
             st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise FingerprintError(
+                f"cannot fingerprint {Path(path)}: it is {_kind(st.st_mode)}; only regular "
+                "files and folders have fingerprints", path=Path(path))
         racy = time.time_ns() - st.st_mtime_ns < _RACY_NS  # never cached: skip the lookup
         if cache is not None and not racy and (hit := cache.get(path, algo, st)) is not None:
             return hit
-        digest = _hash_file(path, algo, st.st_size, progress)
+        digest, st = _hash_file(path, algo, st, progress)
     except OSError as exc:
         raise FingerprintError(
             f"cannot read {Path(path)} to fingerprint it: {exc.strerror or exc}", path=Path(path)
@@ -205,23 +266,69 @@ def _file_hex(
     return digest
 
 
-def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (posix relative path, path) of every file under ``root``, sorted by bytes."""
-    found: list[tuple[bytes, str, Path]] = []
-    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
+def _walk_files(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """Yield (posix relative path, path, stat) of every regular file under ``root``
+    (symbolic links to regular files too; links to folders are not followed), sorted by
+    the bytes of the relative path.
+
+    Raises:
+        FingerprintError: a subfolder cannot be read, or a FIFO, device or socket is found.
+    """
+
+    def failed(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        raise FingerprintError(
+            f"cannot fingerprint {root}: cannot read {where} ({exc.strerror or exc}); a "
+            "folder's fingerprint covers every file under it", path=where) from exc
+
+    found: list[tuple[bytes, str, Path, os.stat_result]] = []
+    for dirpath, _dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
         for filename in filenames:
             full = Path(dirpath) / filename
-            if full.is_file():
-                rel = full.relative_to(root).as_posix()
-                found.append((os.fsencode(rel), rel, full))
-    for _key, rel, full in sorted(found):
-        yield rel, full
+            try:
+                st = os.stat(full)
+            except FileNotFoundError:
+                continue  # a dangling symbolic link: no content (find -xtype f skips it too)
+            except OSError as exc:
+                failed(exc)
+                raise  # pragma: no cover - failed() raised
+            if stat.S_ISDIR(st.st_mode):
+                continue  # a symbolic link to a folder: not followed
+            if not stat.S_ISREG(st.st_mode):
+                raise FingerprintError(
+                    f"cannot fingerprint {root}: {full} is {_kind(st.st_mode)}; a folder's "
+                    "fingerprint covers regular files only: move it out", path=full)
+            rel = full.relative_to(root).as_posix()
+            found.append((os.fsencode(rel), rel, full, st))
+    for _key, rel, full, st in sorted(found, key=lambda f: f[0]):
+        yield rel, full, st
+
+
+def manifest_line(hexdigest: str, rel: str) -> str:
+    r"""One manifest line, as ``sha256sum`` prints it: names holding a backslash, newline or
+    carriage return get a leading backslash and those characters escaped (coreutils 9).
+
+    Example:
+        >>> manifest_line("ab", "x.txt")
+        'ab  x.txt\n'
+        >>> manifest_line("ab", "new\nline")
+        '\\ab  new\\nline\n'
+    """
+    if "\\" in rel or "\n" in rel or "\r" in rel:
+        escaped = rel.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        return f"\\{hexdigest}  {escaped}\n"
+    return f"{hexdigest}  {rel}\n"
 
 
 def manifest(
     path: str | os.PathLike[str], *, algo: str = "sha256", cache: FingerprintCache | None = None
 ) -> str:
-    """Return the manifest of a folder: ``"<hex>  <relpath>\\n"`` per file, sorted.
+    """Return the manifest of a folder: what ``sha256sum`` prints for each of its regular
+    files, sorted by path; its digest is the folder's fingerprint.
+
+    Raises:
+        FingerprintError: a file or subfolder cannot be read, or something under the
+            folder is not a regular file, folder or link to one.
 
     Example:
         >>> import tempfile, pathlib
@@ -231,7 +338,8 @@ def manifest(
     """
     root = Path(path)
     return "".join(
-        f"{_file_hex(full, algo, cache, None)}  {rel}\n" for rel, full in _walk_files(root)
+        manifest_line(_file_hex(full, algo, cache, None, st), rel)
+        for rel, full, st in _walk_files(root)
     )
 
 
@@ -261,22 +369,25 @@ def fingerprint(
     """
     _new_hasher(algo)  # validate early
     try:  # one stat for the common case, a file: what is_dir() and exists() would see
-        st: os.stat_result | None = os.stat(path)
-    except (OSError, ValueError):
-        st = None
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        return f"{algo}:{_file_hex(os.fspath(path), algo, cache, progress, st)}"
-    p = Path(path)
-    if p.is_dir():
-        text = manifest(p, algo=algo, cache=cache)
-        hasher = _new_hasher(algo)
-        hasher.update(text.encode("utf-8", "surrogateescape"))
-        return f"{algo}:{hasher.hexdigest()}"
-    if not p.exists():
+        st = os.stat(path)
+    except FileNotFoundError:
         raise FingerprintError(
-            f"cannot fingerprint {p}: no such file or folder; check the path", path=p
-        )
-    return f"{algo}:{_file_hex(p, algo, cache, progress)}"
+            f"cannot fingerprint {Path(path)}: no such file or folder; check the path",
+            path=Path(path)) from None
+    except (OSError, ValueError) as exc:
+        raise FingerprintError(
+            f"cannot fingerprint {path!r}: {getattr(exc, 'strerror', None) or exc}",
+            path=path) from exc
+    if stat.S_ISREG(st.st_mode):
+        return f"{algo}:{_file_hex(os.fspath(path), algo, cache, progress, st)}"
+    if not stat.S_ISDIR(st.st_mode):
+        raise FingerprintError(
+            f"cannot fingerprint {Path(path)}: it is {_kind(st.st_mode)}; only regular files "
+            "and folders have fingerprints", path=Path(path))
+    text = manifest(path, algo=algo, cache=cache)
+    hasher = _new_hasher(algo)
+    hasher.update(text.encode("utf-8", "surrogateescape"))
+    return f"{algo}:{hasher.hexdigest()}"
 
 
 def json_safe(value: Any) -> Any:
