@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from lineage import _limits
 from lineage.errors import StepError
 
 __all__ = ["ParamWarning", "flatten", "load_config", "normalise"]
@@ -161,6 +162,14 @@ def flatten(name: str, value: Any, *, _depth: int = 0) -> dict[str, Any]:
         >>> flatten("nan", float("nan"))
         {'nan': nan}
     """
+    out = _flatten(name, value, _depth=_depth)
+    if _depth == 0:
+        for key in out:  # each becomes an MLMD property name
+            _limits.check_name(key, "parameter name", StepError)
+    return out
+
+
+def _flatten(name: str, value: Any, *, _depth: int = 0) -> dict[str, Any]:
     ok, scalar = _scalar(value)
     if ok:
         return {name: scalar}
@@ -169,12 +178,12 @@ def flatten(name: str, value: Any, *, _depth: int = 0) -> dict[str, Any]:
         if fields is not None:
             out: dict[str, Any] = {}
             for key, item in fields.items():
-                out.update(flatten(f"{name}.{key}", item, _depth=_depth + 1))
+                out.update(_flatten(f"{name}.{key}", item, _depth=_depth + 1))
             return out
         if _is_estimator(value) and not isinstance(value, (Mapping, list, tuple)):
             out = {f"{name}.__class__": _class_path(value)}
             for key, item in _estimator_params(value).items():
-                out.update(flatten(f"{name}.{key}", item, _depth=_depth + 1))
+                out.update(_flatten(f"{name}.{key}", item, _depth=_depth + 1))
             return out
     return {name: normalise(value, name, _depth=_depth)}
 

@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from lineage import _convert
 from lineage.artifacts import Artifact
 from lineage.errors import LineageError, StepError, StoreError
+from lineage.secrets import redact_value
 
 if TYPE_CHECKING:
     from lineage.steps import StepSpec
@@ -57,6 +58,8 @@ def new_event(kind: int, path: Sequence[str | int]) -> pb.Event:
 
 
 def set_prop(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
+    if not typed:  # a param: secrets are redacted before they are written
+        value = redact_value(key, value)
     try:
         _convert.set_value(target[key], value, typed=typed)
     except TypeError:

@@ -26,8 +26,10 @@ from typing import Any, ClassVar
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from lineage import _limits
 from lineage._schema import ARTIFACT_PROPERTIES
 from lineage.errors import ArtifactError
+from lineage.secrets import redact_url
 
 __all__ = ["Artifact", "Config", "Dataset", "Metrics", "Model", "artifact_class"]
 
@@ -157,7 +159,7 @@ class Artifact:
             name = Path(self.uri.rstrip("/")).name or self.uri
         if not isinstance(name, str) or not name:
             raise ArtifactError(f"name must be a non-empty string, got {name!r}")
-        self.name: str = name
+        self.name: str = _limits.check_name(name, f"{self.type_name} name", ArtifactError)
         self.fingerprint: str | None = fingerprint
         for key in ARTIFACT_PROPERTIES:
             if key in properties:
@@ -217,10 +219,13 @@ class Artifact:
 
 def _normalise_uri(uri: str | os.PathLike[str]) -> str:
     text = os.fspath(uri)
+    if isinstance(text, bytes):
+        raise ArtifactError(f"give a path as str, not bytes: {text[:60]!r}")
+    _limits.check_uri(text, ArtifactError)
     if text.startswith("file://"):
         text = text[len("file://"):]
     if "://" in text:
-        return text
+        return redact_url(text)  # credentials are never recorded (lineage.secrets)
     return os.path.abspath(os.path.expanduser(text))
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _active, _convert, _params
+from lineage import _active, _convert, _limits, _params
 from lineage._active import _CALL, _RUN, current_run
 from lineage._recording import now_ms, recorded_by, set_prop
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
@@ -74,6 +74,9 @@ class ActiveRun:
             problems.append(f"experiment={experiment!r}: an experiment name is a non-empty string")
         if params is not None and not isinstance(params, Mapping):
             problems.append(f"params= takes a dict, got {type(params).__name__}")
+        for what, given in (("run name", name), ("experiment name", experiment)):
+            if isinstance(given, str) and (bad := _limits.name_problem(given, what)):
+                problems.append(bad)
         if problems:
             raise StepError("cannot start the run:\n" + "\n".join(f"  - {p}" for p in problems))
         self._store_arg = store

@@ -41,6 +41,7 @@ __all__ = [
     "REDACTED",
     "configure",
     "is_secret_key",
+    "redact_error",
     "redact_params",
     "redact_text",
     "redact_url",
@@ -304,6 +305,23 @@ _VALUE = re.compile(r"[^\s\"',;&)}\]]+")
 _AUTH_SCHEME = re.compile(
     r"\b(?P<scheme>Bearer|Basic|Token)[ \t]{1,3}(?P<value>[A-Za-z0-9._~+/=-]{8,4096})"
 )
+
+
+#: How much of an error or traceback is redacted and kept (the store keeps 2,000 bytes).
+ERROR_WINDOW = 32_000
+
+
+def redact_error(text: str, values: Iterable[str] = (), *, keep_end: bool = False) -> str:
+    """An error message (or traceback, ``keep_end=True``) to record: its first (last)
+    :data:`ERROR_WINDOW` characters, redacted with :func:`redact_text`.
+
+    Example:
+        >>> redact_error("ConnectionError: https://bot:tok3n@api.example/v1")
+        'ConnectionError: https://bot:<redacted>@api.example/v1'
+    """
+    if len(text) > ERROR_WINDOW:
+        text = text[-ERROR_WINDOW:] if keep_end else text[:ERROR_WINDOW]
+    return redact_text(text, values)
 
 
 def _may_hold_secret_name(text: str) -> bool:

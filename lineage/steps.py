@@ -50,7 +50,7 @@ from typing import Any, TypeVar, overload
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _env, _params
+from lineage import _convert, _env, _limits, _params
 from lineage._active import _CALL, _Call, current_run
 from lineage._cache import cache_hit, key_of, record_cached
 from lineage._recording import (
@@ -64,6 +64,7 @@ from lineage._recording import (
 from lineage._schema import CACHE_CONTEXT_TYPE, STEP_KINDS, STEP_PROPERTIES
 from lineage.artifacts import Artifact, artifact_class
 from lineage.errors import LineageError, StepError
+from lineage.secrets import redact_error, secret_values
 from lineage.store import Store, default_store, store_of
 
 __all__ = ["StepSpec", "step"]
@@ -183,6 +184,9 @@ def _inspect(
         problems.append(f"@step decorates functions; got {type(func).__name__} {func!r}")
     if not isinstance(step_name, str) or not step_name.strip():
         problems.append(f"name={step_name!r}: a step needs a non-empty string name")
+    elif (too_long := _limits.name_problem(step_name, "step name")) is not None:
+        problems.append(too_long)
+        step_name = step_name[:_limits.NAME_MAX] + "…"
     if kind not in STEP_KINDS:
         problems.append(f"kind={kind!r} is unknown; use one of {sorted(STEP_KINDS)}")
     if not isinstance(cache, bool):
@@ -517,10 +521,10 @@ def _finish(call: _Call, state: int, start: float) -> None:
             proto.properties["metric_series"].CopyFrom(_convert.to_value(call.series, packed=True))
 
 
-def _short_traceback(exc: BaseException) -> str:
+def _short_traceback(exc: BaseException, secrets: list[str]) -> str:
     tb = exc.__traceback__
     lines = traceback.format_exception(type(exc), exc, tb, limit=-12)
-    return cut_indexed("".join(lines), keep_end=True)
+    return cut_indexed(redact_error("".join(lines), secrets, keep_end=True), keep_end=True)
 
 
 def _record_failure(call: _Call, exc: BaseException, start: float) -> None:
@@ -529,9 +533,10 @@ def _record_failure(call: _Call, exc: BaseException, start: float) -> None:
     _finish(call, pb.Execution.CANCELED if canceled else pb.Execution.FAILED, start)
     name = type(exc).__qualname__
     message = str(exc)
-    error = cut_indexed(f"{name}: {message}" if message else name)
+    secrets = secret_values(call.params)  # errors quote secrets: redacted before writing
+    error = cut_indexed(redact_error(f"{name}: {message}" if message else name, secrets))
     set_prop(call.proto.properties, "error", error, typed=True)
-    set_prop(call.proto.properties, "traceback", _short_traceback(exc), typed=True)
+    set_prop(call.proto.properties, "traceback", _short_traceback(exc, secrets), typed=True)
     try:
         put_execution(call.store, call.spec, call.proto, [], [])
     except Exception as write_error:

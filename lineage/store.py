@@ -21,7 +21,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _faults, _fork
+from lineage import _convert, _faults, _fork, _limits
 from lineage._active import current_run
 from lineage._backends import Backend, open_mlmd, parse_uri, reconnect
 from lineage._recording import remember
@@ -341,6 +341,10 @@ class Store:
                 raise self._translate(exc, method) from exc
             except RuntimeError as exc:
                 raise self._translate(exc, method) from exc
+            except (ValueError, TypeError, RecursionError) as exc:
+                # protobuf refused a value before MLMD ran (an id beyond 64 bits, a lone
+                # surrogate, nesting too deep): the caller's input, said as such.
+                raise _limits.refused_value(exc, method, self.uri) from exc
 
     def _reconnected(
         self, exc: BaseException, used: metadata_store.MetadataStore | None, method: str,
@@ -669,6 +673,7 @@ class Store:
                 "'artifact:12'",
                 ref=ref,
             )
+        _limits.check_ref(ref)  # too long, not text, an id beyond 64 bits
         if isinstance(ref, str) and ref.startswith("artifact:"):
             try:
                 ref = int(ref.split(":", 1)[1])
@@ -866,8 +871,9 @@ class Store:
         name is accepted too (a TFX ``pipeline_run``)."""
         if isinstance(ref, Run):
             ref = ref.id
+        _limits.check_ref(ref)
         if isinstance(ref, str) and ref.startswith("context:"):
-            ref = int(ref.split(":", 1)[1])
+            ref = _limits.parse_id(ref, "context")
         if isinstance(ref, int):
             found = self._call("get_contexts_by_id", [ref])
             if not found:
