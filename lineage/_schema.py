@@ -77,6 +77,21 @@ STEP_PROPERTIES: dict[str, int] = {
     "run_context": pb.INT,
 }
 
+#: Typed properties of RUNNING executions and runs that tell a live one from an abandoned
+#: one (:mod:`lineage._liveness`, ``lineage doctor``): the recording process's ``pid``,
+#: its start time (``process_start``, seconds since the epoch), ``process_id``
+#: (``"<boot id>:<pid namespace>:<pid>:<start ticks>"``, exact on Linux), and
+#: ``heartbeat`` (seconds since the epoch, renewed while it runs). Executions carry the
+#: host in ``hostname`` already; runs get it too. ``error`` on a run is set by
+#: ``lineage doctor --fix`` (``"abandoned: ..."``).
+LIVENESS_PROPERTIES: dict[str, int] = {
+    "pid": pb.INT,
+    "process_start": pb.DOUBLE,
+    "process_id": pb.STRING,
+    "heartbeat": pb.DOUBLE,
+}
+STEP_PROPERTIES.update(LIVENESS_PROPERTIES)
+
 #: The typed property that marks an execution type as written by ``lineage``.
 RECORDED_BY = "recorded_by"
 
@@ -98,6 +113,10 @@ RUN_PROPERTIES: dict[str, int] = {
     "metrics": pb.STRUCT,  # final value of each metric logged in the run (and its steps)
     "metric_series": pb.PROTO,  # as in STEP_PROPERTIES
     "config": pb.STRUCT,  # config file name -> artifact id of its Config artifact
+    # added by issue 11: see LIVENESS_PROPERTIES
+    "hostname": pb.STRING,
+    "error": pb.STRING,
+    **LIVENESS_PROPERTIES,
 }
 EXPERIMENT_PROPERTIES: dict[str, int] = {"recorded_by": pb.STRING}
 

@@ -241,6 +241,15 @@ def _cmd_import(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(store: Store, args: argparse.Namespace) -> int:
+    report = store.doctor(fix=args.fix, stale_after=args.stale_after)
+    if args.json:
+        _json(report.to_dict())
+    else:
+        _out(str(report))
+    return 0 if report.ok else 1
+
+
 def _cmd_fingerprint(store: None, args: argparse.Namespace) -> int:
     from lineage.fingerprint import fingerprint, manifest, manifest_line
 
@@ -349,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
             writes=True)
     p.add_argument("file", metavar="FILE")
 
+    p = add("doctor", _cmd_doctor,
+            "list RUNNING steps and runs whose process is gone (exit 1 if any); --fix marks "
+            "them FAILED ('abandoned: ...') and closes their runs")
+    p.add_argument("--fix", action="store_true",
+                   help="mark what is abandoned FAILED (opens the store for writing)")
+    p.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
+                   help="heartbeat age after which a step from another host is abandoned "
+                        "(default 600)")
+
     p = add("fingerprint", _cmd_fingerprint,
             "print the fingerprint of a file or folder (no store needed); --manifest prints "
             "the lines that are hashed (what sha256sum prints for each file)",
@@ -377,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs_store = args.needs_store and not (
             args.command == "audit" and args.check is not None)
         if needs_store:
-            store = connect(args.store, read_only=not args.writes)
+            store = connect(args.store,
+                            read_only=not (args.writes or getattr(args, "fix", False)))
         status: int = args.func(store, args)
         return status
     except _UsageError as exc:

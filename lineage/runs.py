@@ -29,7 +29,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _active, _convert, _limits, _params
+from lineage import _active, _convert, _limits, _liveness, _params
 from lineage._active import _CALL, _RUN, current_run
 from lineage._recording import now_ms, recorded_by, set_prop
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
@@ -207,6 +207,7 @@ class ActiveRun:
             set_prop(ctx.properties, "config", config_ids, typed=True)
         for key, value in self._params.items():
             set_prop(ctx.custom_properties, key, value)
+        _liveness.stamp(ctx.properties, run=True)  # host, pid, heartbeat: `lineage doctor`
         self.context = self._create_run(ctx)
         store._call(
             "put_parent_contexts",
@@ -220,9 +221,11 @@ class ActiveRun:
             )
         self._token = _RUN.set(self)
         _active.started(self)
+        _liveness.run_started(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        _liveness.run_finished(self)
         _active.ended(self)
         if self._token is not None:
             _RUN.reset(self._token)

@@ -50,7 +50,7 @@ from typing import Any, TypeVar, overload
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _env, _limits, _params
+from lineage import _convert, _env, _limits, _liveness, _params
 from lineage._active import _CALL, _Call, current_run
 from lineage._cache import cache_hit, key_of, record_cached
 from lineage._recording import (
@@ -461,9 +461,11 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
             return record_cached(store, spec, proto, inputs, outputs, contexts, hit, active, start)
 
     proto.last_known_state = pb.Execution.RUNNING
+    _liveness.stamp(proto.properties)  # pid, process id, heartbeat: `lineage doctor`
     proto.id = put_execution(store, spec, proto, [inputs], contexts)
 
     call = _Call(spec=spec, store=store, run=active, proto=proto, params=params)
+    _liveness.started(call)  # heartbeat; SIGTERM/SIGHUP end it as CANCELED
     token = _CALL.set(call)
     try:
         if spec._plain is not None:
@@ -505,6 +507,7 @@ def _is_written(store: Store, spec: StepSpec, proto: pb.Execution) -> bool:
 
 
 def _finish(call: _Call, state: int, start: float) -> None:
+    _liveness.finished(call)  # no heartbeat write after this one
     proto = call.proto
     end = time.time()
     proto.last_known_state = state

@@ -47,6 +47,8 @@ from lineage.records import Execution, Run
 if TYPE_CHECKING:
     import networkx as nx
 
+    from lineage.doctor import DoctorReport
+
 __all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
 
 #: What every query accepts as a reference to an artifact.
@@ -876,6 +878,19 @@ class Store:
         from lineage.export import import_bundle
 
         return import_bundle(self, source)
+
+    def doctor(self, *, fix: bool = False, stale_after: float = 600.0) -> DoctorReport:
+        """RUNNING steps and runs whose process is gone; ``fix=True`` marks them FAILED
+        (see :func:`lineage.doctor.doctor`).
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").doctor().abandoned
+            []
+        """
+        from lineage.doctor import doctor
+
+        return doctor(self, fix=fix, stale_after=stale_after)
 
     def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Any:
         """An audit report of ``ref`` (see :mod:`lineage.report`)."""
