@@ -170,6 +170,8 @@ class Artifact:
         for key in ARTIFACT_PROPERTIES:
             if key in properties:
                 raise ArtifactError(f"{key!r} is set by lineage; it cannot be given as a property")
+        for key in properties:
+            _limits.check_name(key, "property name", ArtifactError)
         self.properties: dict[str, Any] = dict(properties)
         self.id: int | None = None
         self.version: int | None = None
@@ -297,7 +299,8 @@ class Metrics(Artifact, base_type="METRICS"):
     ) -> None:
         values = dict(values or {})
         if uri is None:
-            super().__init__(content=values, name=name or "metrics", **values, **properties)
+            super().__init__(content=values, name="metrics" if name is None else name,
+                             **values, **properties)
         else:
             super().__init__(uri, name=name, **values, **properties)
         self._metric_keys = list(values)
