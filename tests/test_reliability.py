@@ -426,3 +426,40 @@ def test_a_damaged_copy_in_a_read_only_place_keeps_the_original_untouched(tmp_pa
     with pytest.raises(lineage.ConnectionFailed):
         lineage.connect(broken)
     assert _digest(broken) == before
+
+
+# --- a full disk --------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing_recorded(tmp_path: Path) -> None:
+    if not IS_ROOT:
+        if IN_CI:
+            pytest.fail("CI=true: this test mounts a small file system and must run as root")
+        pytest.skip("mounting a small file system needs root")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
+    try:
+        path = folder / "metadata.sqlite"
+        store = lineage.connect(path)
+        for i in range(3):
+            store.put(lineage.Metrics({"i": i}, name=f"before{i}"))
+        filler = folder / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as handle:
+            while True:  # fill what is left
+                handle.write(b"\0" * 4096)
+        with pytest.raises(lineage.StoreError) as info:
+            for i in range(50):
+                store.put(lineage.Metrics({"blob": "x" * 4000}, name=f"during{i}"))
+        message = _one_line(info.value)
+        assert "disk is full" in message and "server" not in message and len(message) < 400
+        names = {a.name for a in lineage.connect(path, read_only=True).artifacts()}
+        assert {"before0", "before1", "before2"} <= names
+        filler.unlink()
+        store.put(lineage.Metrics({"i": 9}, name="after"))  # space again: it carries on
+        assert "after" in {a.name for a in store.artifacts()}
+        del store
+    finally:
+        gc.collect()
+        if subprocess.run(["umount", str(folder)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
