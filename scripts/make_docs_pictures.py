@@ -3,7 +3,7 @@
 Builds a small store of its own (in a temporary folder) with the public API only: an iris
 dataset in two versions, a config file, two runs of a prep → train → evaluate pipeline
 (the first with a failed training attempt), and a third run whose prep step is a
-cache hit (CACHED), then
+cache hit (CACHED) before it trains the same model again, then
 writes ``docs/provenance.{svg,png}``, ``docs/impact.{svg,png}``, ``docs/diff.{svg,png}``
 and ``docs/legend.{svg,png}``. Running it again gives byte-identical DOT.
 
@@ -82,7 +82,8 @@ def build(folder: Path) -> lineage.Store:
         model = train(parts["train"], lr=0.05, epochs=30)
         evaluate(model, parts["test"])
     with lineage.run("rerun", experiment="iris", store=store):  # prep is a cache hit
-        prep(lineage.Dataset(data, name="iris"), lineage.Config(config))
+        parts = prep(lineage.Dataset(data, name="iris"), lineage.Config(config))
+        train(parts["train"], lr=0.05, epochs=30)  # the same model again: a second producer
     return store
 
 
