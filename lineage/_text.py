@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from lineage import _fold
 from lineage.artifacts import Artifact
 
 if TYPE_CHECKING:
@@ -148,9 +149,7 @@ def provenance(p: Provenance) -> str:
     steps = {s["id"]: s for s in d["steps"]}
     arts = {a["id"]: a for a in d["artifacts"]}
     arts[d["target"]["id"]] = d["target"]
-    from lineage.queries import _distinct
-
-    _kept, alias = _distinct(p.steps)
+    _kept, alias = _fold.distinct(p.steps)
     producers: dict[int, list[int]] = {}
     for s in d["steps"]:
         for o in s["outputs"]:

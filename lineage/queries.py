@@ -31,7 +31,7 @@ import attrs
 import networkx as nx
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _text
+from lineage import _convert, _fold, _text
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
@@ -459,22 +459,10 @@ def _artifact_key(a: Artifact) -> tuple[str, str]:
 
 
 def _distinct(steps: Sequence[Execution]) -> tuple[list[Execution], dict[int, int]]:
-    """Leave out repeats: an execution with the same step, params, inputs and outputs as
-    another execution of the same lineage (a cache hit re-emits the outputs of the call it
-    reused, as TFX does; a re-run that made the same content) says nothing new about why
-    two lineages differ. The non-CACHED, oldest one of each group stays.
-
-    Returns the remaining steps (order kept) and dropped id → the id kept in its place.
-    """
-    def key(e: Execution) -> tuple[str, str, tuple[int, ...], tuple[int, ...]]:
-        params = json.dumps(_jsonable(e.params), sort_keys=True, default=str)
-        return (e.name, params, tuple(sorted(e.inputs)), tuple(sorted(e.outputs)))
-
-    first: dict[tuple[str, str, tuple[int, ...], tuple[int, ...]], Execution] = {}
-    for e in sorted(steps, key=lambda x: (x.state == "CACHED", x.id)):
-        first.setdefault(key(e), e)
-    alias = {e.id: first[key(e)].id for e in steps if first[key(e)] is not e}
-    return [e for e in steps if e.id not in alias], alias
+    """Leave out repeats of a call (see :mod:`lineage._fold`): a cache hit re-emitting the
+    outputs of the call it reused, or an identical re-run, says nothing new about why two
+    lineages differ. Returns the remaining steps (order kept) and dropped id → kept id."""
+    return _fold.distinct(steps)
 
 
 def _pair_steps(
