@@ -52,7 +52,11 @@ import networkx as nx
 if TYPE_CHECKING:
     from lineage.records import Execution
 
-__all__ = ["Call", "Fold", "Folded", "distinct", "fold_graph", "outcome", "same_calls"]
+__all__ = ["DEFAULT_FAN_OUT", "Call", "Fold", "Folded", "distinct", "fold_graph", "outcome",
+           "same_calls"]
+
+#: Pictures draw a step called this many times or more in one run as one box.
+DEFAULT_FAN_OUT = 5
 
 #: States that count as one outcome: the call was made (a cache hit reuses one that was).
 _DONE = frozenset({"COMPLETE", "CACHED"})
@@ -209,6 +213,8 @@ class Folded:
     """Executions before folding."""
     boxes: int
     """Execution nodes after folding."""
+    fanned: list[str] = attrs.field(factory=list)
+    """Steps whose calls in a run were drawn as one node (fan-out), by name."""
 
 
 def _kind(node: Any, data: Mapping[str, Any]) -> str:
@@ -422,14 +428,14 @@ def fold_graph(
         if node in where and where[node] != node:
             continue
         data = dict(graph.nodes[node])
-        fold = folds.get(node)
-        if fold is not None:
-            data["fold"] = fold
+        info = folds.get(node)
+        if info is not None:
+            data["fold"] = info
             if "diff" in data:
-                data["diff"] = _merged_diff([d.get("diff") for d in fold.data])
+                data["diff"] = _merged_diff([d.get("diff") for d in info.data])
         out.add_node(node, **data)
         where.setdefault(node, node)
-    for u, v, key, data in sorted(graph.edges(keys=True, data=True),
+    for u, v, _key, data in sorted(graph.edges(keys=True, data=True),
                                   key=lambda e: (_node_order(e[0]), _node_order(e[1]),
                                                  str(e[2]))):
         a, b = where[str(u)], where[str(v)]
@@ -444,6 +450,8 @@ def fold_graph(
                 if run not in set(drawn_run.values())},
         executions=len(executions),
         boxes=len(drawn_run),
+        fanned=sorted({str(f.data[0].get("name")) for f in folds.values()
+                       if f.kind == "fan_out"}),
     )
 
 

@@ -21,9 +21,8 @@ the queried artifact included) and displays as SVG in Jupyter.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint
 from lineage.graph import (
+    LineageGraph,
     artifact_attrs,
     artifact_node,
     build_graph,
@@ -727,6 +727,31 @@ class Verification:
 
     results: list[ArtifactCheck]
     """One check per artifact, by artifact id."""
+    target: Artifact | None = None
+    """The artifact whose lineage was checked (``None``: every artifact)."""
+    _graph: nx.MultiDiGraph | None = attrs.field(default=None, alias="graph", repr=False)
+    _load: Callable[[], nx.MultiDiGraph] | None = attrs.field(default=None, alias="load",
+                                                              repr=False)
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The lineage checked (the provenance of ``target``, else the whole store, read on
+        first use); every checked artifact has ``verify`` = its status."""
+        if self._graph is None:
+            graph = self._load() if self._load is not None else LineageGraph()
+            for r in self.results:
+                node = artifact_node(r.artifact.id or 0)
+                if node in graph:
+                    graph.nodes[node]["verify"] = r.status
+            self._graph = graph
+        return self._graph
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
 
     @property
     def ok(self) -> bool:
@@ -797,10 +822,13 @@ def verify(store: Store, ref: Ref | None = None) -> Verification:
     """
     if ref is None:
         arts = store.artifacts()
+        target, load = None, store.graph
     else:
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
-    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)])
+        target, load = p.target, p.graph.copy
+    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)],
+                        target=target, load=load)
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -860,6 +888,10 @@ class Comparison:
     def __str__(self) -> str:
         """A plain-text table: one column per run, one row per value, ``*`` where they differ."""
         return _text.comparison(self)
+
+    def _repr_html_(self) -> str:
+        """The same table in HTML (Jupyter), the differing rows marked."""
+        return _text.comparison_html(self)
 
     def __repr__(self) -> str:
         return _text.comparison_repr(self)

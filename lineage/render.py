@@ -366,7 +366,7 @@ def _view_of_kind(obj: Any) -> _View:
 # --- folding repeats ------------------------------------------------------------------
 
 #: From this many calls of one step in one run (other params or inputs), one box.
-DEFAULT_FAN_OUT = 5
+DEFAULT_FAN_OUT = _fold.DEFAULT_FAN_OUT
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -389,10 +389,13 @@ def _fold_view(view: _View, fan_out: int | None, focus: bool) -> _View:
         sides[drawn] = side if sides.get(drawn) in (None, side) else "A+B"
     captions = list(view.captions)
     if folded.boxes < folded.executions:
-        captions.append(
-            f"{_plural(folded.executions, 'execution')} drawn as {_plural(folded.boxes, 'box', 'boxes')}"
-            ": repeats of a call and cache hits folded"
-        )
+        captions.append(f"{_plural(folded.executions, 'execution')} drawn as "
+                        f"{_plural(folded.boxes, 'box', 'boxes')}: repeats of a call and "
+                        "cache hits folded")
+    if folded.fanned:
+        names = ", ".join(_text(n, 24) for n in folded.fanned[:4])
+        more = f" +{len(folded.fanned) - 4}" if len(folded.fanned) > 4 else ""
+        captions.append(f"fan-out: the calls of {names}{more} in one run drawn as one box")
     if folded.reused:
         captions.append("cache hits reuse " + ", ".join(
             f"run {run} ({_plural(n, 'call')})" for run, n in folded.reused.items()))
@@ -728,8 +731,6 @@ def _artifact_tip(node: Any, data: Mapping[str, Any]) -> list[str]:
              f"{_display_name(node, data)}" + (f" v{version}" if version is not None else "")]
     if data.get("fingerprint"):
         lines.append(str(data["fingerprint"]))
-    if data.get("uri"):
-        lines.append(str(data["uri"]))
     if data.get("verify"):
         lines.append(f"verified: {data['verify']}")
     return lines
@@ -1233,5 +1234,6 @@ def _format(format: str | None, path: Path | None) -> str:
 
 # ``lineage.render`` is this module's ``render`` function (re-exported by the package), so
 # ``lineage.render.to_svg`` and friends are reachable from it too.
-for _name in ("to_dot", "to_graphviz", "to_svg", "render", "FORMATS", "DEFAULT_MAX_NODES"):
+for _name in ("to_dot", "to_graphviz", "to_svg", "render", "FORMATS", "DEFAULT_MAX_NODES",
+              "DEFAULT_FAN_OUT"):
     setattr(render, _name, globals()[_name])
