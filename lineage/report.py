@@ -341,10 +341,18 @@ def _collect(store: Store, ref: Ref, *, fold: bool = True) -> _Report:
 
 
 def _inline_svg(svg: str) -> str:
-    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining."""
+    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining.
+
+    Graphviz writes a node's tooltip as an ``<a xlink:title="…">`` around it; the report
+    turns it into an SVG ``<title>`` element (what browsers show on hover), so that it holds
+    no links and no store text in attributes. Store text cannot contain ``<a`` or ``</a>``
+    here: Graphviz escapes ``<``.
+    """
     svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
     svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg)
     svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)
+    svg = re.sub(r'<a xlink:title="([^"]*)">', r"<title>\1</title>", svg)
+    svg = svg.replace("</a>", "")
     return svg.strip()
 
 

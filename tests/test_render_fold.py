@@ -329,6 +329,7 @@ def test_fold_applies_to_impact_diff_store_graph_and_the_audit_report(
     html = Path(str(report)).read_text()
     svg = html[html.index("<svg"):html.index("</svg>") + 6]
     assert len(_boxes(svg)) == 2  # prep (three executions) and train
+    assert "<a " not in svg and "prep: one call, 3 executions" in svg  # tooltip as <title>
     assert len(sqlite_store.provenance(models["second"]).steps) == 4
     plain = Path(str(lineage.report.audit(sqlite_store, models["second"], tmp_path / "all.html",
                                           fold=False))).read_text()
