@@ -19,6 +19,8 @@ context (``contexts=``)   grey octagon
 run                       dashed cluster around its executions and what they produced
 provenance target /       thick blue double border and a "target" / "source" badge
 impact source
+verification              a status badge and border: ok green, changed / missing red,
+                          unreadable amber, skipped grey
 diff                      thick border and a badge: "changed (A)" / "changed (B)" orange,
                           "only in A" red dashed, "only in B" green
 ========================  ==================================================================
@@ -35,6 +37,16 @@ expands ``\\N``-style escapes even inside HTML labels), control characters repla
 non-ASCII written as numeric character references and long texts shortened: a name like
 ``x"]; evil -> y; <script>`` is shown as text, never interpreted. The DOT file is pure
 ASCII.
+
+Each call is drawn once (``fold=True``, see :mod:`lineage._fold`): identical re-runs and
+cache hits of a call are one box with a count and the runs they belong to
+(``\u00d74 \u00b7 runs baseline, tuned, tuned-2``), every execution listed in the SVG tooltip;
+a step called ``fan_out`` times or more in one run with other params is one box with the
+range of its params (``k = 0\u20269``); the picture of a target draws its steps in the runs
+that made it, naming other runs where a cache hit reused them. Edge labels (event paths)
+are shown where they tell the ends apart (a step with several inputs or outputs of the
+same type); run clusters are ordered by time. A ``Verification`` is drawn as the lineage
+it checked, each artifact badged and bordered by its status.
 
 ``max_nodes`` keeps big graphs readable: structurally identical nodes (same kind, type and
 state, with equivalent neighbours, e.g. 500 copies of one preprocessing step) are drawn as
@@ -319,7 +331,7 @@ def _view_of_kind(obj: Any) -> _View:
     if not isinstance(graph, nx.Graph):
         raise RenderError(
             f"cannot draw a {cls}: give a lineage graph (store.graph()), a Provenance, an "
-            "Impact or a LineageDiff"
+            "Impact, a LineageDiff or a Verification"
         )
     if not isinstance(graph, nx.MultiDiGraph):
         graph = nx.MultiDiGraph(graph)
@@ -1026,7 +1038,7 @@ def to_dot(
 
     Args:
         obj: a ``networkx`` lineage graph (``store.graph()``), a ``Provenance``, an
-            ``Impact`` or a ``LineageDiff``.
+            ``Impact``, a ``LineageDiff`` or a ``Verification``.
         max_nodes: collapse repeated structure until at most this many nodes are drawn;
             ``None`` or ``0`` draws every node.
         rankdir: ``"LR"`` (left to right, the default) or ``"TB"`` (top to bottom).
@@ -1176,16 +1188,18 @@ def render(
     obj: Any, path: str | os.PathLike[str] | None = None, format: str | None = None,
     **options: Any,
 ) -> graphviz.Source | Path:
-    """Draw a lineage graph, ``Provenance``, ``Impact`` or ``LineageDiff`` with Graphviz.
+    """Draw a lineage graph, ``Provenance``, ``Impact``, ``LineageDiff`` or ``Verification``
+    with Graphviz.
 
     Args:
-        obj: ``store.graph()``, ``store.provenance(ref)``, ``store.impact(ref)`` or
-            ``store.diff(a, b)``.
+        obj: ``store.graph()``, ``store.provenance(ref)``, ``store.impact(ref)``,
+            ``store.diff(a, b)`` or ``store.verify(ref)``.
         path: the file to write; ``None`` returns the ``graphviz.Source`` instead.
         format: ``svg``, ``png``, ``pdf`` or ``dot``; by default taken from the suffix of
             ``path``.
         **options: ``max_nodes``, ``rankdir``, ``title``, ``params``, ``clusters``,
-            ``edge_labels``, ``legend``, ``highlight``, ``dpi`` (see :func:`to_dot`).
+            ``edge_labels``, ``legend``, ``highlight``, ``dpi``, ``fold``, ``fan_out``,
+            ``focus`` (see :func:`to_dot`).
 
     Returns:
         The path written, or the ``graphviz.Source`` when ``path`` is ``None``.
