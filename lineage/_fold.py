@@ -422,8 +422,14 @@ def fold_graph(
             for node in nodes:
                 where[node] = nodes[0]
 
+    reused_runs = {run: len(keys) for run, keys in sorted(reused.items())
+                   if run not in set(drawn_run.values())}
+    if all(len(f.members) == 1 for f in folds.values()):  # nothing to fold
+        return Folded(graph, {str(n): str(n) for n in graph}, drawn_run, reused_runs,
+                      len(executions), len(drawn_run))
+    order = {node: _node_order(node) for node in graph}
     out = type(graph)() if isinstance(graph, nx.MultiDiGraph) else nx.MultiDiGraph()
-    for node in sorted(graph.nodes, key=_node_order):
+    for node in sorted(graph.nodes, key=order.__getitem__):
         node = str(node)
         if node in where and where[node] != node:
             continue
@@ -435,19 +441,19 @@ def fold_graph(
                 data["diff"] = _merged_diff([d.get("diff") for d in info.data])
         out.add_node(node, **data)
         where.setdefault(node, node)
+    seen: set[tuple[str, str, str]] = set()
     for u, v, _key, data in sorted(graph.edges(keys=True, data=True),
-                                  key=lambda e: (_node_order(e[0]), _node_order(e[1]),
-                                                 str(e[2]))):
+                                   key=lambda e: (order[e[0]], order[e[1]], str(e[2]))):
         a, b = where[str(u)], where[str(v)]
         edge_key = f"{data.get('event_type')}:{data.get('path')}"
-        if not out.has_edge(a, b, edge_key):
+        if (a, b, edge_key) not in seen:
+            seen.add((a, b, edge_key))
             out.add_edge(a, b, key=edge_key, **data)
     return Folded(
         graph=out,
         where=where,
         run_of=drawn_run,
-        reused={run: len(keys) for run, keys in sorted(reused.items())
-                if run not in set(drawn_run.values())},
+        reused=reused_runs,
         executions=len(executions),
         boxes=len(drawn_run),
         fanned=sorted({str(f.data[0].get("name")) for f in folds.values()

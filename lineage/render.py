@@ -893,11 +893,11 @@ def _run_resolver(view: _View) -> Callable[[Any], str | None]:
     return run_of
 
 
-def _cluster_names(view: _View, groups: Sequence[Sequence[Any]]) -> dict[int, str]:
+def _cluster_names(view: _View, groups: Sequence[Sequence[Any]],
+                   run_of: Callable[[Any], str | None]) -> dict[int, str]:
     """Group index → the run it is drawn in (executions by their runs, artifacts with their
     producers when those all belong to one run)."""
     graph = view.graph
-    run_of = _run_resolver(view)
     exec_run: dict[Any, str | None] = {}
     for node, data in graph.nodes(data=True):
         if _kind(node, data) == "execution":
@@ -1103,7 +1103,7 @@ def to_dot(
         ids.append(dot_id)
         for node in members:
             where[node] = dot_id
-    in_run = _cluster_names(view, groups) if clusters else {}
+    in_run = _cluster_names(view, groups, run_of) if clusters else {}
 
     lines = [
         "// lineage diagram, drawn by lineage.render (deterministic: same store, same DOT)",
