@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import random
 import re
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -709,3 +711,20 @@ def test_graph_and_audit_commands_fold_unless_told_not_to(
     assert main(["--store", sqlite_uri, "audit", ref, "-o", str(report)]) == 0
     assert main(["--store", sqlite_uri, "audit", ref, "-o", str(plain), "--no-fold"]) == 0
     assert plain.read_text().count('class="node"') > report.read_text().count('class="node"')
+
+
+@pytest.mark.slow
+def test_digits_example_runs_as_a_script(tmp_path: Path) -> None:
+    env = {**os.environ, "LINEAGE_EXAMPLE_OUT": str(tmp_path / "out"), "LINEAGE_URI": ""}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "digits" / "pipeline.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    store = lineage.connect(tmp_path / ".lineage" / "metadata.sqlite", read_only=True)
+    prov = store.provenance("digits-serving")
+    steps = prov.to_dict()["steps"]
+    assert f"provenance of digits-serving v{prov.target.version}: {len(steps)} executions" in (
+        done.stdout)
+    folded, unfolded = (_boxes((tmp_path / "out" / name).read_text())
+                        for name in ("provenance.svg", "provenance-unfolded.svg"))
+    assert len(folded) == len(_calls(steps)) < len(unfolded) == len(steps)
