@@ -170,8 +170,8 @@ def _cached_pipeline(store: lineage.Store, folder: Path) -> dict[str, Any]:
     """prep (cached) → train, in three runs:
 
     - ``first``: prep runs, train(lr=0.1)
-    - ``second``: prep is a cache hit of first's, train(lr=0.5) runs
-    - ``third``: prep is a cache hit again, nothing else
+    - ``second``: prep is a cache hit of first's, nothing else
+    - ``third``: prep is a cache hit again, train(lr=0.5) runs
     """
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / "raw.csv"
@@ -191,7 +191,7 @@ def _cached_pipeline(store: lineage.Store, folder: Path) -> dict[str, Any]:
         return lineage.Model(out, name="clf")
 
     models = {}
-    for run, lr in (("first", 0.1), ("second", 0.5), ("third", None)):
+    for run, lr in (("first", 0.1), ("second", None), ("third", 0.5)):
         with lineage.run(run, experiment="demo", store=store):
             parts = prep(lineage.Dataset(raw, name="raw"))
             if lr is not None:
@@ -317,7 +317,7 @@ def test_fold_applies_to_impact_diff_store_graph_and_the_audit_report(
     models = _cached_pipeline(sqlite_store, tmp_path)
     results = {
         "impact": sqlite_store.impact("raw"),
-        "diff": sqlite_store.diff(models["first"], models["second"]),
+        "diff": sqlite_store.diff(models["first"], models["third"]),
         "graph": sqlite_store.graph(),
     }
     for name, result in results.items():
@@ -327,13 +327,13 @@ def test_fold_applies_to_impact_diff_store_graph_and_the_audit_report(
         assert len(_boxes(unfolded)) == len(executions), name
         assert len(_boxes(folded)) == len(executions) - 2, name  # prep three times: one box
         assert "\u00d73 \u00b7 runs first, second, third" in _all_text(folded), name
-    report = sqlite_store.audit(models["second"], tmp_path / "audit.html")
+    report = sqlite_store.audit(models["third"], tmp_path / "audit.html")
     html = Path(str(report)).read_text()
     svg = html[html.index("<svg"):html.index("</svg>") + 6]
     assert len(_boxes(svg)) == 2  # prep (three executions) and train
     assert "<a " not in svg and "prep: one call, 3 executions" in svg  # tooltip as <title>
-    assert len(sqlite_store.provenance(models["second"]).steps) == 4
-    plain = Path(str(lineage.report.audit(sqlite_store, models["second"], tmp_path / "all.html",
+    assert len(sqlite_store.provenance(models["third"]).steps) == 4
+    plain = Path(str(lineage.report.audit(sqlite_store, models["third"], tmp_path / "all.html",
                                           fold=False))).read_text()
     assert plain.count('class="node"') > html.count('class="node"')
 
@@ -440,24 +440,24 @@ def test_fan_out_counts_calls_per_run_and_keeps_failed_calls_apart(
 def test_focus_draws_the_runs_that_made_the_target(sqlite_store: lineage.Store,
                                                    tmp_path: Path) -> None:
     models = _cached_pipeline(sqlite_store, tmp_path)
-    prov = sqlite_store.provenance(models["second"])
+    prov = sqlite_store.provenance(models["third"])
     dot = to_dot(prov)
     clusters = _clusters(_layout(dot))
-    assert list(clusters) == ["run: second"]
+    assert list(clusters) == ["run: third"]
     svg = to_svg(prov)
     text = _all_text(svg)
     assert "cache hits reuse run first (1 call)" in text
     prep = [s for s in prov.steps if s.name == "prep"]
-    hit = next(s for s in prep if "second" in prov.step_dict(s)["runs"])
+    hit = next(s for s in prep if "third" in prov.step_dict(s)["runs"])
     assert hit.state == "CACHED"
     box = _boxes(svg)[f"e{hit.id}"]  # drawn as the cache hit of the target's run
     assert "CACHED" in box and "cached \u2190 run first" in box
-    assert f"e{hit.id}" in clusters["run: second"]
-    # the third run re-emitted the same outputs later: named in the box only
-    assert "third" in box and "run: third" not in text
+    assert f"e{hit.id}" in clusters["run: third"]
+    # the second run re-emitted the same outputs before: named in the box only
+    assert "second" in box and "run: second" not in text
     # without focus: each call in the run that did the work
     unfocused = _clusters(_layout(to_dot(prov, focus=False)))
-    assert sorted(unfocused) == ["run: first", "run: second"]
+    assert sorted(unfocused) == ["run: first", "run: third"]
     original = next(s for s in prep if s.state == "COMPLETE")
     assert f"e{original.id}" in unfocused["run: first"]
 
@@ -696,7 +696,7 @@ def test_graph_and_audit_commands_fold_unless_told_not_to(
     store = lineage.connect(sqlite_uri)
     models = _cached_pipeline(store, tmp_path / "files")
     store.close()
-    ref = f"artifact:{models['second'].id}"
+    ref = f"artifact:{models['third'].id}"
 
     def drawn(*argv: str) -> int:
         out = tmp_path / f"g{len(argv)}.dot"
