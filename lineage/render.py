@@ -72,7 +72,8 @@ import networkx as nx
 from lineage import _fold
 from lineage.errors import RenderError
 
-__all__ = ["DEFAULT_FAN_OUT", "DEFAULT_MAX_NODES", "FORMATS", "render", "to_dot", "to_graphviz", "to_svg"]
+__all__ = ["DEFAULT_FAN_OUT", "DEFAULT_MAX_NODES", "FORMATS", "render", "to_dot", "to_graphviz",
+           "to_svg"]
 
 #: Output formats :func:`render` writes, by file suffix.
 FORMATS = ("svg", "png", "pdf", "dot")
