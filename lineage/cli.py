@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lineage import _text
+from lineage._fold import DEFAULT_FAN_OUT
 from lineage.errors import LineageError
 from lineage.records import Execution
 from lineage.store import Store, connect
@@ -190,7 +191,7 @@ def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
         obj = store.impact(_ref(args.ref))
     else:
         obj = store.provenance(_ref(args.ref))
-    written = render(obj, args.output)
+    written = render(obj, args.output, fold=not args.no_fold, fan_out=args.fan_out)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -214,7 +215,7 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
     if args.ref is None or args.output is None:
         raise _UsageError("audit needs REF and -o FILE (or --check FILE)")
     assert store is not None
-    written = report.audit(store, _ref(args.ref), args.output)
+    written = report.audit(store, _ref(args.ref), args.output, fold=not args.no_fold)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -301,11 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     way.add_argument("--upstream", action="store_true", help="the provenance of REF (default)")
     way.add_argument("--downstream", action="store_true", help="the impact of REF")
     p.add_argument("--run", metavar="NAME", help="only this run")
+    p.add_argument("--no-fold", action="store_true",
+                   help="draw every execution (by default repeats of a call and cache hits "
+                        "are one box)")
+    p.add_argument("--fan-out", type=int, default=DEFAULT_FAN_OUT, metavar="N",
+                   help="draw a step called N times or more in one run as one box "
+                        f"(default {DEFAULT_FAN_OUT}; 0: never)")
 
     p = add("audit", _cmd_audit, "write an audit report of REF (.html or .md), or --check one")
     p.add_argument("ref", metavar="REF", nargs="?")
     p.add_argument("-o", "--output", metavar="FILE", help="report file (.html or .md)")
     p.add_argument("--check", metavar="FILE", help="check a report's digest instead")
+    p.add_argument("--no-fold", action="store_true",
+                   help="draw every execution in the report's diagram")
 
     p = add("export", _cmd_export,
             "export the provenance of REF: a bundle (.pb, or .json), OpenLineage events "

@@ -94,9 +94,32 @@ class LineageGraph(nx.MultiDiGraph):  # type: ignore[misc]  # networkx is untype
         >>> g = store.graph()
         >>> type(g).__name__, type(g.subgraph(["artifact:1"])).__name__
         ('LineageGraph', 'LineageGraph')
+        >>> g
+        <LineageGraph: 1 artifact, 0 executions>
         >>> g._repr_svg_().lstrip().startswith("<?xml")
         True
     """
+
+    def __repr__(self) -> str:
+        """What the graph holds: ``<LineageGraph: 12 artifacts, 7 executions, 2 runs>``
+        (contexts: the distinct ``runs`` of its executions, and context nodes if any)."""
+        kinds: dict[str, int] = {}
+        runs: set[str] = set()
+        foreign = False
+        for data in self._node.values():
+            kind = data.get("kind", "artifact")
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind == "execution" and data.get("runs"):
+                runs.update(map(str, data["runs"]))
+                foreign = foreign or not data.get("ours", True)
+        parts = [f"{kinds.get(k, 0)} {k}{'' if kinds.get(k, 0) == 1 else 's'}"
+                 for k in ("artifact", "execution")]
+        if runs:
+            word = "context" if foreign else "run"  # foreign: pipelines, nodes, runs
+            parts.append(f"{len(runs)} {word}{'' if len(runs) == 1 else 's'}")
+        if kinds.get("context"):
+            parts.append(f"{kinds['context']} context node{'' if kinds['context'] == 1 else 's'}")
+        return f"<{type(self).__name__}: {', '.join(parts)}>"
 
     def _repr_svg_(self) -> str:
         from lineage.render import to_svg

@@ -21,9 +21,8 @@ the queried artifact included) and displays as SVG in Jupyter.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +30,13 @@ import attrs
 import networkx as nx
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _text, _timeline
+from lineage import _convert, _fold, _text, _timeline
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint
 from lineage.graph import (
+    LineageGraph,
     artifact_attrs,
     artifact_node,
     build_graph,
@@ -519,22 +519,10 @@ def _artifact_key(a: Artifact) -> tuple[str, str]:
 
 
 def _distinct(steps: Sequence[Execution]) -> tuple[list[Execution], dict[int, int]]:
-    """Leave out repeats: an execution with the same step, params, inputs and outputs as
-    another execution of the same lineage (a cache hit re-emits the outputs of the call it
-    reused, as TFX does; a re-run that made the same content) says nothing new about why
-    two lineages differ. The non-CACHED, oldest one of each group stays.
-
-    Returns the remaining steps (order kept) and dropped id → the id kept in its place.
-    """
-    def key(e: Execution) -> tuple[str, str, tuple[int, ...], tuple[int, ...]]:
-        params = json.dumps(_jsonable(e.params), sort_keys=True, default=str)
-        return (e.name, params, tuple(sorted(e.inputs)), tuple(sorted(e.outputs)))
-
-    first: dict[tuple[str, str, tuple[int, ...], tuple[int, ...]], Execution] = {}
-    for e in sorted(steps, key=lambda x: (x.state == "CACHED", x.id)):
-        first.setdefault(key(e), e)
-    alias = {e.id: first[key(e)].id for e in steps if first[key(e)] is not e}
-    return [e for e in steps if e.id not in alias], alias
+    """Leave out repeats of a call (see :mod:`lineage._fold`): a cache hit re-emitting the
+    outputs of the call it reused, or an identical re-run, says nothing new about why two
+    lineages differ. Returns the remaining steps (order kept) and dropped id → kept id."""
+    return _fold.distinct(steps)
 
 
 def _pair_steps(
@@ -799,6 +787,31 @@ class Verification:
 
     results: list[ArtifactCheck]
     """One check per artifact, by artifact id."""
+    target: Artifact | None = None
+    """The artifact whose lineage was checked (``None``: every artifact)."""
+    _graph: nx.MultiDiGraph | None = attrs.field(default=None, alias="graph", repr=False)
+    _load: Callable[[], nx.MultiDiGraph] | None = attrs.field(default=None, alias="load",
+                                                              repr=False)
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The lineage checked (the provenance of ``target``, else the whole store, read on
+        first use); every checked artifact has ``verify`` = its status."""
+        if self._graph is None:
+            graph = self._load() if self._load is not None else LineageGraph()
+            for r in self.results:
+                node = artifact_node(r.artifact.id or 0)
+                if node in graph:
+                    graph.nodes[node]["verify"] = r.status
+            self._graph = graph
+        return self._graph
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
 
     @property
     def ok(self) -> bool:
@@ -869,10 +882,13 @@ def verify(store: Store, ref: Ref | None = None) -> Verification:
     """
     if ref is None:
         arts = store.artifacts()
+        target, load = None, store.graph
     else:
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
-    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)])
+        target, load = p.target, p.graph.copy
+    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)],
+                        target=target, load=load)
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -932,6 +948,10 @@ class Comparison:
     def __str__(self) -> str:
         """A plain-text table: one column per run, one row per value, ``*`` where they differ."""
         return _text.comparison(self)
+
+    def _repr_html_(self) -> str:
+        """The same table in HTML (Jupyter), the differing rows marked."""
+        return _text.comparison_html(self)
 
     def __repr__(self) -> str:
         return _text.comparison_repr(self)
