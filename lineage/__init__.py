@@ -28,6 +28,7 @@ from lineage.errors import (
     ReadOnlyStore,
     RefError,
     RenderError,
+    SearchError,
     StepError,
     StoreError,
     TypeConflict,
@@ -47,6 +48,7 @@ from lineage.queries import (
 from lineage.records import Execution, Run
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
+from lineage.search import RunSearch, RunSummary, search_runs
 from lineage.steps import step
 from lineage.store import Store, connect
 
@@ -83,6 +85,9 @@ __all__ = [
     "RenderError",
     "Run",
     "RunMetrics",
+    "RunSearch",
+    "RunSummary",
+    "SearchError",
     "StepError",
     "Store",
     "StoreError",
@@ -98,5 +103,6 @@ __all__ = [
     "render",
     "run",
     "run_metrics",
+    "search_runs",
     "step",
 ]

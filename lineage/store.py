@@ -49,6 +49,8 @@ from lineage.records import Execution, Run
 if TYPE_CHECKING:
     import networkx as nx
 
+    from lineage.search import RunSearch
+
 __all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
 
 #: What every query accepts as a reference to an artifact.
@@ -821,6 +823,29 @@ class Store:
         from lineage.queries import compare
 
         return compare(self, runs)
+
+    def search_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        where: str | Sequence[str] = (),
+        sort: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        step_params: bool = True,
+    ) -> RunSearch:
+        """Find runs: status, times, params and final metrics, filtered and sorted (see
+        :func:`lineage.search.search_runs`).
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").search_runs(where="f1>0.9", sort="-f1").runs
+            []
+        """
+        from lineage.search import search_runs
+
+        return search_runs(self, experiment=experiment, where=where, sort=sort, limit=limit,
+                           offset=offset, step_params=step_params)
 
     def metrics(self, run: str | int | Run) -> Any:
         """A run's final metrics and per-step series (see :func:`lineage.run_metrics`).
