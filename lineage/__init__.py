@@ -37,6 +37,7 @@ from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
 from lineage.metrics import RunMetrics, log_metrics, run_metrics
+from lineage.plot import Chart
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -61,6 +62,7 @@ __all__ = [
     "ArtifactCheck",
     "ArtifactError",
     "BundleError",
+    "Chart",
     "Comparison",
     "ConcurrentWriteError",
     "Config",

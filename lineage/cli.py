@@ -193,6 +193,16 @@ def _cmd_compare(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot(store: Store, args: argparse.Namespace) -> int:
+    written = store.plot(list(args.runs), args.metric or None, args.output,
+                         title=args.title)
+    if args.json:
+        _json({"written": str(written)})
+    else:
+        _out(f"wrote {written}")
+    return 0
+
+
 def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
     from lineage.render import render
 
@@ -326,6 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", action="append", metavar="EXPR", help="only runs matching EXPR "
                                                                    "(as ls runs --where)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N runs")
+
+    p = add("plot", _cmd_plot,
+            "draw metric curves of runs (or steps, execution:ID) overlaid: one line per run "
+            "and metric (svg, png, pdf)")
+    p.add_argument("runs", metavar="RUN", nargs="+")
+    p.add_argument("--metric", action="append", metavar="NAME",
+                   help="only this metric (repeatable; default: every metric with a series)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    p.add_argument("--title", help="a caption over the curves")
 
     p = add("graph", _cmd_graph, "draw the store, a run, or the lineage of REF (svg, png, pdf, dot)")
     p.add_argument("ref", metavar="REF", nargs="?")
