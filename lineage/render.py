@@ -48,8 +48,9 @@ import itertools
 import json
 import os
 import re
+import urllib.parse
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -557,7 +558,21 @@ def _dot_id(members: Sequence[Any]) -> str:
     return base if len(members) == 1 else f"g_{base}"
 
 
-def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int) -> str:
+def _href(link: Callable[[str], str | None] | None, members: Sequence[Any]) -> list[str]:
+    """``URL``/``target``/``tooltip`` attributes of a node drawn for one record, from
+    ``link(node key)``; characters outside a safe set are percent-encoded, so nothing in a
+    URL can end the DOT string or start a Graphviz escape."""
+    if link is None or len(members) != 1:
+        return []
+    url = link(str(members[0]))
+    if not url:
+        return []
+    safe = urllib.parse.quote(str(url), safe="/:?=&%#._~-+,;@")
+    return [f'URL="{safe}"', 'target="_top"', f'tooltip="{_esc(str(members[0]))}"']
+
+
+def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int,
+               link: Callable[[str], str | None] | None = None) -> str:
     graph = view.graph
     node = members[0]
     data = graph.nodes[node]
@@ -592,6 +607,7 @@ def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int) ->
         attrs_.append("peripheries=2")
     if data.get("diff") == "only_a":
         attrs_[1] = f'style="{style.style},dashed"'
+    attrs_.extend(_href(link, members))
     attrs_.append(f"label={_table(badges + rows)}")
     return f"{dot_id} [{', '.join(attrs_)}];"
 
@@ -703,7 +719,7 @@ def _legend_lines() -> list[str]:
 
 
 _OPTIONS = ("max_nodes", "rankdir", "title", "params", "clusters", "edge_labels", "legend",
-            "highlight", "dpi")
+            "highlight", "dpi", "link")
 
 
 def to_dot(
@@ -718,6 +734,7 @@ def to_dot(
     legend: bool = False,
     highlight: Iterable[str] = (),
     dpi: int | None = None,
+    link: Callable[[str], str | None] | None = None,
 ) -> str:
     """The Graphviz DOT source of a lineage graph or query result (deterministic, ASCII).
 
@@ -734,6 +751,9 @@ def to_dot(
         legend: add a legend of shapes and colours.
         highlight: graph keys (``"artifact:3"``) to emphasise.
         dpi: resolution of PNG output (Graphviz's default is 96).
+        link: node key (``"artifact:3"``, ``"execution:5"``) → a URL for that node, or
+            ``None`` for none; SVG output makes each node drawn for one record a link
+            (collapsed groups get none). The web UI links nodes to their pages.
 
     Raises:
         RenderError: ``obj`` is not something that can be drawn, or an option is wrong.
@@ -797,11 +817,11 @@ def to_dot(
             'style="rounded,dashed"; color="#9ca3af"; bgcolor="#f9fafb"; labeljust=l;'
         )
         for index in sorted(by_run[run]):
-            lines.append("    " + _node_line(view, ids[index], groups[index], params))
+            lines.append("    " + _node_line(view, ids[index], groups[index], params, link))
         lines.append("  }")
     for index, members in enumerate(groups):
         if index not in in_run:
-            lines.append("  " + _node_line(view, ids[index], members, params))
+            lines.append("  " + _node_line(view, ids[index], members, params, link))
     lines.extend("  " + line for line in _edge_lines(graph, where, edge_labels))
     lines.append("}")
     return "\n".join(lines) + "\n"
