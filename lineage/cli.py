@@ -203,6 +203,17 @@ def _cmd_plot(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ui(store: Store, args: argparse.Namespace) -> int:
+    from lineage.ui import serve
+
+    try:
+        serve(host=args.host, port=args.port, open_browser=args.open, token=args.token,
+              store=store)
+    except KeyboardInterrupt:  # pragma: no cover - uvicorn handles Ctrl-C itself
+        pass
+    return 0
+
+
 def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
     from lineage.render import render
 
@@ -345,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this metric (repeatable; default: every metric with a series)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     p.add_argument("--title", help="a caption over the curves")
+
+    p = add("ui", _cmd_ui,
+            "serve the store read-only in a web browser (runs, curves, lineage diagrams, "
+            "audit reports) until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument("--token", help="require this token (give the printed URL to your team)")
 
     p = add("graph", _cmd_graph, "draw the store, a run, or the lineage of REF (svg, png, pdf, dot)")
     p.add_argument("ref", metavar="REF", nargs="?")

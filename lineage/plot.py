@@ -227,14 +227,15 @@ def curves(
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))
         drawn = 0
-        for label, per in series.items():
+        for index, (label, per) in enumerate(series.items()):
             if metric not in per:
                 continue
             xs, ys = _points(per[metric])
             if not xs:
                 continue
             ax.plot(xs, ys, label=_safe_text(label), linewidth=1.4,
-                    marker="o" if len(xs) <= 30 else None, markersize=3)
+                    marker="o" if len(xs) <= 30 else None, markersize=3,
+                    gid=f"curve_{chosen.index(metric)}_{index}")  # <g id="curve_m_r"> in SVG
             drawn += 1
         if drawn:
             ax.legend(loc="best", fontsize=8, frameon=False)

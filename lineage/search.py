@@ -367,7 +367,7 @@ def _equal(actual: Any, wanted: Any, text: str) -> bool:
         return bool(actual == wanted)
     if isinstance(actual, str):
         return actual == (wanted if isinstance(wanted, str) else text)
-    if isinstance(actual, bool) or actual is None:
+    if isinstance(actual, bool) or isinstance(wanted, bool) or actual is None or wanted is None:
         return actual is wanted
     return bool(actual == wanted)
 
