@@ -14,7 +14,7 @@ Example:
     >>> from lineage.ui import create_app
     >>> app = create_app(lineage.connect(":memory:", read_only=True))
     >>> sorted(r.path for r in app.routes if r.path.startswith("/api/runs"))
-    ['/api/runs', '/api/runs/{run}', '/api/runs/{run}/metrics']
+    ['/api/runs', '/api/runs/{run:path}', '/api/runs/{run:path}/metrics']
 """
 
 from __future__ import annotations
