@@ -206,11 +206,7 @@ def _cmd_plot(store: Store, args: argparse.Namespace) -> int:
 def _cmd_ui(store: Store, args: argparse.Namespace) -> int:
     from lineage.ui import serve
 
-    try:
-        serve(host=args.host, port=args.port, open_browser=args.open, token=args.token,
-              store=store)
-    except KeyboardInterrupt:  # pragma: no cover - uvicorn handles Ctrl-C itself
-        pass
+    serve(host=args.host, port=args.port, open_browser=args.open, token=args.token, store=store)
     return 0
 
 

@@ -547,13 +547,12 @@ def search_runs(
             _add_step_params(store, page)
         return RunSearch(runs=page, total=None, more=more, **asked)  # type: ignore[arg-type]
 
-    if experiment is not None:
-        if store._context_named(EXPERIMENT_TYPE, experiment) is None:
-            known = experiments(store)
-            raise NotFound(
-                f"no experiment named {experiment!r} in {store.uri}"
-                + (f"; experiments: {', '.join(known[:20])}" if known else ""),
-                ref=experiment)
+    if experiment is not None and store._context_named(EXPERIMENT_TYPE, experiment) is None:
+        known = experiments(store)
+        raise NotFound(
+            f"no experiment named {experiment!r} in {store.uri}"
+            + (f"; experiments: {', '.join(known[:20])}" if known else ""),
+            ref=experiment)
     candidates = [_summary(r) for r in store.runs(experiment=experiment)]
     keys = [f.key for f in filters] + ([order[0]] if order else [])
     missing = [k for k in keys if not _known(k, candidates)]
@@ -607,7 +606,7 @@ def duration_text(seconds: float | None) -> str:
         return "-"
     if seconds < 60:
         return f"{seconds:.3g}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)

@@ -76,7 +76,7 @@ def test_steps_and_runs_overlay(sqlite_store: lineage.Store) -> None:
 
 def test_errors(sqlite_store: lineage.Store, tmp_path: Path) -> None:
     _runs(sqlite_store)
-    with pytest.raises(lineage.RenderError, match="no series for metric.*'f1'.*acc, loss"):
+    with pytest.raises(lineage.RenderError, match=r"no series for metric.*'f1'.*acc, loss"):
         sqlite_store.plot(["slow"], ["f1"])
     with pytest.raises(lineage.NotFound):
         sqlite_store.plot(["nope"])

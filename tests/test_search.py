@@ -75,7 +75,7 @@ def test_newest_page_reads_in_id_order(searched: lineage.Store) -> None:
 
 
 def test_unknown_keys_and_malformed_expressions_are_clear_errors(searched: lineage.Store) -> None:
-    with pytest.raises(lineage.SearchError, match="no run has the key 'acc'.*metrics: f1, loss"):
+    with pytest.raises(lineage.SearchError, match=r"no run has the key 'acc'.*metrics: f1, loss"):
         searched.search_runs(where="acc>0.5")
     with pytest.raises(lineage.SearchError, match="no run has the key 'nope'"):
         searched.search_runs(sort="-nope")
@@ -86,7 +86,7 @@ def test_unknown_keys_and_malformed_expressions_are_clear_errors(searched: linea
         searched.search_runs(sort="f1>2")
     with pytest.raises(lineage.SearchError, match="limit"):
         searched.search_runs(limit=-1)
-    with pytest.raises(lineage.NotFound, match="no experiment named 'irsi'.*iris, wine"):
+    with pytest.raises(lineage.NotFound, match=r"no experiment named 'irsi'.*iris, wine"):
         searched.search_runs(experiment="irsi")
 
 

@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from ui_fixtures import HOSTILE, SCRIPT, build, digest, free_port
 
 import lineage
 from lineage.metrics import run_metrics
 from lineage.ui import create_app
 from lineage.ui._openapi import openapi
-from ui_fixtures import HOSTILE, SCRIPT, build, digest, free_port
-
 
 LINEAGE = [sys.executable, "-c", "import sys; from lineage.cli import main; sys.exit(main())"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import lineage
 from playwright.sync_api import expect
 from ui_fixtures import HOSTILE, build, digest, serving
+
+import lineage
 
 pytestmark = pytest.mark.browser
 
@@ -210,7 +210,7 @@ def test_a_running_run_page_follows_the_run(browser: Any, tmp_path: Path) -> Non
                 wait_here()
                 lineage.log_metrics({"loss": 0.25}, step=2)
                 assert go_on.wait(60)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=record)
