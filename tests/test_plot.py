@@ -119,3 +119,10 @@ def test_cli_plot(sqlite_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
     assert main(["--store", sqlite_uri, "plot", "slow", "--metric", "f1", "-o", str(out)]) == 1
     assert "no series for metric" in capsys.readouterr().err
+
+
+def test_run_metrics_display_their_curves_in_notebooks(sqlite_store: lineage.Store) -> None:
+    _runs(sqlite_store)
+    svg = lineage.run_metrics(sqlite_store, "fast")._repr_svg_()
+    assert svg is not None and _lines(svg) == 2
+    assert lineage.RunMetrics(final={"f1": 1.0}, series={})._repr_svg_() is None

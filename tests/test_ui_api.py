@@ -284,3 +284,22 @@ def test_a_non_loopback_host_prints_a_warning(recorded: tuple[str, dict[str, Any
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert "warning: serving" in err and "reachable from other machines" in err
+
+
+def test_templates_and_static_files_ship_in_the_wheel() -> None:
+    import fnmatch
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    root = Path(__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["lineage"]
+    shipped = [p for p in (root / "lineage" / "ui").rglob("*")
+               if p.is_file() and p.parent.name in ("templates", "static")]
+    assert {p.name for p in shipped} >= {"base.html", "run.html", "app.js", "style.css"}
+    for path in shipped:
+        rel = path.relative_to(root / "lineage").as_posix()
+        assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), rel
