@@ -110,12 +110,7 @@ def _ui_command(store: lineage.Store) -> str:
     """The one command that opens the web UI on this store (it serves until Ctrl-C)."""
     import shlex
 
-    uri = store.uri
-    if store.kind == "sqlite":
-        try:
-            uri = os.path.relpath(uri)
-        except ValueError:  # another drive (Windows)
-            pass
+    uri = os.path.relpath(store.uri) if store.kind == "sqlite" else store.uri
     command = Path(sys.executable).parent / "lineage"
     shown = os.path.relpath(command) if command.exists() else "lineage"
     return f"{shown} --store {shlex.quote(uri)} ui --open"
