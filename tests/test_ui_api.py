@@ -303,3 +303,17 @@ def test_templates_and_static_files_ship_in_the_wheel() -> None:
     for path in shipped:
         rel = path.relative_to(root / "lineage").as_posix()
         assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), rel
+
+
+def test_a_port_in_use_is_one_clear_line(recorded: tuple[str, dict[str, Any]]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*LINEAGE, "--store", recorded[0], "ui", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"lineage ui: could not serve on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

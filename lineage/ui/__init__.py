@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import sys
@@ -136,6 +137,11 @@ def serve(
     server = uvicorn.Server(config)
     if open_browser:
         threading.Timer(0.8, webbrowser.open, args=(url,)).start()
-    server.run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once stopped
+            server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        raise UIError(f"could not serve on {host}:{port}: the address is in use or not "
+                      "allowed (try another --port)") from None
     if not server.started:
         raise UIError(f"could not serve on {host}:{port} (is the port in use? try --port)")
