@@ -261,12 +261,14 @@ def home(request: Request) -> Response:
     experiment = request.query_params.get("experiment") or None
     sort = request.query_params.get("sort") or None
     page = _int(request, "page", 1, low=1)
+    per_page = _int(request, "n", _views.PAGE, low=1, high=500)
     data = _views.home(_store(request), experiment=experiment, where=_wheres(request),
-                       sort=sort, page=page)
+                       sort=sort, page=page, per_page=per_page)
 
     def url(**change: Any) -> str:
         params = {"experiment": data["experiment"], "where": data["where"],
-                  "sort": data["sort"], "page": str(page)}
+                  "sort": data["sort"], "page": str(page),
+                  "n": "" if per_page == _views.PAGE else str(per_page)}
         params.update({k: str(v) for k, v in change.items()})
         return "/?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
 

@@ -122,10 +122,10 @@ def search(store: Store, *, experiment: str | None, where: Sequence[str], sort: 
 
 
 def home(store: Store, *, experiment: str | None, where: Sequence[str], sort: str | None,
-         page: int) -> dict[str, Any]:
+         page: int, per_page: int = PAGE) -> dict[str, Any]:
     """The home page: experiments, and a page of runs with their params and metrics."""
-    found = search(store, experiment=experiment, where=where, sort=sort or "-id", limit=PAGE,
-                   offset=(page - 1) * PAGE)
+    found = search(store, experiment=experiment, where=where, sort=sort or "-id",
+                   limit=per_page, offset=(page - 1) * per_page)
     metrics = sorted({k for r in found.runs for k in r.metrics})[:12]
     params = shown_params(found, limit=12)
     return {
@@ -139,7 +139,8 @@ def home(store: Store, *, experiment: str | None, where: Sequence[str], sort: st
         "param_keys": params,
         "page": page,
         "has_next": found.more,
-        "pages": None if found.total is None else max(1, -(-found.total // PAGE)),
+        "pages": None if found.total is None else max(1, -(-found.total // per_page)),
+        "per_page": per_page,
     }
 
 
