@@ -60,6 +60,7 @@ import itertools
 import json
 import os
 import re
+import urllib.parse
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -697,6 +698,20 @@ def _dot_id(graph: nx.MultiDiGraph, members: Sequence[Any]) -> str:
     return base
 
 
+def _href(link: Callable[[str], str | None] | None, members: Sequence[Any]) -> list[str]:
+    """``URL``/``target`` attributes of a node drawn for one record, from
+    ``link(node key)``; characters outside a safe set are percent-encoded, so nothing in a
+    URL can end the DOT string or start a Graphviz escape."""
+    if link is None or len(members) != 1:
+        return []
+    url = link(str(members[0]))
+    if not url:
+        return []
+    safe = urllib.parse.quote(str(url), safe="/:?=&%#._~-+,;@")
+    return [f'URL="{safe}"', 'target="_top"']
+
+
+
 # --- tooltips ---------------------------------------------------------------------------
 
 _TIP_LINES = 40
@@ -820,7 +835,8 @@ def _tooltip(view: _View, members: Sequence[Any], run_of: Callable[[Any], str | 
 
 
 def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int,
-               run_of: Callable[[Any], str | None]) -> str:
+               run_of: Callable[[Any], str | None],
+               link: Callable[[str], str | None] | None = None) -> str:
     graph = view.graph
     node = members[0]
     data = graph.nodes[node]
@@ -860,6 +876,7 @@ def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int,
     if data.get("diff") == "only_a":
         attrs_[1] = f'style="{style.style},dashed"'
     attrs_.append(f'tooltip="{_tip_esc(_tooltip(view, members, run_of))}"')
+    attrs_.extend(_href(link, members))
     attrs_.append(f"label={_table(badges + rows)}")
     return f"{dot_id} [{', '.join(attrs_)}];"
 
@@ -1016,7 +1033,7 @@ def _legend_lines() -> list[str]:
 
 
 _OPTIONS = ("max_nodes", "rankdir", "title", "params", "clusters", "edge_labels", "legend",
-            "highlight", "dpi", "fold", "fan_out", "focus")
+            "highlight", "dpi", "fold", "fan_out", "focus", "link")
 
 
 def to_dot(
@@ -1034,6 +1051,7 @@ def to_dot(
     fold: bool = True,
     fan_out: int | None = DEFAULT_FAN_OUT,
     focus: bool = True,
+    link: Callable[[str], str | None] | None = None,
 ) -> str:
     """The Graphviz DOT source of a lineage graph or query result (deterministic, ASCII).
 
@@ -1060,6 +1078,9 @@ def to_dot(
             ``None`` or ``0`` never.
         focus: with ``fold``, draw the steps of a target (provenance, diff, verification)
             in the runs that made it; other runs are named where a cache hit reused them.
+        link: node key (``"artifact:3"``, ``"execution:5"``) → a URL for that node, or
+            ``None`` for none; SVG output makes each node drawn for one record a link
+            (collapsed groups get none). The web UI links nodes to their pages.
 
     Raises:
         RenderError: ``obj`` is not something that can be drawn, or an option is wrong.
@@ -1131,11 +1152,12 @@ def to_dot(
             'style="rounded,dashed"; color="#9ca3af"; bgcolor="#f9fafb"; labeljust=l;'
         )
         for index in sorted(by_run[run]):
-            lines.append("    " + _node_line(view, ids[index], groups[index], params, run_of))
+            lines.append("    " + _node_line(view, ids[index], groups[index], params, run_of,
+                                             link))
         lines.append("  }")
     for index, members in enumerate(groups):
         if index not in in_run:
-            lines.append("  " + _node_line(view, ids[index], members, params, run_of))
+            lines.append("  " + _node_line(view, ids[index], members, params, run_of, link))
     lines.extend("  " + line for line in _edge_lines(graph, where, edge_labels))
     lines.append("}")
     return "\n".join(lines) + "\n"

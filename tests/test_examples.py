@@ -58,6 +58,10 @@ def test_tabular_demo_twice_keeps_versions_and_hits_the_cache(tmp_path: Path) ->
     assert raw.fingerprint in [d.fingerprint for d in prov.datasets]
     assert raw.id in prov.roots
     assert "trained by train(C=" in second and raw.fingerprint[:15] in second
+    # It ends with the one command that opens the web UI on this store.
+    last = second.strip().splitlines()[-1].split()
+    assert last[1:] == ["--store", ".lineage/metadata.sqlite", "ui", "--open"]
+    assert last[0].endswith("lineage")
 
     diff = store.diff("clf@1", "clf@2")
     assert diff.params == {"train": {"C": (1.0, 0.1)}}
