@@ -105,13 +105,18 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
             _json(d)
         else:
             _out(f"{ex.name}  {ex.ref}  {ex.state}")
-            for key in ("params", "inputs", "outputs", "error"):
+            for key in ("inputs", "outputs", "error"):
                 if d.get(key) not in (None, {}, []):
-                    _out(f"  {key}: {_text.value(d[key])}")
+                    _out(f"  {key}: {_text.full(d[key])}")
+            if ex.params:
+                _out("  params:")
+                for k, v in sorted(ex.params.items()):
+                    _out(f"    {k}: {_text.full(v, indent=6)}")
             if ex.properties:
                 _out("  properties:")
                 for k, v in sorted(ex.properties.items()):
-                    _out(f"    {k}: {_text.time(v) if k.endswith('_time') else _text.value(v)}")
+                    text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
+                    _out(f"    {k}: {text}")
         return 0
     art = store.get(_ref(ref))
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
@@ -124,8 +129,12 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
         for key in ("uri", "fingerprint", "base_type", "state", "previous_version"):
             if d.get(key) not in (None, ""):
                 _out(f"  {key}: {d[key]}")
+        if len(art.locations) > 1 or any(loc["host"] for loc in art.locations):
+            _out("  seen at:")
+            for loc in art.locations:
+                _out(f"    {loc['uri']}" + (f"  (on {loc['host']})" if loc["host"] else ""))
         for k, v in sorted(art.properties.items()):
-            _out(f"  {k}: {_text.value(v)}")
+            _out(f"  {k}: {_text.full(v)}")
     return 0
 
 
