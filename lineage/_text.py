@@ -294,15 +294,23 @@ def verification(v: Verification) -> str:
     rows = [[f"artifact:{r.artifact.id}", label(r.artifact), r.status.upper(),
              short_fp(r.recorded), short_fp(r.current), r.detail] for r in v.results]
     lines = [table(rows, ["ref", "artifact", "status", "recorded", "now", "detail"])] if rows else []
-    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
-    lines.append(f"{'OK' if v.ok else 'FAILED'}: {counts}")
+    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "no artifacts"
+    lines.append(f"{_verdict(v)}: {counts}")
     return "\n".join(lines)
+
+
+def _verdict(v: Verification) -> str:
+    if v.ok:
+        return "OK"
+    if all(r.status in ("skipped", "elsewhere") for r in v.results):
+        return "NOT VERIFIED (nothing could be checked here)"
+    return "FAILED"
 
 
 def verification_repr(v: Verification) -> str:
     """``<Verification FAILED: 1 changed, 3 ok>``."""
-    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
-    return f"<Verification {'OK' if v.ok else 'FAILED'}: {counts}>"
+    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "no artifacts"
+    return f"<Verification {_verdict(v)}: {counts}>"
 
 
 _ABSENT: Any = object()

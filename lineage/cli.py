@@ -170,7 +170,14 @@ def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
-    v = store.verify(_ref(args.ref) if args.ref else None)
+    prefixes: dict[str, str] = {}
+    for item in args.map or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise _UsageError(f"--map {item!r}: expected RECORDED_PREFIX=LOCAL_PREFIX, e.g. "
+                              "--map /home/alice=/mnt/alice")
+        prefixes[old] = new
+    v = store.verify(_ref(args.ref) if args.ref else None, map=prefixes)
     if args.json:
         _json(v.to_dict())
     else:
@@ -339,8 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="REF")
 
     p = add("verify", _cmd_verify,
-            "re-fingerprint recorded content (all, or the lineage of REF); exit 1 if any changed")
+            "re-fingerprint recorded content (all, or the lineage of REF) at every location it "
+            "was seen at; exit 1 if any changed or is missing, or if nothing could be checked")
     p.add_argument("ref", metavar="REF", nargs="?")
+    p.add_argument("--map", action="append", metavar="RECORDED=LOCAL",
+                   help="read paths recorded under RECORDED (e.g. another host's /home/alice) "
+                        "under LOCAL instead; repeatable")
 
     p = add("compare", _cmd_compare,
             "runs side by side: params and final metrics (RUNs, or the runs of --experiment, "

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -831,8 +831,9 @@ class ArtifactCheck:
     artifact: Artifact
     """The recorded artifact."""
     status: str
-    """``ok``, ``changed``, ``missing``, ``unreadable``, or ``skipped`` (no local content to
-    re-read: in-memory content, a remote URI, or no recorded fingerprint)."""
+    """``ok``, ``changed``, ``missing``, ``unreadable``, ``elsewhere`` (recorded on another
+    host and not reachable here), or ``skipped`` (no local content to re-read: in-memory
+    content, a remote URI, or no recorded fingerprint)."""
     recorded: str | None
     """The fingerprint recorded in the store."""
     current: str | None
@@ -855,8 +856,9 @@ class Verification:
 
     Example:
         >>> import lineage
-        >>> lineage.connect(":memory:").verify().ok
-        True
+        >>> v = lineage.connect(":memory:").verify()
+        >>> v.ok, str(v)  # nothing was checked: not OK
+        (False, 'NOT VERIFIED (nothing could be checked here): no artifacts')
     """
 
     results: list[ArtifactCheck]
@@ -889,8 +891,10 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        """No artifact changed, went missing or became unreadable (skipped ones are fine)."""
-        return all(r.status in ("ok", "skipped") for r in self.results)
+        """At least one artifact was checked, and none changed, went missing or became
+        unreadable (skipped ones, and ones recorded on another host, are neither)."""
+        return any(r.status == "ok" for r in self.results) and all(
+            r.status in ("ok", "skipped", "elsewhere") for r in self.results)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -914,36 +918,72 @@ class Verification:
         return _text.verification_repr(self)
 
 
-def _check(a: Artifact) -> ArtifactCheck:
+def _mapped(uri: str, prefixes: Mapping[str, str]) -> str:
+    """``uri`` with the longest matching prefix replaced (``--map /home/alice=/mnt/alice``)."""
+    for old in sorted(prefixes, key=len, reverse=True):
+        if uri == old or uri.startswith(old.rstrip("/") + "/"):
+            return prefixes[old] + uri[len(old):]
+    return uri
+
+
+def _check(a: Artifact, prefixes: Mapping[str, str] | None = None) -> ArtifactCheck:
+    """Re-fingerprint ``a`` at every location it was seen at (mapped through
+    ``prefixes``); the first that still holds the recorded bytes makes it ``ok``."""
+    from lineage._identity import host
+
     recorded = a.fingerprint
-    path = a.path
-    if path is None:
+    seen = a.locations or ([{"uri": a.uri, "host": ""}] if a.uri else [])
+    local = [(loc, _mapped(loc["uri"], prefixes or {})) for loc in seen
+             if loc["uri"] and "://" not in loc["uri"]]
+    if not local:
         why = "in-memory content" if not a.uri else f"remote URI {a.uri}"
         return ArtifactCheck(a, "skipped", recorded, None, f"{why}: nothing local to re-read")
+    present = [(loc, path) for loc, path in local if Path(path).exists()]
+    if not present:
+        here = host()
+        away = sorted({loc["host"] for loc, path in local
+                       if loc["host"] and loc["host"] != here and path == loc["uri"]})
+        if away and all(loc["host"] and loc["host"] != here for loc, _p in local):
+            where = ", ".join(f"{loc['uri']} on {loc['host']}" for loc, _p in local)
+            return ArtifactCheck(
+                a, "elsewhere", recorded, None,
+                f"recorded on another host ({where}), not reachable here; map the folder "
+                "with --map REMOTE_PREFIX=LOCAL_PREFIX if it is shared")
+        paths = ", ".join(path for _loc, path in local)
+        return ArtifactCheck(a, "missing", recorded, None, f"{paths} does not exist")
     if recorded is None:
         return ArtifactCheck(a, "skipped", None, None, "no fingerprint was recorded")
     algo = recorded.split(":", 1)[0]
     if algo not in ALGORITHMS:
         return ArtifactCheck(a, "unreadable", recorded, None,
                              f"unknown fingerprint algorithm {algo!r}")
-    if not Path(path).exists():
-        return ArtifactCheck(a, "missing", recorded, None, f"{path} does not exist")
-    try:
-        # No digest cache: an audit re-reads the bytes.
-        current = fingerprint(path, algo=algo, progress=False)
-    except FingerprintError as exc:
-        return ArtifactCheck(a, "unreadable", recorded, None, str(exc))
-    if current != recorded:
-        return ArtifactCheck(a, "changed", recorded, current, f"{path} changed since it was recorded")
-    return ArtifactCheck(a, "ok", recorded, current)
+    first: tuple[str, str | None, str] | None = None
+    for _loc, path in present:
+        try:
+            # No digest cache: an audit re-reads the bytes.
+            current = fingerprint(path, algo=algo, progress=False)
+        except FingerprintError as exc:
+            first = first or (path, None, str(exc))
+            continue
+        if current == recorded:
+            detail = "" if path == local[0][1] else f"the recorded bytes are at {path}"
+            return ArtifactCheck(a, "ok", recorded, current, detail)
+        first = first or (path, current, f"{path} changed since it was recorded")
+    assert first is not None
+    _where, now, detail = first
+    return ArtifactCheck(a, "changed" if now else "unreadable", recorded, now, detail)
 
 
-def verify(store: Store, ref: Ref | None = None) -> Verification:
-    """Re-fingerprint the content behind recorded artifacts.
+def verify(store: Store, ref: Ref | None = None, *,
+           map: Mapping[str, str] | None = None) -> Verification:
+    """Re-fingerprint the content behind recorded artifacts, at every location each was
+    seen at.
 
     Args:
         store: the store.
         ref: check this artifact and its provenance; ``None`` checks every artifact.
+        map: path prefixes to read elsewhere: ``{"/home/alice": "/mnt/alice"}`` checks
+            what was recorded under ``/home/alice`` in ``/mnt/alice``.
 
     Example:
         >>> import lineage, tempfile, pathlib
@@ -961,7 +1001,7 @@ def verify(store: Store, ref: Ref | None = None) -> Verification:
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
         target, load = p.target, p.graph.copy
-    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)],
+    return Verification([_check(a, map) for a in sorted(arts, key=lambda a: a.id or 0)],
                         target=target, load=load)
 
 
