@@ -28,6 +28,7 @@ from lineage.errors import (
     ReadOnlyStore,
     RefError,
     RenderError,
+    SearchError,
     StepError,
     StoreError,
     TypeConflict,
@@ -36,6 +37,7 @@ from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
 from lineage.metrics import RunMetrics, log_metrics, run_metrics
+from lineage.plot import Chart
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -47,6 +49,7 @@ from lineage.queries import (
 from lineage.records import Execution, Run
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
+from lineage.search import RunSearch, RunSummary, search_runs
 from lineage.steps import step
 from lineage.store import Store, connect
 
@@ -59,6 +62,7 @@ __all__ = [
     "ArtifactCheck",
     "ArtifactError",
     "BundleError",
+    "Chart",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
@@ -83,6 +87,9 @@ __all__ = [
     "RenderError",
     "Run",
     "RunMetrics",
+    "RunSearch",
+    "RunSummary",
+    "SearchError",
     "StepError",
     "Store",
     "StoreError",
@@ -98,5 +105,6 @@ __all__ = [
     "render",
     "run",
     "run_metrics",
+    "search_runs",
     "step",
 ]

@@ -174,8 +174,10 @@ def test_provenance_of_a_pushed_model(taxi: tuple[lineage.Store, dict[str, Any]]
     store, ids = taxi
     p = store.provenance(ids["pushed1"])
     steps = [s.id for s in p.steps]
+    # run 2's cached Trainer re-emitted model1 after run 1's Pusher had read it: not part of
+    # pushed1's lineage (lineage respects time)
     assert set(steps) == {ids[k] for k in ("gen", "stats_ex", "schema_ex", "transform", "train1",
-                                            "train2", "eval1", "push1")}
+                                            "eval1", "push1")}
     assert [s.name for s in p.steps][:3] == ["CsvExampleGen", "StatisticsGen", "SchemaGen"]
     assert [s.name for s in p.steps][-1] == "Pusher"
     assert [d.id for d in p.datasets] == [ids["examples"]]
@@ -183,8 +185,11 @@ def test_provenance_of_a_pushed_model(taxi: tuple[lineage.Store, dict[str, Any]]
     assert p.roots == [ids["examples"]]
     trainer = next(s for s in p.steps if s.id == ids["train1"])
     assert trainer.params == {"train_args": {"num_steps": 1000}, "module_file": "taxi_utils.py"}
-    cached = next(s for s in p.steps if s.id == ids["train2"])
+    # the model's own producers all count: the Trainer of run 1 and its cache hit in run 2
+    own = store.provenance(ids["model1"]).steps
+    cached = next(s for s in own if s.id == ids["train2"])
     assert cached.state == "CACHED" and cached.name == "Trainer"
+    assert ids["train1"] in {s.id for s in own}
     d = p.to_dict()
     json.dumps(d)
     step = next(s for s in d["steps"] if s["id"] == ids["train1"])
@@ -227,8 +232,9 @@ def test_impact_of_the_examples_reaches_every_pushed_model(taxi: tuple[lineage.S
 def test_diff_of_two_models(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     store, ids = taxi
     d = store.diff(ids["model1"], ids["model3"])
-    # Shared executions (ExampleGen … Transform) are left out; Trainers are paired in order.
-    assert d.params == {"Trainer": {"train_args": ({"num_steps": 1000}, {"num_steps": 5000})}}
+    # Shared executions (ExampleGen … Transform) are the same; the Trainers are paired by
+    # their place, and the changed key of their JSON settings is named.
+    assert d.params == {"Trainer": {"train_args.num_steps": (1000, 5000)}}
     assert d.datasets == []  # the same Examples
     # Run 2's cached Trainer re-emitted run 1's model: not a step of its own in the diff,
     # and drawn like the call it reused.
@@ -238,10 +244,13 @@ def test_diff_of_two_models(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     assert nodes[f"execution:{ids['train2']}"] == "changed"
     assert nodes[f"execution:{ids['gen']}"] == "same" and nodes[f"artifact:{ids['model3']}"] == "changed"
     json.dumps(d.to_dict())
-    # Run 3's pushed model depends on run 1's model too (the Evaluator's baseline): its
-    # lineage holds every Trainer of the other one, plus its own.
+    # Run 3's pushed model depends on run 1's model too (the Evaluator's baseline). That
+    # side path does not hide the change: the Trainers at the Pusher's model input are
+    # paired, and run 1's Trainer, read as the baseline, is named by where it was read.
     d = store.diff(ids["pushed1"], ids["pushed3"])
-    assert d.params == {} and d.only_in_a == [] and d.only_in_b == ["Trainer"]
+    assert d.params == {"Trainer": {"train_args.num_steps": (1000, 5000)}}
+    assert d.only_in_a == [] and d.only_in_b == ["Trainer (via Evaluator.baseline_model[0])"]
+    assert "Trainer.train_args.num_steps: 1000 -> 5000" in str(d)
 
 
 def test_graph_of_a_pipeline_run_and_compare(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
