@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from lineage._params import ParamWarning
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
+from lineage.doctor import DoctorReport
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
@@ -68,6 +69,7 @@ __all__ = [
     "Config",
     "ConnectionFailed",
     "Dataset",
+    "DoctorReport",
     "Execution",
     "Exported",
     "FingerprintError",
