@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from ml_metadata.metadata_store import metadata_store
 
-from lineage import _convert, _text
+from lineage import _convert, _runref, _text
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
 from lineage.errors import NotFound, SearchError
 from lineage.records import Run
@@ -427,17 +427,16 @@ def _summary(run: Run) -> RunSummary:
 
 def _add_step_params(store: Store, runs: Iterable[RunSummary]) -> None:
     """Add the params of each run's steps as ``<step>.<param>`` (one call per run: MLMD has
-    no batched executions-by-contexts read), as ``store.compare`` shows them."""
+    no batched executions-by-contexts read), as ``store.compare`` shows them: every call
+    of a step, and run params that clash with a step's as ``run.<key>``."""
     for run in runs:
         if run.step_params_read:
             continue
-        protos = sorted(store._call("get_executions_by_context", run.id, missing=[]),
-                        key=lambda p: p.id)  # later calls of a step overwrite earlier ones
+        protos = store._call("get_executions_by_context", run.id, missing=[])
         types = store._types("execution", (p.type_id for p in protos))
-        for proto in protos:
-            ex = _convert.execution_from_proto(proto, types.get(proto.type_id), ())
-            for k, v in ex.params.items():
-                run.params[f"{ex.name}.{k}"] = v
+        steps = _runref.step_columns(
+            _convert.execution_from_proto(p, types.get(p.type_id), ()) for p in protos)
+        run.params = _runref.param_columns(run.params, steps)
         run.step_params_read = True
 
 
