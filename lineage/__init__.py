@@ -35,7 +35,13 @@ from lineage.errors import (
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
-from lineage.metrics import RunMetrics, log_metrics, run_metrics
+from lineage.metrics import (
+    ConfusionMatrix,
+    RunMetrics,
+    log_confusion_matrix,
+    log_metrics,
+    run_metrics,
+)
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -62,6 +68,7 @@ __all__ = [
     "Comparison",
     "ConcurrentWriteError",
     "Config",
+    "ConfusionMatrix",
     "ConnectionFailed",
     "Dataset",
     "Execution",
@@ -93,6 +100,7 @@ __all__ = [
     "current_run",
     "fingerprint",
     "fingerprint_content",
+    "log_confusion_matrix",
     "log_metrics",
     "log_params",
     "render",

@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from lineage._proto.lineage.v1 import metrics_pb2
 from lineage._schema import ARTIFACT_PROPERTIES, INPUT_EVENTS, OUTPUT_EVENTS, RECORDED_BY
 from lineage.artifacts import Artifact, artifact_class
 from lineage.errors import ArtifactError
@@ -170,6 +171,11 @@ def from_value(value: pb.Value) -> Any:
         wide = wrappers_pb2.Int64Value()
         if value.proto_value.Unpack(wide):
             return wide.value
+        chunk = metrics_pb2.MetricChunk()  # metric points (lineage._series): as series
+        if value.proto_value.Unpack(chunk):
+            return {s.name: [[st, _from_pb_value(struct_pb2.Value(number_value=v))]
+                             for st, v in zip(s.steps, s.values, strict=False)]
+                    for s in chunk.series}
         return json_format.MessageToDict(value.proto_value)
     return None
 

@@ -1,0 +1,334 @@
+"""Metrics: buffered series in chunks, kept apart per step, flushed on time, on exit and on
+signals, read back in a few calls; confusion matrices."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import lineage
+from lineage import _series
+from lineage.metrics import run_metrics, step_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _chunks(store: lineage.Store) -> list[object]:
+    if store._type_named("context", _series.CHUNK_TYPE) is None:
+        return []
+    return sorted(store.mlmd.get_contexts_by_type(_series.CHUNK_TYPE), key=lambda c: c.id)
+
+
+@pytest.mark.slow
+def test_100k_points_of_several_metrics_round_trip(store: lineage.Store) -> None:
+    n = 100_000
+    with lineage.run("long", store=store):
+        for i in range(n):
+            lineage.log_metrics({"loss": 1.0 / (i + 1), "acc": i / n, "lr": 0.1}, step=i)
+    m = run_metrics(store, "long")
+    assert set(m.series) == {"loss", "acc", "lr"}
+    assert m.series["loss"] == [(i, 1.0 / (i + 1)) for i in range(n)]
+    assert m.series["acc"][12345] == (12345, 12345 / n)
+    assert len(m.series["lr"]) == n and m.final == {"loss": 1.0 / n, "acc": (n - 1) / n, "lr": 0.1}
+    # chunked: no record holds more than CHUNK_POINTS points
+    chunks = _chunks(store)
+    assert len(chunks) >= 3 * n // _series.CHUNK_POINTS
+    assert all(c.properties["count"].int_value <= _series.CHUNK_POINTS for c in chunks)
+    # and the run record does not carry the series
+    [ctx] = store.mlmd.get_contexts_by_type("Run")
+    assert "metric_series" not in ctx.properties
+
+
+@pytest.mark.slow
+def test_100k_points_in_a_step(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def fit(n: int) -> None:
+        for i in range(n):
+            lineage.log_metrics({"loss": float(n - i), "step_no": i}, step=i)
+
+    with lineage.run("r", store=store):
+        fit(100_000)
+    m = run_metrics(store, "r")
+    assert m.steps["fit"]["loss"][-1] == (99_999, 1)
+    assert m.series["step_no"] == [(i, i) for i in range(100_000)]
+    [execution] = store.executions(step="fit")
+    assert step_metrics(store, execution.id).series["loss"][:2] == [(0, 100_000), (1, 99_999)]
+
+
+def test_series_of_steps_and_of_the_run_are_kept_apart(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def train(offset: int) -> None:
+        for epoch in range(3):
+            lineage.log_metrics({"loss": offset + epoch, "grad": epoch}, step=epoch)
+
+    @lineage.step(store=store)
+    def evaluate() -> None:
+        lineage.log_metrics({"f1": 0.75}, step=0)
+
+    with lineage.run("apart", store=store):
+        lineage.log_metrics({"loss": 100}, step=0)
+        train(10)
+        train(20)
+        evaluate()
+    m = run_metrics(store, "apart")
+    assert m.run_series == {"loss": [(0, 100)]}
+    assert m.steps == {
+        "train": {"loss": [(0, 10), (1, 11), (2, 12)], "grad": [(0, 0), (1, 1), (2, 2)]},
+        "train#2": {"loss": [(0, 20), (1, 21), (2, 22)], "grad": [(0, 0), (1, 1), (2, 2)]},
+        "evaluate": {"f1": [(0, 0.75)]},
+    }
+    assert m.series == {
+        "loss": [(0, 100)],
+        "train.loss": [(0, 10), (1, 11), (2, 12)],
+        "train#2.loss": [(0, 20), (1, 21), (2, 22)],
+        "train.grad": [(0, 0), (1, 1), (2, 2)],
+        "train#2.grad": [(0, 0), (1, 1), (2, 2)],
+        "f1": [(0, 0.75)],
+    }
+    ids = {e.id for e in store.executions(step="train")}
+    assert {m.executions["train"], m.executions["train#2"]} == ids
+    assert m.final["loss"] == 22 and m.final["f1"] == 0.75
+    assert m.to_dict()["steps"]["train"]["loss"][0] == [0, 10]
+
+
+def test_a_flush_adds_to_the_last_chunk_until_it_is_full(
+    store: lineage.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_series, "CHUNK_POINTS", 10)
+    with lineage.run("small", store=store) as run:
+        for i in range(3):
+            lineage.log_metrics({"x": i}, step=i)
+        run.flush_metrics()
+        assert len(_chunks(store)) == 1
+        for i in range(3, 7):
+            lineage.log_metrics({"x": i}, step=i)
+        run.flush_metrics()
+        assert [c.properties["count"].int_value for c in _chunks(store)] == [7]
+        assert run.metrics.series["x"] == [(i, i) for i in range(7)]
+        for i in range(7, 35):
+            lineage.log_metrics({"x": i}, step=i)
+    assert [c.properties["count"].int_value for c in _chunks(store)] == [10, 10, 10, 5]
+    assert run_metrics(store, "small").series["x"] == [(i, i) for i in range(35)]
+
+
+def test_points_reach_the_store_while_the_run_goes_on(sqlite_store: lineage.Store) -> None:
+    with lineage.run("live", store=sqlite_store):
+        for i in range(50):
+            lineage.log_metrics({"loss": i}, step=i)
+        # the background flusher writes them within a few seconds (generous bound)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            reader = lineage.connect(sqlite_store.uri.removeprefix("sqlite:///"), read_only=True)
+            if len(run_metrics(reader, "live").series.get("loss", [])) == 50:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the background flusher wrote nothing in 30 s")
+        assert [r.properties["status"] for r in sqlite_store.runs()] == ["RUNNING"]
+
+
+def test_a_failing_run_and_step_keep_their_points(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def fit() -> None:
+        for i in range(5):
+            lineage.log_metrics({"loss": i}, step=i)
+        raise ValueError("diverged")
+
+    with pytest.raises(ValueError), lineage.run("bad", store=store):
+        lineage.log_metrics({"lr": 0.1}, step=0)
+        fit()
+    m = run_metrics(store, "bad")
+    assert m.series == {"lr": [(0, 0.1)], "loss": [(i, i) for i in range(5)]}
+    assert store.runs()[0].properties["status"] == "FAILED"
+    assert store.executions(step="fit")[0].state == "FAILED"
+
+
+def test_cached_step_calls_show_the_series_of_the_call_they_reuse(
+    sqlite_store: lineage.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_series, "CHUNK_POINTS", 4)
+
+    @lineage.step(cache=True)
+    def fit(n: int = 9) -> None:
+        for i in range(n):
+            lineage.log_metrics({"loss": i}, step=i)
+            if i == 3:
+                lineage.metrics.step_buffer(lineage._active._CALL.get()).flush()  # type: ignore[arg-type]
+
+    for name in ("first", "second"):
+        with lineage.run(name, store=sqlite_store):
+            fit()
+    assert [e.state for e in sqlite_store.executions(step="fit")] == ["COMPLETE", "CACHED"]
+    expected = [(i, i) for i in range(9)]
+    assert run_metrics(sqlite_store, "first").series["loss"] == expected
+    assert run_metrics(sqlite_store, "second").series["loss"] == expected
+
+
+def test_a_step_outside_any_run_keeps_its_chunks(
+    store: lineage.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_series, "CHUNK_POINTS", 5)
+
+    @lineage.step(store=store)
+    def alone() -> None:
+        for i in range(12):
+            lineage.log_metrics({"x": i * 2}, step=i)
+
+    alone()
+    [execution] = store.executions(step="alone")
+    assert step_metrics(store, execution.id).series == {"x": [(i, i * 2) for i in range(12)]}
+    holders = store.mlmd.get_contexts_by_type(_series.HOLDER_TYPE)
+    assert [h.name for h in holders] == [f"execution:{execution.id}"]
+
+
+def test_log_metrics_rejects_what_is_not_a_number(store: lineage.Store) -> None:
+    with lineage.run("checks", store=store):
+        with pytest.raises(lineage.StepError, match="metrics are numbers"):
+            lineage.log_metrics({"name": "x"}, step=1)
+        with pytest.raises(lineage.StepError, match="the step of a metric is an int"):
+            lineage.log_metrics({"x": 1}, step=1.5)  # type: ignore[arg-type]
+        with pytest.raises(lineage.StepError, match="takes a dict"):
+            lineage.log_metrics([1, 2])  # type: ignore[arg-type]
+    assert run_metrics(store, "checks").series == {}
+    with pytest.raises(lineage.StepError, match=r"inside a @lineage\.step"):
+        lineage.log_metrics({"x": 1})
+
+
+# --- confusion matrices ---------------------------------------------------------------------
+
+
+def test_confusion_matrices_per_epoch_in_a_run_and_a_step(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def evaluate() -> None:
+        lineage.log_confusion_matrix(["cat", "dog", "dog"], ["cat", "cat", "dog"], name="test")
+
+    with lineage.run("cm", store=store):
+        for epoch in range(3):
+            truth = [0, 0, 1, 1, 2]
+            predicted = [0, 1, 1, 1, 2] if epoch < 2 else truth
+            logged = lineage.log_confusion_matrix(truth, predicted, step=epoch)
+        evaluate()
+    assert logged.matrix == [[2, 0, 0], [0, 2, 0], [0, 0, 1]]
+    m = run_metrics(store, "cm")
+    assert [(x.source, x.step) for x in m.matrices] == [
+        ("run", 0), ("run", 1), ("run", 2), ("evaluate", None)]
+    first = m.confusion_matrix(step=0, source="run")
+    assert first is not None and first.labels == [0, 1, 2]
+    assert first.matrix == [[1, 1, 0], [0, 2, 0], [0, 0, 1]] and first.accuracy == 0.8
+    latest = m.confusion_matrix(source="run")
+    assert latest is not None and latest.step == 2 and latest.accuracy == 1.0
+    test = m.confusion_matrix(name="test")
+    assert test is not None and test.labels == ["cat", "dog"] and test.matrix == [[1, 0], [1, 1]]
+    assert m.to_dict()["matrices"][3]["labels"] == ["cat", "dog"]
+
+
+def test_confusion_matrix_with_given_labels_and_numpy_input(store: lineage.Store) -> None:
+    np = pytest.importorskip("numpy")
+    with lineage.run("np", store=store):
+        got = lineage.log_confusion_matrix(np.array([1, 2, 3, 9]), np.array([1, 3, 3, 1]),
+                                           labels=[3, 2, 1], step=np.int64(4))
+    assert got.matrix == [[1, 0, 0], [1, 0, 0], [0, 0, 1]]  # 9 is not a label: not counted
+    [stored] = run_metrics(store, "np").matrices
+    assert stored.labels == [3, 2, 1] and stored.matrix == got.matrix and stored.step == 4
+
+
+def test_confusion_matrix_bad_input_is_a_clear_error(store: lineage.Store) -> None:
+    with lineage.run("bad-cm", store=store):
+        with pytest.raises(lineage.StepError, match="y_true has 2 labels and y_pred 1"):
+            lineage.log_confusion_matrix([0, 1], [0])
+        with pytest.raises(lineage.StepError, match="pass labels="):
+            lineage.log_confusion_matrix([0, "a"], [0, "a"])
+        with pytest.raises(lineage.StepError, match="repeats a label"):
+            lineage.log_confusion_matrix([0], [0], labels=[0, 0])
+    assert run_metrics(store, "bad-cm").matrices == []
+
+
+# --- killed processes -------------------------------------------------------------------------
+
+_CHILD = textwrap.dedent("""
+    import sys, time
+    import lineage
+
+    store = lineage.connect(sys.argv[1])
+
+    @lineage.step(store=store)
+    def train(n):
+        for i in range(n):
+            lineage.log_metrics({"loss": 1.0 / (i + 1)}, step=i)
+        lineage.log_confusion_matrix([0, 1], [0, 0], step=n)
+        print("logged", flush=True)
+        time.sleep(600)
+
+    with lineage.run("killed", store=store):
+        for i in range(300):
+            lineage.log_metrics({"lr": i / 1000}, step=i)
+        train(500)
+""")
+
+
+def _spawn(uri: str, tmp_path: Path) -> subprocess.Popen[str]:
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(script), uri], stdout=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _disk_uri(store_uri: str) -> str:
+    if store_uri == ":memory:":
+        pytest.skip("another process cannot see an in-memory store")
+    return store_uri
+
+
+def test_a_sigkilled_process_keeps_its_flushed_points(store_uri: str, tmp_path: Path) -> None:
+    uri = _disk_uri(store_uri)
+    child = _spawn(uri, tmp_path)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "logged"
+        reader = lineage.connect(uri)
+        deadline = time.monotonic() + 60
+        m = None
+        while time.monotonic() < deadline:  # the flusher writes within seconds
+            m = run_metrics(reader, "killed")
+            if len(m.steps.get("train", {}).get("loss", [])) == 500 and m.matrices:
+                break
+            time.sleep(0.3)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    m = run_metrics(lineage.connect(uri), "killed")
+    assert m.run_series == {"lr": [(i, i / 1000) for i in range(300)]}
+    assert m.steps["train"]["loss"] == [(i, 1.0 / (i + 1)) for i in range(500)]
+    [matrix] = m.matrices
+    assert (matrix.source, matrix.step, matrix.matrix) == ("train", 500, [[1, 0], [1, 0]])
+    reader = lineage.connect(uri)
+    assert [r.properties["status"] for r in reader.runs()] == ["RUNNING"]
+    assert [e.state for e in reader.executions(step="train")] == ["RUNNING"]
+
+
+def test_sigterm_flushes_before_the_process_dies(store_uri: str, tmp_path: Path) -> None:
+    uri = _disk_uri(store_uri)
+    child = _spawn(uri, tmp_path)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "logged"
+        child.send_signal(signal.SIGTERM)  # long before the flusher's turn
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGTERM
+    m = run_metrics(lineage.connect(uri), "killed")
+    assert len(m.run_series["lr"]) == 300 and len(m.steps["train"]["loss"]) == 500
+    assert len(m.matrices) == 1
