@@ -30,6 +30,7 @@ from lineage.errors import (
     RenderError,
     StepError,
     StoreError,
+    TagError,
     TypeConflict,
 )
 from lineage.export import Exported, ImportResult
@@ -55,12 +56,23 @@ from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
 from lineage.steps import step
 from lineage.store import Store, connect
+from lineage.tags import (
+    AliasMove,
+    Annotations,
+    alias_history,
+    all_annotations,
+    annotations_of,
+    note,
+    tag,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActiveRun",
+    "AliasMove",
     "AmbiguousRef",
+    "Annotations",
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
@@ -93,9 +105,13 @@ __all__ = [
     "StepError",
     "Store",
     "StoreError",
+    "TagError",
     "TypeConflict",
     "Verification",
     "__version__",
+    "alias_history",
+    "all_annotations",
+    "annotations_of",
     "connect",
     "current_run",
     "fingerprint",
@@ -103,8 +119,10 @@ __all__ = [
     "log_confusion_matrix",
     "log_metrics",
     "log_params",
+    "note",
     "render",
     "run",
     "run_metrics",
     "step",
+    "tag",
 ]

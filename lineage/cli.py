@@ -240,6 +240,56 @@ def _cmd_import(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _kind(args: argparse.Namespace) -> str | None:
+    return "run" if args.run else "artifact" if args.artifact else None
+
+
+def _cmd_tag(store: Store, args: argparse.Namespace) -> int:
+    from lineage import tags
+
+    if args.history:
+        if args.pairs or args.remove or args.alias:
+            raise _UsageError("tag --history NAME@ALIAS takes no KEY=VALUE, --remove or --alias")
+        moves = tags.alias_history(store, args.ref)
+        if args.json:
+            _json([m.to_dict() for m in moves])
+        else:
+            _out(_text.table([[_text.time(m.time), f"artifact:{m.artifact_id}",
+                               str(m.version or "-"),
+                               f"artifact:{m.from_id}" if m.from_id else "-", m.by, m.host]
+                              for m in moves],
+                             ["moved", "to", "version", "from", "by", "host"]))
+        return 0
+    pairs: dict[str, str] = {}
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"{pair!r}: tags are KEY=VALUE")
+        pairs[key] = value
+    if pairs or args.remove or args.alias:
+        store._check_writable("tag")
+        result = tags.tag(store, _ref(args.ref), pairs, remove=args.remove or (),
+                          alias=args.alias, by=args.by, kind=_kind(args))
+    else:
+        result = tags.annotations_of(store, _ref(args.ref), kind=_kind(args))
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
+def _cmd_note(store: Store, args: argparse.Namespace) -> int:
+    from lineage import tags
+
+    result = tags.note(store, _ref(args.ref), args.text, kind=_kind(args))
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -314,6 +364,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=["openlineage", "prov", "bundle"],
                    help="openlineage, prov or bundle")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+
+    p = add("tag", _cmd_tag,
+            "set, remove or show the tags of an artifact or run; --alias names a version "
+            "(clf@production); --history NAME@ALIAS lists the moves of an alias",
+            writes=True)
+    p.add_argument("ref", metavar="REF", help="artifact or run (--run/--artifact if both)")
+    p.add_argument("pairs", metavar="KEY=VALUE", nargs="*", help="tags to set")
+    p.add_argument("--remove", metavar="KEY", action="append", help="a tag to delete")
+    p.add_argument("--alias", metavar="NAME", help="make NAME@ALIAS name this version")
+    p.add_argument("--by", metavar="WHO", help="who moves the alias (default: your login)")
+    p.add_argument("--history", action="store_true", help="REF is NAME@ALIAS: list its moves")
+    side = p.add_mutually_exclusive_group()
+    side.add_argument("--run", action="store_true", help="REF is a run")
+    side.add_argument("--artifact", action="store_true", help="REF is an artifact")
+
+    p = add("note", _cmd_note, "set the free-text note of an artifact or run ('' clears it)",
+            writes=True)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("text", metavar="TEXT")
+    side = p.add_mutually_exclusive_group()
+    side.add_argument("--run", action="store_true", help="REF is a run")
+    side.add_argument("--artifact", action="store_true", help="REF is an artifact")
 
     p = add("import", _cmd_import,
             "import a bundle written by `lineage export --format bundle` (idempotent)",
