@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import struct_pb2
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from lineage import _fork
 from lineage._proto.lineage.v1 import metrics_pb2
 
 if TYPE_CHECKING:
@@ -436,6 +437,13 @@ class Buffer:
         self._parent_id = store._write_with_retry(attempt, f"record the metrics of {self.owner}")
         return self._parent_id
 
+    def _forked(self) -> None:
+        self.pending.clear()
+        self._open = None
+        self._write_lock = threading.Lock()
+        self._writer = None
+        self._touched = None
+
     def warn_once(self, exc: BaseException) -> None:
         if not self._warned:
             self._warned = True
@@ -522,7 +530,23 @@ class _Flusher:
                 buffer.warn_once(exc)
 
 
+    def _forked(self) -> None:
+        """In a forked child: fresh locks and thread; the buffers drop what they held (the
+        parent writes those points) and start new chunks of their own."""
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._thread = None
+        for buffer in list(self._buffers):
+            buffer._forked()
+        if len(self._buffers):
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._loop, name="lineage-metrics-flusher",
+                                            daemon=True)
+            self._thread.start()
+
+
 _flusher = _Flusher()
+_fork.in_child(_flusher._forked)
 
 
 def watch(buffer: Buffer) -> None:

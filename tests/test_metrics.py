@@ -281,14 +281,23 @@ def _spawn(uri: str, tmp_path: Path) -> subprocess.Popen[str]:
                             text=True, env=env)
 
 
-def _disk_uri(store_uri: str) -> str:
-    if store_uri == ":memory:":
-        pytest.skip("another process cannot see an in-memory store")
-    return store_uri
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def disk_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store another process can open: SQLite, PostgreSQL, MariaDB."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store" / "metadata.sqlite")
+    server = request.getfixturevalue("mariadb" if request.param == "mysql" else "postgres")
+    return str(server.uri())
 
 
-def test_a_sigkilled_process_keeps_its_flushed_points(store_uri: str, tmp_path: Path) -> None:
-    uri = _disk_uri(store_uri)
+def test_a_sigkilled_process_keeps_its_flushed_points(disk_uri: str, tmp_path: Path) -> None:
+    uri = disk_uri
     child = _spawn(uri, tmp_path)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "logged"
@@ -317,8 +326,8 @@ def test_a_sigkilled_process_keeps_its_flushed_points(store_uri: str, tmp_path: 
     assert [e.state for e in reader.executions(step="train")] == ["RUNNING"]
 
 
-def test_sigterm_flushes_before_the_process_dies(store_uri: str, tmp_path: Path) -> None:
-    uri = _disk_uri(store_uri)
+def test_sigterm_flushes_before_the_process_dies(disk_uri: str, tmp_path: Path) -> None:
+    uri = disk_uri
     child = _spawn(uri, tmp_path)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "logged"
