@@ -35,6 +35,7 @@ from lineage.errors import (
 )
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.formats.tensorboard import log_tensorboard
 from lineage.graph import LineageGraph
 from lineage.metrics import (
     ConfusionMatrix,
@@ -119,6 +120,7 @@ __all__ = [
     "log_confusion_matrix",
     "log_metrics",
     "log_params",
+    "log_tensorboard",
     "note",
     "render",
     "run",

@@ -76,7 +76,9 @@ TICK = 1.0
 #: The flusher is woken early when a buffer holds this many points.
 WAKE_POINTS = 8 * CHUNK_POINTS
 
-_MATRIX = -1  # first field of a confusion-matrix entry in a buffer (points carry a step int)
+# First field of the buffer entries that are not (step, wall time, {name: value}) points:
+_MATRIX = -1  # (_MATRIX, wall time, ConfusionMatrix)
+_BULK = -2  # (_BULK, time queued, (name, steps, values, wall times)): imported series
 
 
 def owner_of_run(context_id: int) -> str:
@@ -110,6 +112,15 @@ def _collect(
         step, wall, payload = entry
         if step is _MATRIX and isinstance(payload, metrics_pb2.ConfusionMatrix):
             matrices.append(payload)
+            continue
+        if step is _BULK and isinstance(payload, tuple):
+            name, steps, values, times = payload
+            pts = series.get(name)
+            if pts is None:
+                pts = series[name] = _Points()
+            pts.steps.extend(steps)
+            pts.values.extend(values)
+            pts.times.extend(times)
             continue
         for name, value in payload.items():
             pts = series.get(name)
@@ -303,6 +314,12 @@ class Buffer:
         self.pending.append((step, time.time(), values))
         if len(self.pending) >= WAKE_POINTS:
             _flusher.wake()
+
+    def add_points(self, name: str, steps: Sequence[int], values: Sequence[float],
+                   times: Sequence[float]) -> None:
+        """Queue a whole series slice (an import) with its own wall times."""
+        self.pending.append((_BULK, time.time(), (name, list(steps), [float(v) for v in values],
+                                                  list(times))))
 
     def add_matrix(self, matrix: metrics_pb2.ConfusionMatrix) -> None:
         self.pending.append((_MATRIX, matrix.wall_time, matrix))

@@ -223,7 +223,8 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
 
 
 def _cmd_export(store: Store, args: argparse.Namespace) -> int:
-    exported = store.export(_ref(args.ref), args.format, path=args.output)
+    ref = args.ref if args.format == "tensorboard" else _ref(args.ref)  # a run ref
+    exported = store.export(ref, args.format, path=args.output)
     if args.json:
         _json({"written": str(args.output), "format": exported.format})
     else:
@@ -359,10 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("export", _cmd_export,
             "export the provenance of REF: a bundle (.pb, or .json), OpenLineage events "
-            "(.json list, .jsonl lines) or W3C PROV-JSON")
+            "(.json list, .jsonl lines) or W3C PROV-JSON; or a run's metrics as TensorBoard "
+            "event files (--format tensorboard)")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--format", required=True, choices=["openlineage", "prov", "bundle"],
-                   help="openlineage, prov or bundle")
+    p.add_argument("--format", required=True,
+                   choices=["openlineage", "prov", "bundle", "tensorboard"],
+                   help="openlineage, prov or bundle; tensorboard: REF is a run and -o a log "
+                        "dir of event files (its series and confusion matrices)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
 
     p = add("tag", _cmd_tag,

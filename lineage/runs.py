@@ -201,6 +201,13 @@ class ActiveRun:
                 self._metrics_dirty = True
                 raise
 
+    def log_tensorboard(self, logdir: str | os.PathLike[str], *, name: str | None = None) -> Any:
+        """Take a TensorBoard log dir into the run (see
+        :func:`lineage.formats.tensorboard.log_tensorboard`)."""
+        from lineage.formats.tensorboard import log_tensorboard
+
+        return log_tensorboard(logdir, name=name, run=self)
+
     def flush_metrics(self) -> None:
         """Write the metrics waiting in the buffer now (the flusher does it within seconds;
         the end of the run does it too)."""
