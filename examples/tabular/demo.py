@@ -5,6 +5,7 @@
 3. The questions an auditor asks, answered from the store, with the answers printed:
    provenance of the deployed model, the diff between the two models, the impact of the
    raw dataset, a re-verification of the data, and the two runs side by side.
+   The training curves (loss per epoch) and the confusion matrices the runs logged.
 4. The pictures: provenance, impact and diff diagrams (SVG) and an audit report (HTML and
    Markdown) under ``examples/tabular/out/``.
 
@@ -83,6 +84,26 @@ def main() -> int:
 
     _heading("The two training runs side by side")
     print(store.compare([baseline["run"], override["run"]]))
+
+    _heading("Training curves and confusion matrices")
+    runs = [str(baseline["run"]), str(override["run"])]
+    for run_name in runs:
+        m = lineage.run_metrics(store, run_name)
+        loss = m.steps["train"]["loss"]
+        print(f"run {run_name}: {len(loss)} epochs of train, loss {loss[0][1]:.4f} -> "
+              f"{loss[-1][1]:.4f}; {len(m.matrices)} confusion matrices")
+        test = m.confusion_matrix(name="test")
+        if test is not None:
+            print(f"  test set (accuracy {test.accuracy:.4f}):")
+            print("    " + str(test).replace("\n", "\n    "))
+    search = getattr(store, "search_runs", None)  # the run search, where installed
+    if search is not None:
+        best_run = search(experiment="breast-cancer", where="f1>0", sort="-f1", limit=1)
+        print(f"best run by F1 (search sort=-f1): {best_run[0].name}")
+    plot = getattr(store, "plot", None)  # matplotlib curves, where installed
+    if plot is not None:
+        plot(runs, ["loss"], out / "curves.svg")
+        print(f"curves of both runs: {(out / 'curves.svg').resolve()}")
 
     _heading("Pictures")
     written = [
