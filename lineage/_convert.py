@@ -10,7 +10,6 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage._proto.lineage.v1 import metrics_pb2
 from lineage._schema import ARTIFACT_PROPERTIES, INPUT_EVENTS, OUTPUT_EVENTS, RECORDED_BY
 from lineage.artifacts import Artifact, artifact_class
 from lineage.errors import ArtifactError
@@ -171,8 +170,10 @@ def from_value(value: pb.Value) -> Any:
         wide = wrappers_pb2.Int64Value()
         if value.proto_value.Unpack(wide):
             return wide.value
-        chunk = metrics_pb2.MetricChunk()  # metric points (lineage._series): as series
-        if value.proto_value.Unpack(chunk):
+        from lineage._series import chunk_of_bytes  # metric points: shown as series
+
+        chunk = chunk_of_bytes(value.proto_value)
+        if chunk is not None and (chunk.series or chunk.matrices):
             return {s.name: [[st, _from_pb_value(struct_pb2.Value(number_value=v))]
                              for st, v in zip(s.steps, s.values, strict=False)]
                     for s in chunk.series}

@@ -15,10 +15,11 @@ Where the points live (nothing outside MLMD):
 
 - context type ``MetricChunk``: one context holds up to :data:`CHUNK_POINTS` points (a
   confusion-matrix cell counts as a point) of one *owner* — a run (``"context:<id>"``) or
-  a step call (``"execution:<id>"``) — packed as a ``lineage.v1.MetricChunk`` message in
+  a step call (``"execution:<id>"``) — as a ``lineage.v1.MetricChunk`` message in
   the typed PROTO property ``points`` (MLMD's unindexed ``proto_value``: PostgreSQL's
   index row limit and MariaDB's packet size are never reached). Typed ``owner`` names the
-  owner, ``step`` the step name, ``count`` the points held. A flush adds the new points to
+  owner, ``step`` the step name, ``count`` the points held. (The message is serialized
+  inside a ``google.protobuf.BytesValue``: see :func:`pack_value`.) A flush adds the new points to
   the owner's last chunk while it has room (rewriting at most one chunk, whatever the
   length of the series), else starts new chunks.
 - every chunk is a child context of its owner's run (one ``get_children_contexts_by_
@@ -44,7 +45,8 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, wrappers_pb2
+from google.protobuf.message import DecodeError
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _fork
@@ -191,10 +193,30 @@ def pack(
 
 
 def pack_value(chunk: metrics_pb2.MetricChunk) -> pb.Value:
-    """A chunk as an MLMD property value (packed in ``proto_value``)."""
+    """A chunk as an MLMD property value: its serialized bytes in a
+    ``google.protobuf.BytesValue`` in ``proto_value``. (MLMD compares the stored and the new
+    value when a chunk is rewritten; with a type its C++ side does not know, such as
+    ``lineage.v1.MetricChunk`` itself, protobuf logs "Proto type ... not found" on stderr
+    each time.)"""
     value = pb.Value()
-    value.proto_value.Pack(chunk)
+    value.proto_value.Pack(wrappers_pb2.BytesValue(value=chunk.SerializeToString()))
     return value
+
+
+def chunk_of_bytes(any_value: Any) -> metrics_pb2.MetricChunk | None:
+    """The chunk an ``Any`` holds (a BytesValue as :func:`pack_value` writes it, or a
+    MetricChunk), else None."""
+    chunk = metrics_pb2.MetricChunk()
+    if any_value.Unpack(chunk):
+        return chunk
+    raw = wrappers_pb2.BytesValue()
+    if any_value.Unpack(raw):
+        try:
+            chunk.ParseFromString(raw.value)
+        except DecodeError:
+            return None
+        return chunk
+    return None
 
 
 def unpack_value(value: pb.Value) -> metrics_pb2.MetricChunk | None:
@@ -202,9 +224,10 @@ def unpack_value(value: pb.Value) -> metrics_pb2.MetricChunk | None:
     ``google.protobuf.Value`` ``{name: [[step, value], ...]}``) is converted."""
     if value.WhichOneof("value") != "proto_value":
         return None
-    chunk = metrics_pb2.MetricChunk()
-    if value.proto_value.Unpack(chunk):
+    chunk = chunk_of_bytes(value.proto_value)
+    if chunk is not None:
         return chunk
+    chunk = metrics_pb2.MetricChunk()
     old = struct_pb2.Value()
     if not value.proto_value.Unpack(old) or old.WhichOneof("kind") != "struct_value":
         return None
