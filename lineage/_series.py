@@ -110,12 +110,23 @@ def _collect(
 ) -> tuple[dict[str, _Points], list[metrics_pb2.ConfusionMatrix]]:
     series: dict[str, _Points] = {}
     matrices: list[metrics_pb2.ConfusionMatrix] = []
-    for entry in entries:
-        step, wall, payload = entry
-        if step is _MATRIX and isinstance(payload, metrics_pb2.ConfusionMatrix):
+    appenders: dict[str, tuple[Callable[[Any], None], ...]] = {}
+    for step, wall, payload in entries:
+        if type(payload) is dict:  # points: (step, wall time, {name: value})
+            for name, value in payload.items():
+                add = appenders.get(name)
+                if add is None:
+                    pts = series.get(name)
+                    if pts is None:
+                        pts = series[name] = _Points()
+                    add = appenders[name] = (pts.steps.append, pts.values.append,
+                                             pts.times.append)
+                add[0](step)
+                add[1](value)
+                add[2](wall)
+        elif step == _MATRIX and isinstance(payload, metrics_pb2.ConfusionMatrix):
             matrices.append(payload)
-            continue
-        if step is _BULK and isinstance(payload, tuple):
+        elif step == _BULK and isinstance(payload, tuple):
             name, steps, values, times = payload
             pts = series.get(name)
             if pts is None:
@@ -123,14 +134,6 @@ def _collect(
             pts.steps.extend(steps)
             pts.values.extend(values)
             pts.times.extend(times)
-            continue
-        for name, value in payload.items():
-            pts = series.get(name)
-            if pts is None:
-                pts = series[name] = _Points()
-            pts.steps.append(step)
-            pts.values.append(value)
-            pts.times.append(wall)
     return series, matrices
 
 

@@ -351,12 +351,17 @@ def step_buffer(call: _Call) -> _series.Buffer:
     """The buffer of a step call's series (made on its first point)."""
     buffer: _series.Buffer | None = call.buffer
     if buffer is None:
-        run = call.run
-        buffer = _series.Buffer(
-            call.store, _series.owner_of_execution(int(call.proto.id)), step=call.spec.name,
-            run_context_id=int(run.context.id) if run is not None and run.context.id else None,
-        )
-        call.buffer = buffer
+        with call.lock:  # threads of one step call share its buffer
+            buffer = call.buffer
+            if buffer is None:
+                run = call.run
+                buffer = _series.Buffer(
+                    call.store, _series.owner_of_execution(int(call.proto.id)),
+                    step=call.spec.name,
+                    run_context_id=int(run.context.id) if run is not None and run.context.id
+                    else None,
+                )
+                call.buffer = buffer
         _series.watch(buffer)
     return buffer
 
