@@ -306,7 +306,8 @@ def test_a_sigkilled_process_keeps_its_flushed_points(disk_uri: str, tmp_path: P
         m = None
         while time.monotonic() < deadline:  # the flusher writes within seconds
             m = run_metrics(reader, "killed")
-            if len(m.steps.get("train", {}).get("loss", [])) == 500 and m.matrices:
+            if (len(m.steps.get("train", {}).get("loss", [])) == 500 and m.matrices
+                    and len(m.run_series.get("lr", [])) == 300):
                 break
             time.sleep(0.3)
         child.send_signal(signal.SIGKILL)
