@@ -1,7 +1,9 @@
 """Metric series in MLMD: buffered points, flushed in chunks, read back in a few calls.
 
-``log_metrics(..., step=)`` appends one tuple to a :class:`Buffer` (a ``deque``: no lock,
-no store call), so a call costs the same at the first point and at the millionth. The
+``log_metrics(..., step=)`` appends three doubles per metric to an array of a
+:class:`Buffer` (no store call, no object kept per point, so neither the buffer nor the
+garbage collector slows down as it grows): a call costs the same at the first point and at
+the millionth. The
 points reach MLMD when the buffer is flushed:
 
 - by a background thread, once the oldest waiting point is :data:`FLUSH_AGE` seconds old
@@ -32,8 +34,10 @@ Where the points live (nothing outside MLMD):
 
 from __future__ import annotations
 
+import array
 import atexit
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -106,31 +110,24 @@ class _Points:
 
 
 def _collect(
-    entries: Iterable[tuple[Any, ...]],
+    points: Mapping[str, array.array[float]], entries: Iterable[tuple[Any, ...]] = (),
 ) -> tuple[dict[str, _Points], list[metrics_pb2.ConfusionMatrix]]:
+    """Buffered points (per metric, ``[step, value, wall time, ...]``) and other entries
+    (matrices, imported slices) as parallel arrays per metric."""
     series: dict[str, _Points] = {}
+    for name, flat in points.items():
+        pts = series[name] = _Points()
+        pts.steps = [int(x) for x in flat[0::3]]
+        pts.values = flat[1::3].tolist()
+        pts.times = flat[2::3].tolist()
     matrices: list[metrics_pb2.ConfusionMatrix] = []
-    appenders: dict[str, tuple[Callable[[Any], None], ...]] = {}
-    for step, wall, payload in entries:
-        if type(payload) is dict:  # points: (step, wall time, {name: value})
-            for name, value in payload.items():
-                add = appenders.get(name)
-                if add is None:
-                    pts = series.get(name)
-                    if pts is None:
-                        pts = series[name] = _Points()
-                    add = appenders[name] = (pts.steps.append, pts.values.append,
-                                             pts.times.append)
-                add[0](step)
-                add[1](value)
-                add[2](wall)
-        elif step == _MATRIX and isinstance(payload, metrics_pb2.ConfusionMatrix):
+    for step, _wall, payload in entries:
+        if step == _MATRIX and isinstance(payload, metrics_pb2.ConfusionMatrix):
             matrices.append(payload)
         elif step == _BULK and isinstance(payload, tuple):
             name, steps, values, times = payload
-            pts = series.get(name)
-            if pts is None:
-                pts = series[name] = _Points()
+            found = series.get(name)
+            pts = found if found is not None else series.setdefault(name, _Points())
             pts.steps.extend(steps)
             pts.values.extend(values)
             pts.times.extend(times)
@@ -306,9 +303,8 @@ def chunks_of(contexts: Iterable[pb.Context]) -> list[metrics_pb2.MetricChunk]:
 class Buffer:
     """What one run or step call logged and has not written yet, and where it goes.
 
-    ``add`` is the hot path: one ``deque.append`` (atomic, so a signal handler or the
-    flusher thread never sees half a point). ``flush`` writes what waits, one flush at a
-    time per buffer.
+    ``add`` is the hot path: one ``array.extend`` per metric. ``flush`` writes what waits,
+    one flush at a time per buffer.
     """
 
     def __init__(
@@ -325,6 +321,15 @@ class Buffer:
         self.step = step
         self.run_context_id = run_context_id
         self.on_flush = on_flush
+        # Points: metric -> [step, value, wall time, step, ...] (doubles: no object per
+        # point is kept, so a long buffer costs the garbage collector nothing). One
+        # array.extend per metric under _lock; a signal handler that finds _lock taken
+        # reads the arrays anyway (every extend is whole).
+        self._points: dict[str, array.array[float]] = {}
+        self._count = 0
+        self._oldest: float | None = None
+        self._lock = threading.Lock()
+        # Matrices and imported slices: (kind, time queued, payload).
         self.pending: collections.deque[tuple[Any, float, Any]] = collections.deque()
         self.written = 0  # chunk records written
         self._open: tuple[pb.Context, metrics_pb2.MetricChunk, int] | None = None
@@ -336,9 +341,20 @@ class Buffer:
         self.closed = False
 
     def add(self, step: int, values: Mapping[str, float]) -> None:
-        """Queue one point per metric at ``step`` (no store call)."""
-        self.pending.append((step, time.time(), values))
-        if len(self.pending) >= WAKE_POINTS:
+        """Queue one point per metric at ``step`` (no store call, no object kept)."""
+        now = time.time()
+        with self._lock:
+            points = self._points
+            for name, value in values.items():
+                flat = points.get(name)
+                if flat is None:
+                    flat = points[name] = array.array("d")
+                flat.extend((step, value, now))
+            if self._oldest is None:
+                self._oldest = now
+            self._count += len(values)
+            count = self._count
+        if count >= WAKE_POINTS:
             _flusher.wake()
 
     def add_points(self, name: str, steps: Sequence[int], values: Sequence[float],
@@ -348,33 +364,58 @@ class Buffer:
                                                   list(times))))
 
     def add_matrix(self, matrix: metrics_pb2.ConfusionMatrix) -> None:
-        self.pending.append((_MATRIX, matrix.wall_time, matrix))
+        self.pending.append((_MATRIX, time.time(), matrix))
 
     def touch(self) -> None:
         """Something besides points waits (final values): the flusher calls ``on_flush``."""
         if self._touched is None:
             self._touched = time.time()
 
+    def waiting(self) -> int:
+        """How many points (and other entries) wait."""
+        return self._count + len(self.pending)
+
     def age(self) -> float:
         """Seconds the oldest waiting entry has waited (0 when none)."""
         now = time.time()
-        touched = self._touched
-        try:
-            oldest = self.pending[0][1]
-        except IndexError:
-            oldest = now
-        return now - min(oldest, touched if touched is not None else now)
-
-    def _take(self) -> list[tuple[Any, float, Any]]:
-        out = []
+        oldest = min(self._oldest or now, self._touched or now)
         pending = self.pending
-        for _ in range(len(pending)):
-            out.append(pending.popleft())
-        return out
+        if pending:
+            with contextlib.suppress(IndexError):  # emptied by a flush meanwhile
+                oldest = min(oldest, pending[0][1])
+        return now - oldest
 
-    def flush(self, *, blocking: bool = True) -> bool:
+    def _take(self, *, force: bool = False) -> tuple[dict[str, array.array[float]],
+                                                     list[tuple[Any, float, Any]]]:
+        locked = self._lock.acquire(blocking=not force)
+        try:
+            points, self._points = self._points, {}
+            self._count = 0
+            self._oldest = None
+        finally:
+            if locked:
+                self._lock.release()
+        pending = self.pending
+        others = [pending.popleft() for _ in range(len(pending))]
+        return points, others
+
+    def _restore(self, points: dict[str, array.array[float]],
+                 others: list[tuple[Any, float, Any]]) -> None:
+        """Put back what a failed write took, before what came since."""
+        with self._lock:
+            for name, flat in points.items():
+                newer = self._points.get(name)
+                if newer is not None:
+                    flat.extend(newer)
+                self._points[name] = flat
+                self._count += len(flat) // 3
+            self._oldest = time.time() if self._count else None
+        self.pending.extendleft(reversed(others))
+
+    def flush(self, *, blocking: bool = True, force: bool = False) -> bool:
         """Write what waits; return False when another flush of this buffer holds the
-        write lock and ``blocking`` is false (or in the thread that holds it)."""
+        write lock and ``blocking`` is false (or in the thread that holds it). ``force``
+        (a signal handler): do not wait for the lock of ``add``."""
         if self._writer == threading.get_ident():
             return False  # a signal handler interrupting this thread's own flush
         if not self._write_lock.acquire(blocking=blocking):
@@ -382,12 +423,12 @@ class Buffer:
         self._writer = threading.get_ident()
         self._touched = None
         try:
-            taken = self._take()
-            if taken:
+            points, others = self._take(force=force)
+            if points or others:
                 try:
-                    self._write(taken)
+                    self._write_collected(*_collect(points, others))
                 except BaseException:
-                    self.pending.extendleft(reversed(taken))  # kept for the next flush
+                    self._restore(points, others)  # kept for the next flush
                     raise
             if self.on_flush is not None:
                 self.on_flush()
@@ -400,8 +441,8 @@ class Buffer:
         """At the end of a step: what waits, as one chunk for the step's own record when
         no chunk was written yet and it fits in one; else flush it to chunks (None)."""
         with self._write_lock:
-            if self.written == 0 and len(self.pending) <= CHUNK_POINTS:
-                series, matrices = _collect(self._take())
+            if self.written == 0 and self.waiting() <= CHUNK_POINTS:
+                series, matrices = _collect(*self._take())
                 if _size(series, matrices) <= CHUNK_POINTS:
                     packed = pack(series, matrices)
                     return packed[0][0] if packed else None
@@ -415,10 +456,6 @@ class Buffer:
         _flusher.forget(self)
 
     # -- the writes
-    def _write(self, taken: list[tuple[Any, float, Any]]) -> None:
-        series, matrices = _collect(taken)
-        self._write_collected(series, matrices)
-
     def _write_collected(
         self, series: Mapping[str, _Points], matrices: Sequence[metrics_pb2.ConfusionMatrix]
     ) -> None:
@@ -481,6 +518,10 @@ class Buffer:
         return self._parent_id
 
     def _forked(self) -> None:
+        self._points = {}
+        self._count = 0
+        self._oldest = None
+        self._lock = threading.Lock()
         self.pending.clear()
         self._open = None
         self._write_lock = threading.Lock()
@@ -559,16 +600,16 @@ class _Flusher:
             for buffer in self.buffers():
                 if buffer.closed:
                     continue
-                if buffer.age() >= FLUSH_AGE or len(buffer.pending) >= WAKE_POINTS:
+                if buffer.age() >= FLUSH_AGE or buffer.waiting() >= WAKE_POINTS:
                     try:
                         buffer.flush(blocking=False)
                     except Exception as exc:  # kept in the buffer; said once
                         buffer.warn_once(exc)
 
-    def flush_all(self, *, blocking: bool = True) -> None:
+    def flush_all(self, *, blocking: bool = True, force: bool = False) -> None:
         for buffer in self.buffers():
             try:
-                buffer.flush(blocking=blocking)
+                buffer.flush(blocking=blocking, force=force)
             except Exception as exc:
                 buffer.warn_once(exc)
 
@@ -627,7 +668,7 @@ def _install_signal_handlers() -> None:
 
 def _handler(signum: int, previous: Any) -> Callable[[int, Any], None]:
     def handle(received: int, frame: Any) -> None:
-        _flusher.flush_all(blocking=False)
+        _flusher.flush_all(blocking=False, force=True)
         if callable(previous):
             previous(received, frame)
             return
