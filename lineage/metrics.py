@@ -331,12 +331,13 @@ def _check_step(step_index: Any) -> int | None:
 
 
 def _check_metrics(values: Any, step_index: Any) -> dict[str, float | int]:
-    if not isinstance(values, Mapping):
+    if type(values) is not dict and not isinstance(values, Mapping):
         raise StepError(
             f"log_metrics takes a dict of name → number, got {type(values).__name__}; "
             "e.g. log_metrics({'acc': 0.93})"
         )
-    _check_step(step_index)
+    if step_index is not None and type(step_index) is not int:
+        _check_step(step_index)
     out: dict[str, float | int] = {}
     for key, value in values.items():
         kind = type(value)
