@@ -342,3 +342,44 @@ def test_sigterm_flushes_before_the_process_dies(disk_uri: str, tmp_path: Path) 
     m = run_metrics(lineage.connect(uri), "killed")
     assert len(m.run_series["lr"]) == 300 and len(m.steps["train"]["loss"]) == 500
     assert len(m.matrices) == 1
+
+
+def test_series_written_by_older_versions_are_read(sqlite_store: lineage.Store) -> None:
+    from lineage import _convert
+
+    @lineage.step(store=sqlite_store)
+    def fit() -> None:
+        lineage.log_metrics({"acc": 0.5})
+
+    with lineage.run("old", store=sqlite_store) as run:
+        fit()
+    # what earlier versions wrote: {name: [[step, value], ...]} packed in the records
+    old = {"loss": [[0, 1.0], [1, 0.5]]}
+    [ctx] = sqlite_store.mlmd.get_contexts_by_id([run.id])
+    ctx.properties["metric_series"].CopyFrom(_convert.to_value(old, packed=True))
+    sqlite_store.mlmd.put_contexts([ctx])
+    [execution] = sqlite_store.mlmd.get_executions_by_context(run.id)
+    execution.properties["metric_series"].CopyFrom(_convert.to_value({"f1": [[3, 0.25]]},
+                                                                     packed=True))
+    sqlite_store.mlmd.put_executions([execution])
+    m = run_metrics(sqlite_store, "old")
+    assert m.run_series == {"loss": [(0, 1), (1, 0.5)]}
+    assert m.steps == {"fit": {"f1": [(3, 0.25)]}}
+
+
+def test_metric_records_are_not_graph_nodes(sqlite_store: lineage.Store) -> None:
+    @lineage.step(store=sqlite_store)
+    def fit() -> None:
+        for i in range(3):
+            lineage.log_metrics({"loss": i}, step=i)
+        lineage.metrics.step_buffer(lineage._active._CALL.get()).flush()  # type: ignore[arg-type]
+
+    with lineage.run("g", store=sqlite_store):
+        lineage.log_metrics({"lr": 1}, step=0)
+        fit()
+    assert _chunks(sqlite_store)
+    g = sqlite_store.graph(contexts=True)
+    kinds = {d.get("type_name") for _n, d in g.nodes(data=True)}
+    assert "Run" in kinds and not kinds & {"MetricChunk", "MetricSeries"}
+    runs = [e.properties.get("run_context") for e in sqlite_store.executions()]
+    assert runs == [sqlite_store.runs()[0].id]
