@@ -28,6 +28,7 @@ from lineage.errors import (
     ReadOnlyStore,
     RefError,
     RenderError,
+    SearchError,
     StepError,
     StoreError,
     TagError,
@@ -44,6 +45,7 @@ from lineage.metrics import (
     log_metrics,
     run_metrics,
 )
+from lineage.plot import Chart
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -55,6 +57,7 @@ from lineage.queries import (
 from lineage.records import Execution, Run
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
+from lineage.search import RunSearch, RunSummary, search_runs
 from lineage.steps import step
 from lineage.store import Store, connect
 from lineage.tags import (
@@ -78,6 +81,7 @@ __all__ = [
     "ArtifactCheck",
     "ArtifactError",
     "BundleError",
+    "Chart",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
@@ -103,6 +107,9 @@ __all__ = [
     "RenderError",
     "Run",
     "RunMetrics",
+    "RunSearch",
+    "RunSummary",
+    "SearchError",
     "StepError",
     "Store",
     "StoreError",
@@ -125,6 +132,7 @@ __all__ = [
     "render",
     "run",
     "run_metrics",
+    "search_runs",
     "step",
     "tag",
 ]

@@ -17,6 +17,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── StepError                  a step is declared or called wrongly (carries .step)
     ├── TagError                   a tag, note or alias cannot be recorded as given
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
+    ├── SearchError                a run search expression is malformed or names no key
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
@@ -45,6 +46,7 @@ __all__ = [
     "ReadOnlyStore",
     "RefError",
     "RenderError",
+    "SearchError",
     "StepError",
     "StoreError",
     "TagError",
@@ -156,6 +158,19 @@ class BundleError(LineageError):
     def __init__(self, message: str, *, source: object = None) -> None:
         super().__init__(message)
         self.source = source
+
+
+class SearchError(LineageError):
+    """Raised when a run search cannot be run as asked: a malformed ``--where`` or ``--sort``
+    expression, or a key that no run has.
+
+    Attributes:
+        expression: the expression as given.
+    """
+
+    def __init__(self, message: str, *, expression: str | None = None) -> None:
+        super().__init__(message)
+        self.expression = expression
 
 
 # --- the MLMD boundary -------------------------------------------------------------

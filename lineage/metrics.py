@@ -218,6 +218,19 @@ def _step_chunks(
         contexts = _series.holder_chunks(store, owner, type_id)
     return [*_series.chunks_of(contexts), *_inline(execution)]
 
+    def _repr_svg_(self) -> str | None:
+        """The curves in Jupyter (:func:`lineage.plot.curves`); nothing without series or
+        without matplotlib."""
+        if not self.series:
+            return None
+        from lineage.errors import RenderError
+        from lineage.plot import curves
+
+        try:
+            return curves({"run": self.series}).to_svg()
+        except RenderError:
+            return None
+
 
 def run_metrics(store: Store, ref: str | int | Run) -> RunMetrics:
     """The final metrics, series and confusion matrices of a run, each step's on its own.
