@@ -195,8 +195,15 @@ def _cmd_compare(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(store: Store, args: argparse.Namespace) -> int:
-    written = store.plot(list(args.runs), args.metric or None, args.output,
-                         title=args.title)
+    if args.confusion_matrix or args.step is not None:
+        from lineage.metrics import confusion_chart
+
+        if len(args.runs) != 1 or args.metric:
+            raise _UsageError("--confusion-matrix draws one run's matrix: one RUN, no --metric")
+        written: Any = confusion_chart(store, args.runs[0], args.step).save(args.output)
+    else:
+        written = store.plot(list(args.runs), args.metric or None, args.output,
+                             title=args.title)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -404,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this metric (repeatable; default: every metric with a series)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     p.add_argument("--title", help="a caption over the curves")
+    p.add_argument("--confusion-matrix", action="store_true",
+                   help="draw the run's latest confusion matrix as a heatmap instead")
+    p.add_argument("--step", type=int, metavar="N",
+                   help="the confusion matrix logged at step N (implies --confusion-matrix)")
 
     p = add("ui", _cmd_ui,
             "serve the store read-only in a web browser (runs, curves, lineage diagrams, "

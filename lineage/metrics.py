@@ -27,11 +27,14 @@ from lineage.errors import StepError
 from lineage.records import Run
 
 if TYPE_CHECKING:
+    from lineage.plot import Chart
     from lineage.store import Store
 
 __all__ = [
     "ConfusionMatrix",
     "RunMetrics",
+    "confusion_chart",
+    "confusion_matrices",
     "log_confusion_matrix",
     "log_metrics",
     "run_metrics",
@@ -87,6 +90,26 @@ class ConfusionMatrix:
         return {"labels": list(self.labels), "matrix": [list(r) for r in self.matrix],
                 "step": self.step, "source": self.source, "name": self.name,
                 "wall_time": self.wall_time}
+
+    def chart(self, *, title: str | None = None, normalize: bool = False) -> Chart:
+        """The matrix as a heatmap (:func:`lineage.plot.confusion_matrix`; needs the ``plot``
+        extra): true labels by row, predicted by column."""
+        from lineage.plot import confusion_matrix
+
+        if title is None:
+            title = "confusion matrix" + (f" {self.name}" if self.name else "") + (
+                f" (step {self.step})" if self.step is not None else "") + (
+                f", {self.source}" if self.source not in ("", "run") else "")
+        return confusion_matrix(self.matrix, self.labels, title=title, normalize=normalize)
+
+    def _repr_svg_(self) -> str | None:
+        """The heatmap in Jupyter; nothing without matplotlib."""
+        from lineage.errors import RenderError
+
+        try:
+            return self.chart().to_svg()
+        except RenderError:
+            return None
 
     def to_pandas(self) -> Any:
         """A DataFrame: rows are true labels, columns predicted labels."""
@@ -146,6 +169,32 @@ class RunMetrics:
         return max(enumerate(found), key=lambda p: (p[1].step if p[1].step is not None
                                                     else -math.inf, p[0]))[1]
 
+    def _repr_svg_(self) -> str | None:
+        """The curves in Jupyter (:func:`lineage.plot.curves`); nothing without series or
+        without matplotlib."""
+        if not self.series:
+            return None
+        from lineage.errors import RenderError
+        from lineage.plot import curves
+
+        try:
+            return curves({"run": self.series}).to_svg()
+        except RenderError:
+            return None
+
+    def _repr_html_(self) -> str | None:
+        """In Jupyter: the curves and the latest confusion matrix as a heatmap."""
+        parts = []
+        curves_svg = self._repr_svg_()
+        if curves_svg is not None:
+            parts.append(curves_svg)
+        latest = self.confusion_matrix()
+        if latest is not None:
+            matrix_svg = latest._repr_svg_()
+            if matrix_svg is not None:
+                parts.append(matrix_svg)
+        return "".join(f"<div>{_svg_body(p)}</div>" for p in parts) if parts else None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON shape: ``final``, ``series``, ``steps``, ``executions``, ``matrices``."""
         return {
@@ -156,6 +205,12 @@ class RunMetrics:
             "executions": dict(self.executions),
             "matrices": [m.to_dict() for m in self.matrices],
         }
+
+
+def _svg_body(svg: str) -> str:
+    """An SVG document without its XML prolog and doctype, to inline in HTML."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -218,19 +273,6 @@ def _step_chunks(
         contexts = _series.holder_chunks(store, owner, type_id)
     return [*_series.chunks_of(contexts), *_inline(execution)]
 
-    def _repr_svg_(self) -> str | None:
-        """The curves in Jupyter (:func:`lineage.plot.curves`); nothing without series or
-        without matplotlib."""
-        if not self.series:
-            return None
-        from lineage.errors import RenderError
-        from lineage.plot import curves
-
-        try:
-            return curves({"run": self.series}).to_svg()
-        except RenderError:
-            return None
-
 
 def run_metrics(store: Store, ref: str | int | Run) -> RunMetrics:
     """The final metrics, series and confusion matrices of a run, each step's on its own.
@@ -275,6 +317,49 @@ def run_metrics(store: Store, ref: str | int | Run) -> RunMetrics:
         result.matrices.extend(_matrices(mats, label))
     result.series = _merged(result.run_series, result.steps)
     return result
+
+
+def confusion_matrices(store: Store, ref: str | int | Run) -> list[ConfusionMatrix]:
+    """The confusion matrices a run and its steps logged, oldest first (what the web UI and
+    ``lineage plot --confusion-matrix`` draw).
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> with lineage.run("r", store=store):
+        ...     for epoch in range(2):
+        ...         _ = lineage.log_confusion_matrix([0, 1], [0, epoch], step=epoch)
+        >>> [(m.step, m.matrix) for m in confusion_matrices(store, "r")]
+        [(0, [[1, 0], [1, 0]]), (1, [[1, 0], [0, 1]])]
+    """
+    found = run_metrics(store, ref).matrices
+    return sorted(found, key=lambda m: m.wall_time or 0.0)
+
+
+def confusion_chart(
+    store: Store, ref: str | int | Run, step: int | None = None, *, name: str | None = None,
+    normalize: bool = False,
+) -> Chart:
+    """The latest confusion matrix of a run (or the one of ``step``) as a heatmap.
+
+    Raises:
+        NotFound: the run logged none (at that step). RenderError: no matplotlib.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> with lineage.run("r", store=store):
+        ...     _ = lineage.log_confusion_matrix(["cat", "dog"], ["cat", "cat"], step=3)
+        >>> confusion_chart(store, "r").title
+        'confusion matrix (step 3)'
+    """
+    found = run_metrics(store, ref).confusion_matrix(step, name=name)
+    if found is None:
+        from lineage.errors import NotFound
+
+        at = f" at step {step}" if step is not None else ""
+        raise NotFound(f"run {ref!r} logged no confusion matrix{at}", ref=ref)
+    return found.chart(normalize=normalize)
 
 
 def step_metrics(store: Store, execution_id: int) -> RunMetrics:

@@ -383,3 +383,71 @@ def test_metric_records_are_not_graph_nodes(sqlite_store: lineage.Store) -> None
     assert "Run" in kinds and not kinds & {"MetricChunk", "MetricSeries"}
     runs = [e.properties.get("run_context") for e in sqlite_store.executions()]
     assert runs == [sqlite_store.runs()[0].id]
+
+
+# --- pictures of confusion matrices (lineage.plot, lineage plot, the web UI, Jupyter) ----------
+
+
+def _matrices_run(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def train() -> None:
+        for epoch in range(3):
+            lineage.log_metrics({"loss": 1 / (epoch + 1)}, step=epoch)
+            lineage.log_confusion_matrix(["cat", "dog", "dog"], ["cat", "dog", ["cat", "dog",
+                                         "dog"][epoch]], step=epoch)
+
+    with lineage.run("pics", store=store):
+        train()
+
+
+def test_confusion_matrices_are_drawn_as_heatmaps(sqlite_uri: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from lineage.cli import main
+    from lineage.metrics import confusion_chart, confusion_matrices
+
+    store = lineage.connect(sqlite_uri)
+    _matrices_run(store)
+    assert [m.step for m in confusion_matrices(store, "pics")] == [0, 1, 2]
+    chart = confusion_chart(store, "pics")
+    assert chart.title == "confusion matrix (step 2), train"
+    svg = chart.to_svg()
+    assert "cat" in svg and "dog" in svg
+    assert confusion_chart(store, "pics", 0).title == "confusion matrix (step 0), train"
+    with pytest.raises(lineage.NotFound, match="at step 9"):
+        confusion_chart(store, "pics", 9)
+    out = tmp_path / "cm.svg"
+    assert main(["--store", sqlite_uri, "plot", "pics", "--confusion-matrix", "--step", "1",
+                 "-o", str(out)]) == 0
+    assert "(step 1)" in out.read_text() and str(out) in capsys.readouterr().out
+    # in Jupyter: the curves and the latest matrix
+    html = run_metrics(store, "pics")._repr_html_()
+    assert html is not None and html.count("<svg") == 2 and "step 2" in html
+    # the web UI draws them too
+    client_mod = pytest.importorskip("starlette.testclient")
+    from lineage.ui import create_app
+
+    client = client_mod.TestClient(create_app(lineage.connect(sqlite_uri, read_only=True)))
+    page = client.get("/runs/pics/confusion.svg")
+    assert page.status_code == 200 and "dog" in page.text
+
+
+def test_a_long_step_is_plotted_from_its_chunks(sqlite_store: lineage.Store,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    from lineage.plot import series_of
+
+    monkeypatch.setattr(_series, "CHUNK_POINTS", 5)
+
+    @lineage.step(store=sqlite_store)
+    def fit() -> None:
+        for i in range(12):
+            lineage.log_metrics({"x": i}, step=i)
+            if i == 6:
+                lineage.metrics.step_buffer(lineage._active._CALL.get()).flush()  # type: ignore[arg-type]
+
+    with lineage.run("long-step", store=sqlite_store):
+        fit()
+    [execution] = sqlite_store.executions(step="fit")
+    _label, series = series_of(sqlite_store, f"execution:{execution.id}")
+    assert series == {"x": [(i, i) for i in range(12)]}
