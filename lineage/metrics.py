@@ -33,12 +33,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfusionMatrix",
     "RunMetrics",
+    "TrainingFigures",
     "confusion_chart",
     "confusion_matrices",
     "log_confusion_matrix",
     "log_metrics",
     "run_metrics",
     "step_metrics",
+    "training_figures",
 ]
 
 Points = list[tuple[int, Any]]
@@ -360,6 +362,57 @@ def confusion_chart(
         at = f" at step {step}" if step is not None else ""
         raise NotFound(f"run {ref!r} logged no confusion matrix{at}", ref=ref)
     return found.chart(normalize=normalize)
+
+
+@attrs.define(eq=False)
+class TrainingFigures:
+    """What an audit report shows of a run's training: its curves and latest matrix."""
+
+    run: str
+    """The run's name."""
+    final: dict[str, Any]
+    """Its final metrics."""
+    curves_svg: str | None = None
+    """The curves (inline SVG), None without series or without matplotlib."""
+    matrix: ConfusionMatrix | None = None
+    """The latest confusion matrix."""
+    matrix_svg: str | None = None
+    """It as a heatmap (inline SVG), None without matplotlib."""
+
+
+def training_figures(store: Store, runs: Iterable[int], *, limit: int = 3) -> list[TrainingFigures]:
+    """The curves and latest confusion matrix of each run (context ids) that logged any
+    (at most ``limit`` runs): what the audit report of a model shows of the runs that
+    trained it.
+
+    Example:
+        >>> import lineage
+        >>> training_figures(lineage.connect(":memory:"), [])
+        []
+    """
+    from lineage.errors import RenderError
+
+    out: list[TrainingFigures] = []
+    for run_id in dict.fromkeys(runs):
+        if len(out) >= limit:
+            break
+        m = run_metrics(store, run_id)
+        if not m.series and not m.matrices:
+            continue
+        [ctx] = store._call("get_contexts_by_id", [run_id])
+        figures = TrainingFigures(run=ctx.name, final=dict(m.final),
+                                  matrix=m.confusion_matrix())
+        try:
+            from lineage.plot import curves
+
+            if m.series:
+                figures.curves_svg = _svg_body(curves({ctx.name: m.series}).to_svg())
+            if figures.matrix is not None:
+                figures.matrix_svg = _svg_body(figures.matrix.chart().to_svg())
+        except (RenderError, ImportError):
+            pass
+        out.append(figures)
+    return out
 
 
 def step_metrics(store: Store, execution_id: int) -> RunMetrics:

@@ -451,3 +451,27 @@ def test_a_long_step_is_plotted_from_its_chunks(sqlite_store: lineage.Store,
     [execution] = sqlite_store.executions(step="fit")
     _label, series = series_of(sqlite_store, f"execution:{execution.id}")
     assert series == {"x": [(i, i) for i in range(12)]}
+
+
+def test_the_audit_report_of_a_model_shows_its_training(sqlite_store: lineage.Store,
+                                                        tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    weights = tmp_path / "model.bin"
+
+    @lineage.step(store=sqlite_store, kind="train")
+    def train() -> lineage.Model:
+        for epoch in range(4):
+            lineage.log_metrics({"loss": 1 / (epoch + 1)}, step=epoch)
+            lineage.log_confusion_matrix([0, 1, 1], [0, 1, epoch % 2], step=epoch)
+        weights.write_bytes(b"w")
+        return lineage.Model(weights, name="clf")
+
+    with lineage.run("trainer <b>", store=sqlite_store):
+        train()
+    html = sqlite_store.audit("clf", tmp_path / "audit.html").read_text()
+    section = html.split('<section id="training-section">')[1].split("</section>")[0]
+    assert "Run trainer &lt;b&gt;" in section and "<b>" not in section.replace("<b>loss</b>", "")
+    assert section.count("<svg") == 2 and "step 3" in section
+    md = sqlite_store.audit("clf", tmp_path / "audit.md").read_text()
+    assert "## Training" in md and "Latest confusion matrix (step 3)" in md
+    assert lineage.report.check(tmp_path / "audit.html").ok
