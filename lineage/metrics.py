@@ -100,8 +100,8 @@ class ConfusionMatrix:
 
         if title is None:
             title = "confusion matrix" + (f" {self.name}" if self.name else "") + (
-                f" (step {self.step})" if self.step is not None else "") + (
-                f", {self.source}" if self.source not in ("", "run") else "")
+                f" at step {self.step}" if self.step is not None else "") + (
+                f" ({self.source})" if self.source not in ("", "run") else "")
         return confusion_matrix(self.matrix, self.labels, title=title, normalize=normalize)
 
     def _repr_svg_(self) -> str | None:
@@ -353,7 +353,7 @@ def confusion_chart(
         >>> with lineage.run("r", store=store):
         ...     _ = lineage.log_confusion_matrix(["cat", "dog"], ["cat", "cat"], step=3)
         >>> confusion_chart(store, "r").title
-        'confusion matrix (step 3)'
+        'confusion matrix at step 3'
     """
     found = run_metrics(store, ref).confusion_matrix(step, name=name)
     if found is None:

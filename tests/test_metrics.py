@@ -410,16 +410,16 @@ def test_confusion_matrices_are_drawn_as_heatmaps(sqlite_uri: str, tmp_path: Pat
     _matrices_run(store)
     assert [m.step for m in confusion_matrices(store, "pics")] == [0, 1, 2]
     chart = confusion_chart(store, "pics")
-    assert chart.title == "confusion matrix (step 2), train"
+    assert chart.title == "confusion matrix at step 2 (train)"
     svg = chart.to_svg()
     assert "cat" in svg and "dog" in svg
-    assert confusion_chart(store, "pics", 0).title == "confusion matrix (step 0), train"
+    assert confusion_chart(store, "pics", 0).title == "confusion matrix at step 0 (train)"
     with pytest.raises(lineage.NotFound, match="at step 9"):
         confusion_chart(store, "pics", 9)
     out = tmp_path / "cm.svg"
     assert main(["--store", sqlite_uri, "plot", "pics", "--confusion-matrix", "--step", "1",
                  "-o", str(out)]) == 0
-    assert "(step 1)" in out.read_text() and str(out) in capsys.readouterr().out
+    assert "at step 1" in out.read_text() and str(out) in capsys.readouterr().out
     # in Jupyter: the curves and the latest matrix
     html = run_metrics(store, "pics")._repr_html_()
     assert html is not None and html.count("<svg") == 2 and "step 2" in html
@@ -471,7 +471,7 @@ def test_the_audit_report_of_a_model_shows_its_training(sqlite_store: lineage.St
     html = sqlite_store.audit("clf", tmp_path / "audit.html").read_text()
     section = html.split('<section id="training-section">')[1].split("</section>")[0]
     assert "Run trainer &lt;b&gt;" in section and "<b>" not in section.replace("<b>loss</b>", "")
-    assert section.count("<svg") == 2 and "step 3" in section
+    assert section.count("<svg") == 2 and "at step 3" in section
     md = sqlite_store.audit("clf", tmp_path / "audit.md").read_text()
     assert "## Training" in md and "Latest confusion matrix (step 3)" in md
     assert lineage.report.check(tmp_path / "audit.html").ok

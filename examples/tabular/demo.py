@@ -6,8 +6,9 @@
    provenance of the deployed model, the diff between the two models, the impact of the
    raw dataset, a re-verification of the data, and the two runs side by side.
    The training curves (loss per epoch) and the confusion matrices the runs logged.
-4. The pictures: provenance, impact and diff diagrams (SVG) and an audit report (HTML and
-   Markdown) under ``examples/tabular/out/``.
+4. The pictures: provenance, impact and diff diagrams, the training curves of both runs and
+   the best run's test confusion matrix (SVG), and an audit report (HTML and Markdown)
+   under ``examples/tabular/out/``.
 
 Run it again: the data keeps its versions (same content, same record) and every cached
 step is a cache hit.
@@ -25,6 +26,7 @@ sys.path.insert(0, str(HERE))
 import pipeline  # noqa: E402
 
 import lineage  # noqa: E402
+from lineage.metrics import confusion_chart  # noqa: E402
 
 
 def _heading(text: str) -> None:
@@ -97,14 +99,10 @@ def main() -> int:
         if test is not None:
             print(f"  test set (accuracy {test.accuracy:.4f}):")
             print("    " + str(test).replace("\n", "\n    "))
-    search = getattr(store, "search_runs", None)  # the run search, where installed
-    if search is not None:
-        best_run = search(experiment="breast-cancer", where="f1>0", sort="-f1", limit=1)
-        print(f"best run by F1 (search sort=-f1): {best_run[0].name}")
-    plot = getattr(store, "plot", None)  # matplotlib curves, where installed
-    if plot is not None:
-        plot(runs, ["loss"], out / "curves.svg")
-        print(f"curves of both runs: {(out / 'curves.svg').resolve()}")
+    found = store.search_runs(experiment="breast-cancer", where="f1>0", sort="-f1", limit=1)
+    print(f"best run by F1 (a search: --where 'f1>0' --sort -f1 --limit 1): {found[0].name}")
+    store.plot(runs, ["loss", "train_accuracy"], out / "curves.svg")
+    confusion_chart(store, found[0].name, name="test").save(out / "confusion.svg")
 
     _heading("Pictures")
     written = [
@@ -114,7 +112,8 @@ def main() -> int:
     ]
     report = store.audit(deployed, out / "audit.html")
     store.audit(deployed, out / "audit.md")
-    for path in [*written, out / "audit.html", out / "audit.md"]:
+    for path in [*written, out / "curves.svg", out / "confusion.svg", out / "audit.html",
+                 out / "audit.md"]:
         print(f"  {Path(str(path)).resolve()}")
     del report
 
