@@ -134,3 +134,19 @@ def test_cli_tag_note_alias(sqlite_uri: str, capsys: pytest.CaptureFixture[str])
     assert main([*base, "tag", "nothing", "a=1"]) == 1
     assert "no artifact or run named 'nothing'" in capsys.readouterr().err
     assert tags.annotations_of(lineage.connect(sqlite_uri), "clf@3").aliases == ["clf@production"]
+
+
+def test_runs_are_searched_by_tags_and_notes(store: lineage.Store) -> None:
+    for name, f1 in (("a", 0.7), ("b", 0.9), ("c", 0.8)):
+        with lineage.run(name, experiment="e", store=store):
+            lineage.log_metrics({"f1": f1})
+    lineage.tag(store, "a", stage="production", epochs=10)
+    lineage.tag(store, "b", stage="candidate", epochs=30)
+    lineage.note(store, "c", "diverged after epoch 3")
+    found = store.search_runs(where="tags.stage=production")
+    assert [r.name for r in found] == ["a"]
+    assert [r.name for r in store.search_runs(where="tags.epochs>5", sort="-f1")] == ["b", "a"]
+    assert [r.name for r in store.search_runs(where="note=diverged after epoch 3")] == ["c"]
+    assert [r.name for r in store.search_runs(sort="-tags.epochs")] == ["b", "a", "c"]
+    with pytest.raises(lineage.LineageError, match=r"no run has the key 'tags\.owner'"):
+        store.search_runs(where="tags.owner=ana")
