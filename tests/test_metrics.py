@@ -344,6 +344,24 @@ def test_sigterm_flushes_before_the_process_dies(disk_uri: str, tmp_path: Path) 
     assert len(m.matrices) == 1
 
 
+def test_ctrl_c_flushes_and_records_the_run_canceled(disk_uri: str, tmp_path: Path) -> None:
+    child = _spawn(disk_uri, tmp_path)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "logged"
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    store = lineage.connect(disk_uri)
+    m = run_metrics(store, "killed")
+    assert len(m.run_series["lr"]) == 300 and len(m.steps["train"]["loss"]) == 500
+    assert [r.properties["status"] for r in store.runs()] == ["CANCELED"]
+    assert [e.state for e in store.executions(step="train")] == ["CANCELED"]
+
+
 def test_series_written_by_older_versions_are_read(sqlite_store: lineage.Store) -> None:
     from lineage import _convert
 
