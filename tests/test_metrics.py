@@ -493,3 +493,20 @@ def test_the_audit_report_of_a_model_shows_its_training(sqlite_store: lineage.St
     md = sqlite_store.audit("clf", tmp_path / "audit.md").read_text()
     assert "## Training" in md and "Latest confusion matrix (step 3)" in md
     assert lineage.report.check(tmp_path / "audit.html").ok
+
+
+def test_a_large_confusion_matrix_round_trips(store: lineage.Store) -> None:
+    n = 300
+    truth = [i % n for i in range(3 * n)]
+    predicted = [(i * 7) % n for i in range(3 * n)]
+    with lineage.run("wide", store=store):
+        for epoch in range(2):
+            lineage.log_confusion_matrix(truth, predicted, step=epoch)
+        lineage.log_metrics({"x": 1}, step=0)
+        with pytest.raises(lineage.StepError, match="too many"):
+            lineage.log_confusion_matrix([0], [0], labels=range(501))
+    m = run_metrics(store, "wide")
+    latest = m.confusion_matrix()
+    assert latest is not None and latest.step == 1 and latest.labels == list(range(n))
+    assert latest.total == 3 * n and latest.matrix[1][7] == 3
+    assert len(m.matrices) == 2 and m.series == {"x": [(0, 1)]}
