@@ -44,7 +44,11 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert, _runref, _timeline
-from lineage._schema import CACHE_CONTEXT_TYPE, OUTPUT_EVENTS
+from lineage._schema import (
+    CACHE_CONTEXT_TYPE,
+    HIDDEN_CONTEXT_TYPES,
+    OUTPUT_EVENTS,
+)
 from lineage.errors import InvalidRef, NotFound
 
 if TYPE_CHECKING:
@@ -740,7 +744,8 @@ def _not_runs(store: Store, contexts: Iterable[pb.Context]) -> set[int]:
     contexts = list(contexts)
     types = store._types("context", {c.type_id for c in contexts})
     return {c.id for c in contexts
-            if (t := types.get(c.type_id)) is not None and t.name == CACHE_CONTEXT_TYPE}
+            if (t := types.get(c.type_id)) is not None
+            and (t.name == CACHE_CONTEXT_TYPE or t.name in HIDDEN_CONTEXT_TYPES)}
 
 
 def _run_context_names(store: Store, contexts: Iterable[pb.Context]) -> set[str]:
@@ -972,6 +977,9 @@ def load_graph(
         # read them again rather than from the cache, with every association (the cache
         # holds run membership only, much of it from the executions' run_context).
         all_contexts = list(store._call("get_contexts"))
+        hidden = store._types("context", {c.type_id for c in all_contexts})
+        all_contexts = [c for c in all_contexts  # metric chunks, tags: data, not groups
+                        if getattr(hidden.get(c.type_id), "name", None) not in HIDDEN_CONTEXT_TYPES]
         members: dict[int, set[tuple[int, str]]] = {}
         _membership_by_context(store, all_contexts, members)
         ctx_nodes, ctx_edges = _context_entries(store, all_contexts, members, g.__contains__)

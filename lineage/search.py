@@ -7,7 +7,9 @@ reads and answers a :class:`RunSearch`: one :class:`RunSummary` per run.
   ``duration`` and ``id`` are fields of every run. Any other key names a final metric if a
   run logged it (``f1``), else a param: the run's own (``lr``, config values such as
   ``train.lr``) or a step's, as ``<step>.<param>`` (``train.lr``), as ``compare`` shows
-  them. ``metrics.f1`` and ``params.lr`` say which one explicitly.
+  them. ``metrics.f1`` and ``params.lr`` say which one explicitly. ``tags.KEY`` is a tag
+  of the run and ``note`` its note (``lineage tag``, ``lineage note``; read in one more
+  call when a filter or the sort names them), unless a metric or param has that name.
 - **Filters** (``where``): ``KEY OP VALUE`` with ``=`` (or ``==``), ``!=``, ``<``,
   ``<=``, ``>``, ``>=``. Numbers compare as numbers (``C=1`` matches ``1.0``), ``true`` /
   ``false`` as booleans, anything else (quotes optional) as text; ``start`` and ``end``
@@ -97,6 +99,10 @@ class RunSummary:
     """The context type (``Run``)."""
     step_params_read: bool = False
     """Whether ``params`` includes the steps' params."""
+    tags: dict[str, Any] = attrs.field(factory=dict)
+    """The run's tags (read when a filter or the sort names ``tags.KEY`` or ``note``)."""
+    note: str | None = None
+    """The run's note (read likewise)."""
 
     @property
     def ref(self) -> str:
@@ -397,7 +403,12 @@ def _lookup(run: RunSummary, key: str) -> Any:
         return run.params.get(key[len("params."):], _MISSING)
     if key in run.metrics:
         return run.metrics[key]
-    return run.params.get(key, _MISSING)
+    found = run.params.get(key, _MISSING)
+    if found is _MISSING and key.startswith("tags."):  # lineage.tags, after params so named
+        return run.tags.get(key[len("tags."):], _MISSING)
+    if found is _MISSING and key == "note":
+        return run.note if run.note else _MISSING
+    return found
 
 
 def _matches(run: RunSummary, f: Filter) -> bool:
@@ -554,6 +565,14 @@ def search_runs(
             ref=experiment)
     candidates = [_summary(r) for r in store.runs(experiment=experiment)]
     keys = [f.key for f in filters] + ([order[0]] if order else [])
+    if any(k.startswith("tags.") or k == "note" for k in keys):  # lineage.tags: one read
+        from lineage.tags import all_annotations
+
+        annotated = all_annotations(store)
+        for r in candidates:
+            hit = annotated.get(r.ref)
+            if hit is not None:
+                r.tags, r.note = dict(hit.tags), hit.note
     missing = [k for k in keys if not _known(k, candidates)]
     if missing and candidates:  # no runs at all: nothing to match, not an error
         # the key may be a step's param: read them for every candidate, then check again

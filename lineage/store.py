@@ -557,8 +557,13 @@ class Store:
         if not ref:
             raise InvalidRef("an empty string is not a reference", ref=ref)
         type_name = type if isinstance(type, str) else (type.type_name if type else None)
-        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
         match = _REF.match(ref)
+        if not match and "@" in ref:  # "clf@production": an alias (lineage.tags)
+            from lineage.tags import resolve_alias
+
+            if (aliased := resolve_alias(self, ref, type_name)) is not None:
+                return aliased
+        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
         hits: list[pb.Artifact] = []
         for tname in type_names:
             if match:
