@@ -21,18 +21,21 @@ SIGTERM and SIGHUP end a running step as CANCELED, as Ctrl-C does: the first tim
 or run starts in the main thread, a handler is installed for each of them unless the
 program ignores it (``nohup``) or a C library set it. A handler the program had is called
 instead (it decides, and a ``SystemExit`` it raises records CANCELED on its way out);
-otherwise :class:`Terminated` (a ``SystemExit`` with status 128 + the signal) is raised in
-the main thread, so that steps record CANCELED and runs close as the stack unwinds. A
-second signal, or one that comes when nothing is recording, ends the process the default
-way.
+otherwise :class:`Terminated` (a ``SystemExit``) is raised in the main thread, so that
+steps record CANCELED and runs close as the stack unwinds, and once the interpreter has
+run its exit handlers the process dies of the signal, as it would have without
+``lineage`` (as Python does after an uncaught Ctrl-C). A second signal, or one that comes
+when nothing is recording, ends the process the default way at once.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -175,7 +178,8 @@ _wake = threading.Event()
 
 
 def _reset_after_fork() -> None:
-    global _lock, _thread, _wake
+    global _lock, _thread, _wake, _terminating, _received
+    _terminating, _received = False, None
     _lock = threading.Lock()
     _entries.clear()  # the parent's steps and runs are the parent's to beat
     _thread = None
@@ -270,12 +274,17 @@ def _recording() -> bool:
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 _previous: dict[int, Any] = {}
 _terminating = False
+_received: int | None = None  # the signal a Terminated was raised for
+_exit_hooked = False
 
 
 class Terminated(SystemExit):
     """Raised in the main thread when SIGTERM or SIGHUP arrives while a step or run is
     recording (and the program had no handler of its own): steps record CANCELED and runs
     close as it unwinds, and the process exits with status 128 + the signal number.
+
+    Once the interpreter has run its exit handlers, the process dies of the signal (the
+    parent sees it killed by SIGTERM, as without ``lineage``).
 
     Attributes:
         signum: the signal that arrived.
@@ -290,12 +299,19 @@ class Terminated(SystemExit):
 
 
 def _install_signal_handlers() -> None:
+    global _exit_hooked
     if threading.current_thread() is not threading.main_thread():
         return  # Python only lets the main thread set handlers
+    if not _exit_hooked:  # registered early: it runs after the exit handlers added later
+        atexit.register(_die_of_the_signal)
+        _exit_hooked = True
     for signum in _SIGNALS:
+        if signum in _previous:
+            continue  # once: a handler set over ours later is the program's choice (and
+            # may chain to ours: installing ours again over it would make a loop)
         current = signal.getsignal(signum)
-        if current is _on_signal or current is None or current == signal.SIG_IGN:
-            continue  # ours already; set from C; ignored on purpose (nohup)
+        if current is None or current == signal.SIG_IGN:
+            continue  # set from C; ignored on purpose (nohup)
         _previous[signum] = current
         signal.signal(signum, _on_signal)
 
@@ -312,5 +328,17 @@ def _on_signal(signum: int, frame: Any) -> None:
         signal.signal(signum, signal.SIG_DFL)  # the default way: the process ends now
         os.kill(os.getpid(), signum)
         return
-    _terminating = True
+    global _received
+    _terminating, _received = True, signum
     raise Terminated(signum)
+
+
+def _die_of_the_signal() -> None:
+    """At exit after a :class:`Terminated`: die of the signal, as without ``lineage``."""
+    if _received is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    signal.signal(_received, signal.SIG_DFL)
+    os.kill(os.getpid(), _received)
