@@ -225,8 +225,9 @@ def _beat_forever() -> None:
 
 
 def _beat(target: Any) -> None:
-    """Renew the heartbeat of one running step or run; never raise (a store that cannot
-    be reached now is reached again on the next beat, or by the step's own writes)."""
+    """Renew the heartbeat of one running step or run, under the lock its other writes
+    take; never raise and never wait on a busy store (``retry=False``): a beat that
+    cannot be written now is written at the next one."""
     from lineage._active import _Call
 
     beat = round(time.time(), 3)
@@ -234,12 +235,12 @@ def _beat(target: Any) -> None:
         if isinstance(target, _Call):
             with target.lock:
                 target.proto.properties["heartbeat"].double_value = beat
-                target.store._call("put_executions", [target.proto])
+                target.store._call("put_executions", [target.proto], retry=False)
         else:
             with target._lock:
                 if target.context.id and os.getpid() == target._pid:
                     target.context.properties["heartbeat"].double_value = beat
-                    target.store._call("put_contexts", [target.context])
+                    target.store._call("put_contexts", [target.context], retry=False)
 
 
 def started(call: _Call) -> None:
