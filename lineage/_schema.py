@@ -57,6 +57,8 @@ STEP_PROPERTIES: dict[str, int] = {
     "recorded_by": pb.STRING,
     "function": pb.STRING,
     "source_hash": pb.STRING,
+    # the step's source and the project's own code it refers to (lineage._env.code_hash)
+    "code_hash": pb.STRING,
     "git_commit": pb.STRING,
     "git_dirty": pb.BOOLEAN,
     "git_repo": pb.STRING,

@@ -20,6 +20,11 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── SearchError                a run search expression is malformed or names no key
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
 
+Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
+
+    LineageWarning
+    └── CacheWarning               a cache=True call was not looked up (the message says why)
+
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
 extension raises for connection problems are translated in :func:`translate`, and only
 there; callers see the original as ``__cause__``. Passwords are redacted from every
@@ -37,11 +42,13 @@ __all__ = [
     "AmbiguousRef",
     "ArtifactError",
     "BundleError",
+    "CacheWarning",
     "ConcurrentWriteError",
     "ConnectionFailed",
     "FingerprintError",
     "InvalidRef",
     "LineageError",
+    "LineageWarning",
     "NotFound",
     "ReadOnlyStore",
     "RefError",
@@ -176,6 +183,16 @@ class SearchError(LineageError):
 # --- the MLMD boundary -------------------------------------------------------------
 
 _PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
+
+
+class LineageWarning(UserWarning):
+    """Base of the warnings ``lineage`` gives: something was recorded, but not as asked."""
+
+
+class CacheWarning(LineageWarning):
+    """A ``cache=True`` step call was not looked up in the cache (the message says why:
+    an argument that cannot be keyed exactly, an input without a fingerprint, a return
+    value that mixes artifacts and other values)."""
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

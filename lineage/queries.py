@@ -68,7 +68,11 @@ __all__ = [
     "verify",
 ]
 
-_CODE_KEYS = ("function", "source_hash", "git_commit", "git_dirty", "git_repo", "script")
+_CODE_KEYS = ("function", "source_hash", "code_hash", "git_commit", "git_dirty", "git_repo",
+              "script")
+#: What diff compares of code: its identity, never where a clone of it lives (``git_repo``,
+#: ``script``); ``code_hash`` covers the project's own helpers a step calls.
+_CODE_IDENTITY = ("function", "source_hash", "code_hash", "git_commit", "git_dirty")
 _ENV_KEYS = ("python", "packages")
 _TIME_KEYS = ("start_time", "end_time", "duration")
 
@@ -761,8 +765,8 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         changed = False
         for table, got in (
             (params, _changes(ea.params, eb.params)),
-            (code, _changes({k: ea.properties.get(k) for k in _CODE_KEYS},
-                            {k: eb.properties.get(k) for k in _CODE_KEYS})),
+            (code, _changes({k: ea.properties.get(k) for k in _CODE_IDENTITY},
+                            {k: eb.properties.get(k) for k in _CODE_IDENTITY})),
             (env, _changes(_environment(ea), _environment(eb))),
         ):
             if got:
