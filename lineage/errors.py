@@ -16,7 +16,8 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     │   └── FingerprintError       its content cannot be read for a fingerprint
     ├── StepError                  a step is declared or called wrongly (carries .step)
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
-    └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    ├── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    └── SignatureError             a key cannot be used, or a signature does not verify
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
 extension raises for connection problems are translated in :func:`translate`, and only
@@ -44,6 +45,7 @@ __all__ = [
     "ReadOnlyStore",
     "RefError",
     "RenderError",
+    "SignatureError",
     "StepError",
     "StoreError",
     "TypeConflict",
@@ -136,6 +138,11 @@ class StepError(LineageError):
 
 class RenderError(LineageError):
     """Raised when a diagram or report cannot be produced."""
+
+
+class SignatureError(LineageError):
+    """Raised when a signing key cannot be read or used, or a signature or attestation
+    does not verify."""
 
 
 class BundleError(LineageError):
