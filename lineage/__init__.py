@@ -14,7 +14,10 @@ Example:
 from __future__ import annotations
 
 from lineage._params import ParamWarning
+from lineage.approvals import Approval, ApprovalCheck, approve
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
+from lineage.audits import AuditReport
+from lineage.environment import Environment
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
@@ -33,6 +36,7 @@ from lineage.errors import (
     StoreError,
     TypeConflict,
 )
+from lineage.evidence import Evidence
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
@@ -56,15 +60,20 @@ __version__ = "0.1.0"
 __all__ = [
     "ActiveRun",
     "AmbiguousRef",
+    "Approval",
+    "ApprovalCheck",
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
+    "AuditReport",
     "BundleError",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
     "ConnectionFailed",
     "Dataset",
+    "Environment",
+    "Evidence",
     "Execution",
     "Exported",
     "FingerprintError",
@@ -91,6 +100,7 @@ __all__ = [
     "TypeConflict",
     "Verification",
     "__version__",
+    "approve",
     "connect",
     "current_run",
     "fingerprint",

@@ -53,7 +53,9 @@ class Environment(Artifact):
     def packages(self) -> dict[str, str]:
         """Distribution name → version."""
         found = self.properties.get("packages")
-        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+        if not isinstance(found, dict):
+            return {}
+        return {str(k): str(v) for k, v in sorted(found.items())}
 
     def recorded_content(self) -> tuple[Any, bool] | None:
         """The content the fingerprint was computed from, re-derived from the record

@@ -35,7 +35,7 @@ from lineage import _convert, _text
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
-from lineage.fingerprint import ALGORITHMS, fingerprint
+from lineage.fingerprint import ALGORITHMS, fingerprint, fingerprint_content
 from lineage.graph import (
     artifact_attrs,
     artifact_node,
@@ -739,11 +739,15 @@ class Verification:
 
     results: list[ArtifactCheck]
     """One check per artifact, by artifact id."""
+    approvals: list[Any] = attrs.field(factory=list)
+    """The approvals of the checked artifacts (:class:`lineage.approvals.ApprovalCheck`)."""
 
     @property
     def ok(self) -> bool:
-        """No artifact changed, went missing or became unreadable (skipped ones are fine)."""
-        return all(r.status in ("ok", "skipped") for r in self.results)
+        """No artifact changed, went missing or became unreadable (skipped ones are fine),
+        and every approval checks (signature, record, approved content)."""
+        return all(r.status in ("ok", "skipped") for r in self.results) and all(
+            a.ok for a in self.approvals)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -756,7 +760,8 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         """``ok``, ``counts`` and ``artifacts`` (one check each)."""
         return {"ok": self.ok, "counts": self.counts,
-                "artifacts": [r.to_dict() for r in self.results]}
+                "artifacts": [r.to_dict() for r in self.results],
+                "approvals": [a.to_dict() for a in self.approvals]}
 
     def __str__(self) -> str:
         """A table of the checks and ``OK: …`` or ``FAILED: …`` (what ``lineage verify``
@@ -771,6 +776,9 @@ def _check(a: Artifact) -> ArtifactCheck:
     recorded = a.fingerprint
     path = a.path
     if path is None:
+        rederived = _recorded_content(a)  # in-memory content kept in the record (Metrics)
+        if rederived is not None:
+            return rederived
         why = "in-memory content" if not a.uri else f"remote URI {a.uri}"
         return ArtifactCheck(a, "skipped", recorded, None, f"{why}: nothing local to re-read")
     if recorded is None:
@@ -791,6 +799,27 @@ def _check(a: Artifact) -> ArtifactCheck:
     return ArtifactCheck(a, "ok", recorded, current)
 
 
+def _recorded_content(a: Artifact) -> ArtifactCheck | None:
+    """Re-derive the fingerprint of in-memory content the record keeps (the values of a
+    ``Metrics``, an ``Environment``, an ``Approval``): ``ok`` when it matches; ``changed``
+    when the content is known exactly and does not; ``None`` when it cannot be told."""
+    get = getattr(a, "recorded_content", None)
+    found = get() if callable(get) else None
+    if found is None or not a.fingerprint or a.uri:
+        return None
+    content, exact = found
+    try:
+        current = fingerprint_content(content, algo=a.fingerprint.split(":", 1)[0])
+    except (FingerprintError, ValueError, TypeError):
+        return None
+    if current == a.fingerprint:
+        return ArtifactCheck(a, "ok", a.fingerprint, current, "re-derived from the recorded values")
+    if exact:
+        return ArtifactCheck(a, "changed", a.fingerprint, current,
+                             "the recorded values no longer give the recorded fingerprint")
+    return None
+
+
 def verify(store: Store, ref: Ref | None = None) -> Verification:
     """Re-fingerprint the content behind recorded artifacts.
 
@@ -807,12 +836,15 @@ def verify(store: Store, ref: Ref | None = None) -> Verification:
         >>> [r.status for r in store.verify("d").results]
         ['changed']
     """
+    from lineage.approvals import approvals_of
+
     if ref is None:
         arts = store.artifacts()
     else:
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
-    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)])
+    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)],
+                        approvals=approvals_of(store, ref))
 
 
 # --- compare ------------------------------------------------------------------------------

@@ -373,14 +373,15 @@ def test_verify_reports_each_status(store: lineage.Store, write_file: Callable[.
     assert isinstance(v, Verification)
     status = {r.artifact.id: r.status for r in v.results}
     assert status == {good.id: "ok", changed.id: "changed", gone.id: "missing",
-                      odd.id: "unreadable", mem.id: "skipped", remote.id: "skipped"}
+                      odd.id: "unreadable", mem.id: "ok", remote.id: "skipped"}
     assert not v.ok
     by_id = {r.artifact.id: r for r in v.results}
     assert by_id[changed.id].recorded != by_id[changed.id].current
     assert by_id[good.id].current == good.fingerprint
     d = v.to_dict()
     json.dumps(d)
-    assert d["counts"] == {"changed": 1, "missing": 1, "ok": 1, "skipped": 2, "unreadable": 1}
+    assert d["counts"] == {"changed": 1, "missing": 1, "ok": 2, "skipped": 1, "unreadable": 1}
+    assert by_id[mem.id].detail == "re-derived from the recorded values"
 
 
 def test_verify_unreadable_file(store: lineage.Store, write_file: Callable[..., Path]) -> None:

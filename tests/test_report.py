@@ -172,9 +172,10 @@ def test_hostile_store_values_never_become_markup(sqlite_store: lineage.Store, t
     assert isinstance(text, str)
     doc = _parse(text)
     tags = {tag for tag, _attrs in doc.tags}
-    allowed = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p",
-               "time", "code", "b", "section", "table", "thead", "tbody", "tr", "th", "td",
-               "span", "br", "ul", "li", "details", "summary", "figure", "footer",
+    allowed = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "h3",
+               "p", "time", "code", "b", "section", "table", "thead", "tbody", "tr", "th", "td",
+               "span", "br", "ul", "ol", "li", "details", "summary", "figure", "figcaption",
+               "footer", "div", "pre",
                # the inline SVG Graphviz drew
                "svg", "g", "polygon", "path", "text", "ellipse", "polyline"}
     assert tags <= allowed, tags - allowed
@@ -248,12 +249,16 @@ def test_markdown_report(sqlite_store: lineage.Store, tmp_path: Path) -> None:
     out = audit(sqlite_store, model, tmp_path / "report.md")
     text = out.read_text()
     assert text.startswith("# Audit report: ")
-    for heading in ("## Target", "## Datasets (2)", "## Steps (2, roots first)",
-                    "## Failed, cached and unfinished executions along the way (1)"):
+    for heading in ("## Target", "## Data (2 datasets)", "## Steps (2, roots first)",
+                    "## Failed, cached and unfinished executions along the way (1)",
+                    "## Evaluation", "## Selection", "## Config and params", "## Environment",
+                    "## Change history", "## Accountability: who ran what",
+                    "## Re-performance recipe"):
         assert heading in text
-    assert "| name | version | type | uri | fingerprint | verified now |" in text
+    assert "| id | name | version | type | uri | fingerprint | verified now | properties |" in text
     assert str(model.fingerprint) in text
-    outside_code = re.sub(r"```dot\n.*?\n```", "", text, flags=re.S)
+    assert "```dot" not in text and "digraph" not in text  # a picture, never raw DOT
+    outside_code = re.sub(r"```json\n.*?\n```", "", text, flags=re.S)
     assert "<script" not in outside_code and "<img" not in outside_code and "<a " not in outside_code
     assert "](https://" not in outside_code and "https://evil" not in outside_code
     assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in outside_code
@@ -330,8 +335,12 @@ def test_report_renders_in_headless_chromium(sqlite_store: lineage.Store, tmp_pa
               for key, value in attrs if key == "id"}
     assert {"target", "datasets", "steps", "along"} <= tables and "artifacts" in ids
     assert tags.count("tr") >= 8
-    # the browser built no element from the hostile names and shows them as text
-    assert "script" not in tags and "img" not in tags and "a" not in tags
+    # the browser built no element from the hostile names and shows them as text; the one
+    # link is to the full-size diagram written beside the report
+    assert "script" not in tags and "img" not in tags
+    links = [dict(attrs) for tag, attrs in doc.tags if tag == "a"]
+    assert links == [{"href": "report.lineage.svg"}]
+    assert (tmp_path / "report.lineage.svg").read_text().lstrip().startswith("<?xml")
     words = doc.all_text
     assert EVIL in words and EVIL_IMG in words
     assert "Audit report:" in words and "Provenance of" in words
