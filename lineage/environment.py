@@ -87,13 +87,9 @@ def record_environment(store: Store) -> int | None:
         facts = _env.environment_facts()
         artifact = Environment(content=facts, name=ENVIRONMENT_NAME, **facts)
         try:
-            def attempt() -> Artifact:
-                proto = store._prepare(artifact)
-                if not proto.id:
-                    [proto.id] = store._call("put_artifacts", [proto])
-                return store._fill(artifact, proto)
+            from lineage._signoff import put_unattributed
 
-            recorded = store._write_with_retry(attempt, "record the environment")
+            recorded = put_unattributed(store, artifact)
         except LineageError as exc:
             warnings.warn(f"could not record the environment in {store.uri}: {exc}",
                           RuntimeWarning, stacklevel=3)
