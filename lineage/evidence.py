@@ -701,12 +701,12 @@ def evidence(store: Store, ref: Ref) -> Evidence:
             "root": _ident(d) in prov.roots,
         })
 
-    config, more_warnings = _config_and_warnings(store, own_runs, steps, arts, checks)
-    warnings.extend(more_warnings)
     for c in checks.values():
         if c.status in ("changed", "missing", "unreadable"):
             warnings.append(f"{c.artifact.type_name} {c.artifact.name} v{c.artifact.version} "
                             f"(artifact:{_ident(c.artifact)}) is {c.status} now: {c.detail}")
+    config, more_warnings = _config_and_warnings(store, own_runs, steps, arts, checks)
+    warnings.extend(more_warnings)
 
     environments = _environments(store, steps, own_runs, arts)
     if len([e for e in environments if e.get("environment")]) > 1:
