@@ -272,7 +272,8 @@ def reproduce(
     # code: one scratch tree per (repo, commit)
     trees: dict[tuple[str, str], Path | str] = {}
     plan_steps: list[dict[str, Any]] = []
-    for number, s in enumerate(steps):
+    copies: dict[Path, Path] = {}
+    for s in steps:
         p = s.properties
         result = StepResult(s.ref, s.name, "not re-run")
         function = p.get("function")
@@ -337,14 +338,20 @@ def reproduce(
                 (tree_root / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(file, tree_root / rel)  # overlay: the scratch copy is the code
                 file = tree_root / rel
-            else:
-                local = scratch / "code" / f"wt{number}" / file.name
-                local.parent.mkdir(parents=True, exist_ok=True)
-                for sibling in file.parent.glob("*.py"):
-                    shutil.copy2(sibling, local.parent / sibling.name)
-                file = local
-            notes.append(f"{s.ref} {s.name}: the code was taken from the working tree (the run "
-                         f"was made from uncommitted changes; its source hash matches)")
+            else:  # no git: a scratch copy of the file's folder (its Python files)
+                folder_copy = copies.get(file.parent)
+                if folder_copy is None:
+                    folder_copy = copies[file.parent] = scratch / "code" / f"wt{len(copies)}"
+                    folder_copy.mkdir(parents=True, exist_ok=True)
+                    for sibling in file.parent.glob("*.py"):
+                        shutil.copy2(sibling, folder_copy / sibling.name)
+                file = folder_copy / file.name
+            why = ("the run was made from uncommitted changes" if isinstance(commit, str)
+                   else "it is in no git commit")
+            note = (f"the code of {Path(str(source_file)).name} was taken from the working tree "
+                    f"({why}; the source hashes of its steps match the record)")
+            if note not in notes:
+                notes.append(note)
         ev_list = events.get(s.id, [])
         missing_outputs = {e["artifact"] for e in ev_list} - set(arts)
         if missing_outputs:
