@@ -115,6 +115,41 @@ class _Step:
     error: str | None
     inputs: list[str]
     outputs: list[str]
+    repeats: list[str] = attrs.field(factory=list)
+    """Other executions folded into this row: the same call repeated (a cache hit
+    re-emitting its outputs, an identical re-run), ``execution:N STATE (run ...)``."""
+
+
+def _fold(executions: Sequence[Execution], make: Any, *, same_state: bool) -> list[_Step]:
+    """One row per distinct call: executions of the same step with the same inputs,
+    outputs and params (and, ``same_state``, state and error) fold into the first one."""
+    rows: list[_Step] = []
+    first: dict[str, _Step] = {}
+    for ex in executions:
+        key = json.dumps([ex.name, sorted(ex.inputs), sorted(ex.outputs),
+                          _plain(dict(sorted(ex.params.items()))),
+                          ex.state if same_state else ex.state == "FAILED",
+                          ex.error if same_state else None], default=str)
+        row = _step_of(ex, make)
+        if key in first and (same_state or ex.state == "CACHED"):
+            runs = f" ({', '.join(row.runs)})" if row.runs else ""
+            first[key].repeats.append(f"execution:{ex.id} {ex.state}{runs}")
+            continue
+        first.setdefault(key, row)
+        rows.append(row)
+    return rows
+
+
+def _count_steps(steps: Sequence[_Step]) -> str:
+    repeats = sum(len(s.repeats) for s in steps)
+    if not repeats:
+        return str(len(steps))
+    return f"{len(steps)} calls, {len(steps) + repeats} executions with repeats folded"
+
+
+def _step_of(ex: Execution, make: Any) -> _Step:
+    step: _Step = make(ex)
+    return step
 
 
 @attrs.define
@@ -312,7 +347,8 @@ def _collect(store: Store, ref: Ref) -> _Report:
     target = rows.get(target_id) or _row(prov.target, ev)
     datasets = [rows[i] for i in upstream if i in rows and i in dataset_ids]
     others = [rows[i] for i in upstream if i in rows and i not in dataset_ids]
-    steps = [_step(s, [label for _ref, label in step_runs[s.id]], names) for s in prov.steps]
+    steps = _fold(prov.steps, lambda s: _step(s, [label for _r, label in step_runs[s.id]], names),
+                  same_state=False)
     svg = dot = diagram_error = None
     try:
         dot = to_dot(prov)
@@ -324,7 +360,7 @@ def _collect(store: Store, ref: Ref) -> _Report:
         datasets=datasets,
         others=others,
         steps=steps,
-        along=[_step(ex, [], names) for ex in along],
+        along=_fold(along, lambda ex: _step(ex, [], names), same_state=True),
         generated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         .replace("+00:00", "Z"),
         store_uri=store.uri,
@@ -574,6 +610,9 @@ def _steps_table(steps: Sequence[_Step], table_id: str) -> str:
             name += f'<br><span class="note mono">{_h(s.type_name)}</span>'
         if s.runs:
             name += f'<br><span class="note">run: {_h(", ".join(s.runs))}</span>'
+        if s.repeats:
+            name += (f'<br><span class="note">and {len(s.repeats)} repeat(s) of the same call: '
+                     f'{_h("; ".join(s.repeats))}</span>')
         timing = f"{_h(s.started)}<br>{_h(s.duration)}"
         env = _kv_html(s.environment) + _packages_html(s.packages)
         io = (f"{_h(', '.join(s.inputs) or None)}<br>\u2192 "
@@ -682,9 +721,24 @@ def _data_html(ev: Evidence) -> str:
                   "No dataset upstream.")
 
 
+def _folded_runs(config: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Runs with the same params and config files (and status) folded into one entry."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in config:
+        key = json.dumps([run["params"], [(c["file"], c["artifact"], c["status"])
+                                          for c in run["configs"]], run.get("status")],
+                         sort_keys=True, default=str)
+        if key in out:
+            out[key]["name"] += f", {run['name']}"
+            out[key]["run"] += f", {run['run']}"
+        else:
+            out[key] = dict(run)
+    return list(out.values())
+
+
 def _config_html(ev: Evidence) -> str:
     parts = []
-    for run in ev.config:
+    for run in _folded_runs(ev.config):
         parts.append(f"<h3>Run {_h(run['name'])} "
                      f'(<span class="mono">{_h(run["run"])}</span>, {_h(run.get("status"))})</h3>')
         parts.append(f"<p>Run params:</p>{_kv_html(run['params'], mono=True)}")
@@ -694,7 +748,7 @@ def _config_html(ev: Evidence) -> str:
                   _status_html(c["status"], c.get("current") if c["status"] != "ok" else None)]
                  for c in run["configs"]]
         if files:
-            parts.append(_table(f"configs-{run['run'].split(':')[-1]}",
+            parts.append(_table(f"configs-{run['run'].split(',')[0].split(':')[-1]}",
                                 ["id", "config file", "uri", "recorded", "now"], files))
     if not parts:
         return '<p class="note" id="config">No run recorded the steps.</p>'
@@ -884,7 +938,7 @@ and by their runs, with the data each was computed on.</p>
 {_artifact_table(report.datasets, "datasets")}</section>
 <section id="artifacts-section"><h2>Other upstream artifacts ({len(report.others)})</h2>
 {_artifact_table(report.others, "artifacts")}</section>
-<section id="steps-section"><h2>Steps ({len(report.steps)}, roots first)</h2>
+<section id="steps-section"><h2>Steps ({_count_steps(report.steps)}, roots first)</h2>
 {_steps_table(report.steps, "steps")}</section>
 <section id="config-section"><h2>Config and params</h2>
 {_config_html(ev)}</section>
@@ -963,6 +1017,8 @@ def _md_steps(steps: Sequence[_Step]) -> list[str]:
     rows = []
     for number, s in enumerate(steps, 1):
         name = f"**{_m(s.name)}**" + (f"<br>run: {_m(', '.join(s.runs))}" if s.runs else "")
+        if s.repeats:
+            name += f"<br>and {len(s.repeats)} repeat(s) of the same call: {_m('; '.join(s.repeats))}"
         state = _m(s.state) + (f"<br>{_m(s.error)}" if s.error else "")
         env = dict(s.environment)
         if s.packages:
@@ -1047,7 +1103,7 @@ def _md_rest(ev: Evidence) -> list[str]:
     lines = ["## Config and params", ""]
     if not ev.config:
         lines += ["No run recorded the steps.", ""]
-    for run in ev.config:
+    for run in _folded_runs(ev.config):
         lines += [f"Run {_m(run['name'])} ({run['run']}, {_m(run.get('status'))}); params: "
                   f"{_md_kv(run['params'])}", ""]
         lines += _md_table(
@@ -1200,7 +1256,7 @@ def _markdown(report: _Report, picture: str | None) -> str:
               *_md_artifacts(report.datasets)]
     lines += [f"## Other upstream artifacts ({len(report.others)})", "",
               *_md_artifacts(report.others)]
-    lines += [f"## Steps ({len(report.steps)}, roots first)", "", *_md_steps(report.steps)]
+    lines += [f"## Steps ({_count_steps(report.steps)}, roots first)", "", *_md_steps(report.steps)]
     lines += _md_rest(ev)
     lines += [f"## Failed, cached and unfinished executions along the way ({len(report.along)})",
               "", *_md_steps(report.along)]

@@ -289,8 +289,13 @@ def test_every_row_carries_its_id(demo: dict[str, Any]) -> None:
             assert re.search(r"(artifact|execution):\d+", row), row[:200]
     steps = re.search(r'<table id="steps">.*?</table>', text, re.S)
     assert steps is not None
-    for s in prov.steps:
-        assert f">{s.ref}<" in steps.group(0)
+    rows = re.findall(r'<td class="ref mono">(execution:\d+)</td>', steps.group(0))
+    assert len(rows) == len(set(rows))
+    for s in prov.steps:  # a row of its own, or folded into the row of the call it repeats
+        assert s.ref in rows or re.search(rf"repeat\(s\) of the same call: [^<]*{s.ref} CACHED",
+                                          steps.group(0)), s.ref
+    folded = [s for s in prov.steps if s.ref not in rows]
+    assert all(s.state == "CACHED" for s in folded) and len(rows) + len(folded) == len(prov.steps)
 
 
 def test_markdown_embeds_the_picture(demo: dict[str, Any], tmp_path: Path) -> None:
