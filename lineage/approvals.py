@@ -177,6 +177,10 @@ def approve(
 
     if not isinstance(by, str) or not by.strip():
         raise StepError("an approval needs the name of who approves: by='Jane Doe' (--by NAME)")
+    if not isinstance(note, str):
+        raise StepError(f"note= takes text, got {type(note).__name__}")
+    if "\x00" in by or "\x00" in note:  # MLMD's SQL backends cut strings at NUL
+        raise StepError("an approval's by= and note= cannot contain NUL characters")
     store._check_writable("record an approval")
     private = load_private_key(key) if key is not None else None
     target = store.get(ref)

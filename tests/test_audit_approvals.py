@@ -93,6 +93,8 @@ def test_approve_refuses_bad_input(sqlite_store: lineage.Store, tmp_path: Path) 
         lineage.approve(sqlite_store, "clf", by="Jane", key=tmp_path / "rsa.pem")
     with pytest.raises(lineage.NotFound):
         lineage.approve(sqlite_store, "nothing", by="Jane")
+    with pytest.raises(lineage.StepError, match="NUL"):
+        lineage.approve(sqlite_store, "clf", by="Jane", note="ok\x00hidden")
     assert not sqlite_store.artifacts(type="Approval")
 
 

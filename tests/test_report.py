@@ -75,7 +75,9 @@ def _record(store: lineage.Store, folder: Path, *, evil: bool = False) -> lineag
         return lineage.Model(out, name=EVIL_LINK if evil else "clf")
 
     with lineage.run("baseline", experiment="iris", store=store):
-        clean = prep(lineage.Dataset(data, name=name), note=EVIL if evil else "plain")
+        raw = (lineage.Dataset(data, name=name, source=EVIL_LINK, license=EVIL_IMG) if evil
+               else lineage.Dataset(data, name=name))
+        clean = prep(raw, note=EVIL if evil else "plain")
         with pytest.raises(ValueError):
             train(clean, lr=5.0)
         model: lineage.Model = train(clean, lr=0.05)
@@ -168,6 +170,7 @@ def test_store_password_is_redacted(pg_uri: str, tmp_path: Path) -> None:
 
 def test_hostile_store_values_never_become_markup(sqlite_store: lineage.Store, tmp_path: Path) -> None:
     model = _record(sqlite_store, tmp_path / "w", evil=True)
+    lineage.approve(sqlite_store, model, by=EVIL_IMG, note=EVIL_LINK + "\x1b[31m")
     text = audit(sqlite_store, model)
     assert isinstance(text, str)
     doc = _parse(text)
@@ -184,10 +187,14 @@ def test_hostile_store_values_never_become_markup(sqlite_store: lineage.Store, t
         for key, value in attrs:
             assert not key.startswith("on"), (key, value)
             assert key not in ("href", "src", "xlink:href", "action", "formaction"), (key, value)
-    # …and they are all shown, as text
+    # …and they are all shown, as text (control characters as \xNN)
     words = doc.all_text
     for hostile in (EVIL, EVIL_IMG, EVIL_LINK):
         assert hostile in words
+    assert "\x1b" not in text and "\\x1b[31m" in words
+    for section in ("approvals", "data"):
+        table = re.search(rf'<table id="{section}">.*?</table>', text, re.S)
+        assert table is not None and EVIL_LINK in _parse(table.group(0)).all_text
 
 
 def test_report_loads_nothing_from_elsewhere(sqlite_store: lineage.Store, tmp_path: Path) -> None:
