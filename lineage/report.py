@@ -642,6 +642,32 @@ def _refs_html(refs: Sequence[str], ev: Evidence) -> str:
     return "<br>".join(out)
 
 
+def _curves_svg(ev: Evidence) -> str | None:
+    """The logged curves drawn by :mod:`lineage.plot` (matplotlib), when it is installed;
+    ``None`` otherwise (the series table stands alone)."""
+    import importlib
+
+    if not ev.series:
+        return None
+    try:
+        plot = importlib.import_module("lineage.plot")
+    except ImportError:
+        return None
+    draw = getattr(plot, "curves", None)
+    if not callable(draw):
+        return None
+    series: dict[str, dict[str, list[tuple[Any, Any]]]] = {}
+    for s in ev.series:
+        label = str(s.get("execution") or s.get("run"))
+        series.setdefault(label, {})[str(s["metric"])] = [
+            (p[0], p[1]) for p in s["points"] if isinstance(p, list) and len(p) == 2]
+    try:
+        svg = draw(series, title="Logged curves").to_svg()
+    except (LineageError, ValueError, TypeError):
+        return None
+    return _inline_svg(str(svg))
+
+
 def _evaluation_html(ev: Evidence) -> str:
     rows = [
         [f'<span class="mono">{_h(r.get("recorded_as") if str(r.get("recorded_as", "")).startswith("artifact:") else r.get("execution") or r.get("run"))}</span>',
@@ -671,6 +697,10 @@ def _evaluation_html(ev: Evidence) -> str:
             ])
         out += "<h3>Curves (logged series)</h3>" + _table(
             "series", ["id", "metric", "points", "steps", "first", "last", "min / max"], srows)
+        drawn = _curves_svg(ev)
+        if drawn is not None:
+            out += f'<figure id="curves">{drawn}</figure>'
+
     return out
 
 

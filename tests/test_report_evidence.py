@@ -385,3 +385,29 @@ def test_model_card_uses_what_the_user_recorded(sqlite_store: lineage.Store) -> 
     assert "**Licence:** Apache-2.0" in card and "triage \\| research only" in card
     assert "**Contact:** ml@acme" in card
     assert json.loads(json.dumps(sqlite_store.export("m", "model-card").to_dict()))["markdown"] == card
+
+
+def test_logged_curves_are_in_the_evaluation(sqlite_store: lineage.Store) -> None:
+    import importlib.util
+
+    @lineage.step(store=sqlite_store, kind="train")
+    def fit(epochs: int = 4) -> lineage.Model:
+        for epoch in range(epochs):
+            lineage.log_metrics({"loss": 1.0 / (epoch + 1)}, step=epoch)
+        return lineage.Model(content=b"w", name="curvy")
+
+    with lineage.run("r", store=sqlite_store):
+        fit()
+    ev = lineage.evidence.evidence(sqlite_store, "curvy")
+    [ex] = sqlite_store.executions(step="fit")
+    [series] = [s for s in ev.series if s["execution"] == ex.ref]
+    assert series["metric"] == "loss" and [p[1] for p in series["points"]] == [1.0, 0.5, 1 / 3, 0.25]
+    text = _html(sqlite_store, "curvy")
+    table = re.search(r'<table id="series">.*?</table>', text, re.S)
+    assert table is not None
+    cells = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", table.group(0))).split())
+    assert f"{ex.ref} loss 4 0 \u2192 3 1 0.25 0.25 / 1" in cells
+    # drawn too when lineage.plot (matplotlib) is there
+    has_plot = importlib.util.find_spec("lineage.plot") is not None and \
+        importlib.util.find_spec("matplotlib") is not None
+    assert ('<figure id="curves">' in text) == has_plot
