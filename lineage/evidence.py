@@ -289,9 +289,8 @@ def _evaluation(
         logged = ex.properties.get("metrics")
         if isinstance(logged, Mapping):
             for key, value in sorted(logged.items()):
-                if _number(value) and (ex.id, key) not in seen and not any(
-                        (ex.id, k) in seen and r["value"] == value and k == key
-                        for r in rows for k in [r["metric"]]):
+                # a value the step also returned in a Metrics artifact is listed once
+                if _number(value) and (ex.id, key) not in seen:
                     rows.append({"metric": key, "value": value, "recorded_as": "logged", **base})
                     seen.add((ex.id, key))
         points = ex.properties.get("metric_series")
@@ -300,12 +299,12 @@ def _evaluation(
                 if isinstance(pts, list) and pts:
                     series.append({"metric": key, "execution": ex.ref, "step": ex.name,
                                    "points": pts})
-    logged_by_run = {k for r in rows for k in [r["metric"]]}
+    by_steps = {r["metric"] for r in rows}  # a run's final metrics roll up its steps'
     for run in sorted(run_records.values(), key=lambda r: r.id):
         final = run.properties.get("metrics")
         if isinstance(final, Mapping):
             for key, value in sorted(final.items()):
-                if _number(value) and key not in logged_by_run:
+                if _number(value) and key not in by_steps:
                     rows.append({"metric": key, "value": value, "recorded_as": "run metric",
                                  "execution": None, "step": None, "data": [], "model": [],
                                  "run": f"{_run_label(run)} context:{run.id}"})
