@@ -31,6 +31,7 @@ from lineage.errors import (
     ReadOnlyStore,
     RefError,
     RenderError,
+    SearchError,
     SignatureError,
     StepError,
     StoreError,
@@ -41,6 +42,7 @@ from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
 from lineage.metrics import RunMetrics, log_metrics, run_metrics
+from lineage.plot import Chart
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -52,6 +54,7 @@ from lineage.queries import (
 from lineage.records import Execution, Run
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
+from lineage.search import RunSearch, RunSummary, search_runs
 from lineage.steps import step
 from lineage.store import Store, connect
 
@@ -67,6 +70,7 @@ __all__ = [
     "ArtifactError",
     "AuditReport",
     "BundleError",
+    "Chart",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
@@ -93,6 +97,9 @@ __all__ = [
     "RenderError",
     "Run",
     "RunMetrics",
+    "RunSearch",
+    "RunSummary",
+    "SearchError",
     "SignatureError",
     "StepError",
     "Store",
@@ -110,5 +117,6 @@ __all__ = [
     "render",
     "run",
     "run_metrics",
+    "search_runs",
     "step",
 ]

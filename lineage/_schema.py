@@ -90,6 +90,10 @@ STEP_PROPERTIES: dict[str, int] = {
     "command": pb.STRING,  # the process's command line, secret-looking option values hidden
     "source_file": pb.STRING,  # the file that defines the step's function
     "environment": pb.INT,  # artifact id of the Environment (lineage.environment) it ran in
+    # output event path -> the largest execution id in the store when that output was
+    # written: where the production falls in the store's own order of records (see
+    # lineage._timeline; PROTO: a packed google.protobuf.Value)
+    "output_seq": pb.PROTO,
 }
 
 #: The typed property that marks an execution type as written by ``lineage``.

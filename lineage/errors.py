@@ -16,6 +16,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     │   └── FingerprintError       its content cannot be read for a fingerprint
     ├── StepError                  a step is declared or called wrongly (carries .step)
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
+    ├── SearchError                a run search expression is malformed or names no key
     ├── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
     └── SignatureError             a key cannot be used, or a signature does not verify
 
@@ -45,6 +46,7 @@ __all__ = [
     "ReadOnlyStore",
     "RefError",
     "RenderError",
+    "SearchError",
     "SignatureError",
     "StepError",
     "StoreError",
@@ -156,6 +158,19 @@ class BundleError(LineageError):
     def __init__(self, message: str, *, source: object = None) -> None:
         super().__init__(message)
         self.source = source
+
+
+class SearchError(LineageError):
+    """Raised when a run search cannot be run as asked: a malformed ``--where`` or ``--sort``
+    expression, or a key that no run has.
+
+    Attributes:
+        expression: the expression as given.
+    """
+
+    def __init__(self, message: str, *, expression: str | None = None) -> None:
+        super().__init__(message)
+        self.expression = expression
 
 
 # --- the MLMD boundary -------------------------------------------------------------

@@ -323,7 +323,7 @@ def _facts_json(ev: Evidence) -> str:
     return text
 
 
-def _collect(store: Store, ref: Ref) -> _Report:
+def _collect(store: Store, ref: Ref, *, fold: bool = True) -> _Report:
     from lineage import __version__
     from lineage.evidence import evidence
     from lineage.render import to_dot, to_svg
@@ -351,8 +351,8 @@ def _collect(store: Store, ref: Ref) -> _Report:
                   same_state=False)
     svg = dot = diagram_error = None
     try:
-        dot = to_dot(prov)
-        svg = _inline_svg(to_svg(prov))
+        dot = to_dot(prov, fold=fold)
+        svg = _inline_svg(to_svg(prov, fold=fold))
     except RenderError as exc:
         diagram_error = str(exc)
     return _Report(
@@ -374,10 +374,18 @@ def _collect(store: Store, ref: Ref) -> _Report:
 
 
 def _inline_svg(svg: str) -> str:
-    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining."""
+    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining.
+
+    Graphviz writes a node's tooltip as an ``<a xlink:title="…">`` around it; the report
+    turns it into an SVG ``<title>`` element (what browsers show on hover), so that it holds
+    no links and no store text in attributes. Store text cannot contain ``<a`` or ``</a>``
+    here: Graphviz escapes ``<``.
+    """
     svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
     svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg)
     svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)
+    svg = re.sub(r'<a xlink:title="([^"]*)">', r"<title>\1</title>", svg)
+    svg = svg.replace("</a>", "")
     return svg.strip()
 
 
@@ -1551,7 +1559,7 @@ def write_report(
     store: Store, ref: Ref, path: str | os.PathLike[str] | None = None, *,
     format: str | None = None,
     key: Ed25519PrivateKey | str | os.PathLike[str] | None = None,
-    record: bool | None = None,
+    record: bool | None = None, fold: bool = True,
 ) -> AuditResult:
     """Make the audit report of one artifact, write it, sign it, record it (see
     :func:`audit`, which returns only the path or text).
@@ -1571,7 +1579,7 @@ def write_report(
         from lineage.signing import load_private_key
 
         key = load_private_key(key)  # a bad key fails before anything is written
-    report = _collect(store, ref)
+    report = _collect(store, ref, fold=fold)
     file = Path(path) if path is not None else None
     svg_name = None
     if file is not None and report.svg is not None:
@@ -1620,7 +1628,7 @@ def audit(
     store: Store, ref: Ref, path: str | os.PathLike[str] | None = None, *,
     format: str | None = None,
     key: Ed25519PrivateKey | str | os.PathLike[str] | None = None,
-    record: bool | None = None,
+    record: bool | None = None, fold: bool = True,
 ) -> str | Path:
     """Write (or return) the audit report of one artifact.
 
@@ -1636,6 +1644,8 @@ def audit(
         key: an Ed25519 private key (PEM PKCS#8) to sign the report's digest with
             (``FILE.sig`` beside it, and the store record).
         record: record the report in the store (default: when the store is writable).
+        fold: draw each call of the provenance once (repeats and cache hits folded, see
+            :func:`lineage.render.to_dot`); ``False`` draws every execution.
 
     Returns:
         The path written, or the report text when ``path`` is ``None``.
@@ -1652,5 +1662,5 @@ def audit(
         >>> "<h1>Audit report: eval v1</h1>" in text
         True
     """
-    result = write_report(store, ref, path, format=format, key=key, record=record)
+    result = write_report(store, ref, path, format=format, key=key, record=record, fold=fold)
     return result.path if result.path is not None else result.text
