@@ -509,7 +509,7 @@ pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f9fafb; paddi
 .s-ok, .s-complete, .s-same { background: #dcfce7; color: #166534; }
 .s-changed, .s-failed, .s-badsignature, .s-stale, .s-differs { background: #fee2e2; color: #991b1b; }
 .s-missing, .s-unreadable, .s-running, .s-canceled, .s-unsigned { background: #fef3c7; color: #92400e; }
-.s-cached, .s-none, .s-skipped, .s-notverified, .s-new, .s-unknown { background: #e5e7eb; color: #374151; }
+.s-cached, .s-none, .s-skipped, .s-notverified, .s-new, .s-unknown, .s-elsewhere { background: #e5e7eb; color: #374151; }
 figure { margin: 0; overflow: auto; max-height: 85vh; border: 1px solid #e5e7eb; padding: .5rem; }
 figure svg { max-width: none; height: auto; }
 figcaption { color: #4b5563; font-size: .9em; margin-top: .3rem; }
