@@ -1,10 +1,19 @@
-"""Export the provenance of an artifact: ``bundle``, ``openlineage`` and ``prov``, one
-module each.
+"""Export the provenance of an artifact (or of several): ``bundle``, ``openlineage`` and
+``prov``, one module each.
 
-Every format is built from ``store.provenance(ref)``: the target, every upstream artifact
-and step, the other artifacts those steps read or wrote (so each step keeps all its inputs
-and outputs), the runs and experiments of the steps, and the Config artifacts the runs name
-(:mod:`lineage.formats._slice`).
+Every format is built from ``store.provenance(ref)``, so every export follows the library's
+one rule (lineage respects time, :mod:`lineage._timeline`): the target, every upstream
+artifact and step, the other artifacts those steps read or wrote (so each step keeps all its
+inputs and outputs), the runs and experiments of the steps, and the Config artifacts the
+runs name (:mod:`lineage.formats._slice`). Several refs export the union of their
+provenance in one document. A bundle also carries the earlier versions of its versioned
+artifacts (records only).
+
+The documents say only what happened: OpenLineage ``inputs``/``outputs`` and PROV
+``used``/``wasGeneratedBy`` come from INPUT and OUTPUT events, the two the provenance rule
+follows; declared, pending and internal events (``DECLARED_OUTPUT``, ``PENDING_OUTPUT``,
+``INTERNAL_OUTPUT`` and their input sides) are no reads or productions. The bundle carries
+every event as it is.
 
 - ``bundle`` (:mod:`lineage.formats.bundle`): our ``lineage.v1.Bundle`` message, which
   :func:`~lineage.formats.bundle_import.import_bundle` reads into another store.
@@ -18,6 +27,7 @@ store's password.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,13 +94,16 @@ class Exported:
 
 
 
-def export(store: Store, ref: Ref, format: str = "bundle",
+def export(store: Store, ref: Ref | Sequence[Ref], format: str = "bundle",
            path: str | os.PathLike[str] | None = None) -> Exported:
     """Export the provenance of ``ref``: a bundle, OpenLineage events or W3C PROV-JSON.
 
     Args:
         store: the store to read.
-        ref: the artifact (an Artifact, an id, ``"name"``, ``"name@3"``, ``"artifact:12"``).
+        ref: the artifact (an Artifact, an id, ``"name"``, ``"name@3"``, ``"artifact:12"``),
+            or a list or tuple of them: the union of their provenance in one document (one
+            bundle keeps the order in time between all of it, see
+            :mod:`lineage.formats.bundle_import`).
         format: ``"bundle"``, ``"openlineage"`` or ``"prov"``.
         path: also write the export there (see :meth:`Exported.write`).
 
@@ -107,7 +120,9 @@ def export(store: Store, ref: Ref, format: str = "bundle",
     if format not in FORMATS:
         raise InvalidRef(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}",
                          ref=format)
-    sl = slice_of(store, ref)
+    if isinstance(ref, (list, tuple)) and not ref:
+        raise InvalidRef("nothing to export: give at least one artifact", ref="")
+    sl = slice_of(store, ref, versions=format == "bundle")
     secrets = tuple(s for s in (store._backend.password,) if s)
     doc: Any
     if format == "bundle":
