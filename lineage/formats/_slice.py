@@ -21,8 +21,22 @@ from lineage.records import Execution, Run
 if TYPE_CHECKING:
     from lineage.store import Ref, Store
 
-#: Who wrote an export (OpenLineage ``producer``, PROV agent).
-PRODUCER = "https://pypi.org/project/mlmd-lineage/"
+#: The project's page; :func:`producer` adds the version.
+PROJECT_URL = "https://pypi.org/project/mlmd-lineage/"
+
+
+def producer() -> str:
+    """Who wrote an export (OpenLineage ``producer``/``_producer``, the PROV agent): the
+    library's page for the version that wrote it.
+
+    Example:
+        >>> import lineage
+        >>> producer() == f"https://pypi.org/project/mlmd-lineage/{lineage.__version__}/"
+        True
+    """
+    from lineage import __version__
+
+    return f"{PROJECT_URL}{__version__}/"
 
 @attrs.define
 class Slice:

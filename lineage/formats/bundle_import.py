@@ -9,7 +9,8 @@ is looked up in the store. Nothing is written before all of that passed.
 **Identity, never the store's path.** A record already in the target store is reused,
 never written twice: the same ``external_id``; else, for a record that has none, the same
 *content identity*, which the importer gives it as its ``external_id``
-(``"bundle:<kind>:<sha256>"``), computed from what never changes about a record:
+(``"bundle:<kind>:<sha256>"``), computed from what never changes about a record
+(:mod:`lineage.formats._ids`):
 
 - an artifact: its type, name, uri and creation time;
 - an execution: its type, name, creation time and what it read (the identities of its
@@ -63,6 +64,7 @@ from lineage import _convert
 from lineage._proto.lineage.v1 import bundle_pb2 as bpb
 from lineage._schema import RECORDED_BY, RUN_TYPE
 from lineage.errors import TypeConflict
+from lineage.formats import _ids
 from lineage.formats.bundle import copy_props, read_bundle
 
 if TYPE_CHECKING:
@@ -130,10 +132,6 @@ class ImportResult:
 # --- identity ---------------------------------------------------------------------------
 
 
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
-
-
 def _legacy_id(bundle: bpb.Bundle, kind: str, record: Any) -> str:
     """The identity earlier versions of this importer gave (it named the source store)."""
     key = "\0".join((bundle.header.source_uri, kind, record.type, record.name,
@@ -144,7 +142,7 @@ def _legacy_id(bundle: bpb.Bundle, kind: str, record: Any) -> str:
 
 def identities(bundle: bpb.Bundle) -> dict[str, dict[int, str]]:
     """kind → bundle id → the ``external_id`` a record is known by: its own, else its
-    content identity (see the module docstring). Records whose content identities are
+    content identity (:mod:`lineage.formats._ids`). Records whose content identities are
     equal are told apart by their order in the bundle (by source id).
 
     Example:
@@ -162,26 +160,21 @@ def identities(bundle: bpb.Bundle) -> dict[str, dict[int, str]]:
             if r.external_id:
                 out[kind][r.id] = r.external_id
                 continue
-            digest = _digest(kind, *key(r))
-            n = seen[digest] = seen.get(digest, 0) + 1
-            if n > 1:
-                digest = _digest(digest, str(n))
-            out[kind][r.id] = f"bundle:{kind}:{digest}"
+            identity = key(r)
+            n = seen[identity] = seen.get(identity, 0) + 1
+            out[kind][r.id] = identity if n == 1 else f"{identity}:{n}"
 
-    assign("artifact", bundle.artifacts,
-           lambda r: (r.type, r.name, r.uri, str(r.create_time_since_epoch)))
-    assign("context", bundle.contexts,
-           lambda r: (r.type, r.name, str(r.create_time_since_epoch)))
-    reads: dict[int, list[str]] = {}
+    assign("artifact", bundle.artifacts, lambda r: _ids.artifact_identity(
+        r.type, r.name, r.uri, r.create_time_since_epoch))
+    assign("context", bundle.contexts, lambda r: _ids.context_identity(
+        r.type, r.name, r.create_time_since_epoch))
+    reads: dict[int, list[tuple[str, str]]] = {}
     for ev in bundle.events:
         if ev.type == bpb.Event.INPUT:
-            path = ".".join(s.key if s.WhichOneof("value") == "key" else str(s.index)
-                            for s in ev.path)
             reads.setdefault(ev.execution_id, []).append(
-                f"{out['artifact'].get(ev.artifact_id, '')}:{path}")
-    assign("execution", bundle.executions,
-           lambda r: (r.type, r.name, str(r.create_time_since_epoch),
-                      *sorted(reads.get(r.id, []))))
+                (out["artifact"].get(ev.artifact_id, ""), _ids.path_text(ev.path)))
+    assign("execution", bundle.executions, lambda r: _ids.execution_identity(
+        r.type, r.name, r.create_time_since_epoch, reads.get(r.id, [])))
     return out
 
 
