@@ -349,7 +349,7 @@ def test_openlineage_has_one_event_per_step_with_its_datasets(
     assert events == out.to_dict()
     assert len(events) == len(p.steps)
     assert len({e["run"]["runId"] for e in events}) == len(events)
-    by_id = {e["run"]["facets"]["lineage"]["executionId"]: e for e in events}
+    by_id = {e["run"]["facets"]["mlmdLineage_execution"]["executionId"]: e for e in events}
     for step in p.steps:
         ev = by_id[step.id]
         assert ev["job"] == {**ev["job"], "namespace": "lineage", "name": step.name}
@@ -360,7 +360,9 @@ def test_openlineage_has_one_event_per_step_with_its_datasets(
         assert [i["name"] for i in ev["inputs"]] == [a.get(i).uri for i in step.inputs]
         assert [o["name"] for o in ev["outputs"]] == [a.get(o).uri for o in step.outputs]
         assert all(d["namespace"] == "file" for d in ev["inputs"] + ev["outputs"])
-        assert ev["run"]["facets"]["parent"]["job"]["name"] == "baseline"
+        # the parent: the step's run (baseline), a run of the job "iris" (its experiment)
+        assert ev["run"]["facets"]["parent"]["job"]["name"] == "iris"
+        assert ev["producer"].endswith(f"/{lineage.__version__}/")
     train = next(e for e in events if e["job"]["name"] == "train")
     assert train["outputs"][0]["facets"]["version"]["datasetVersion"] == rec["model"].fingerprint
     # JSON lines: the same events, one per line; the same export twice is identical

@@ -65,7 +65,7 @@ class Slice:
 def slice_of(store: Store, ref: Ref | Sequence[Ref], *, versions: bool = False) -> Slice:
     """The provenance slice of ``ref`` (or the union of those of several refs);
     ``versions``: also every earlier version of each of our versioned artifacts in it."""
-    refs: list[Ref] = list(ref) if isinstance(ref, (list, tuple)) else [ref]  # type: ignore[arg-type]
+    refs: list[Ref] = list(ref) if isinstance(ref, (list, tuple)) else [ref]  # type: ignore[list-item]
     provs = [store.provenance(r) for r in refs]
     steps = {s.id: s for p in provs for s in p.steps}
     runs: dict[int, list[Run]] = {}

@@ -284,8 +284,8 @@ def _validate(bundle: bpb.Bundle, where: str) -> None:
             decls[kind][t.name] = {p.name: int(p.type) for p in t.properties}
             if kind in bases and int(getattr(t, "base_type", 0)) not in bases[kind]:
                 problems.append(f"{kind} type {t.name!r} has an unknown base type")
-            names = [p.name for p in t.properties]
-            if "" in names or len(set(names)) != len(names):
+            props = [p.name for p in t.properties]
+            if "" in props or len(set(props)) != len(props):
                 problems.append(f"{kind} type {t.name!r}: property names must be unique "
                                 "and not empty")
             for p in t.properties:
@@ -298,7 +298,7 @@ def _validate(bundle: bpb.Bundle, where: str) -> None:
     for kind, records in (("artifact", bundle.artifacts), ("execution", bundle.executions),
                           ("context", bundle.contexts)):
         seen: set[int] = set()
-        names: set[tuple[str, str]] = set()
+        named: set[tuple[str, str]] = set()
         external: set[str] = set()
         for r in records:
             label = f"{kind} {r.id}"
@@ -306,9 +306,9 @@ def _validate(bundle: bpb.Bundle, where: str) -> None:
                 problems.append(f"{label}: ids must be positive and unique")
             seen.add(r.id)
             if r.name:
-                if (r.type, r.name) in names:
+                if (r.type, r.name) in named:
                     problems.append(f"two {kind}s of type {r.type!r} are named {r.name!r}")
-                names.add((r.type, r.name))
+                named.add((r.type, r.name))
             if r.external_id:
                 if r.external_id in external:
                     problems.append(f"two {kind}s have the external id {r.external_id!r}")
@@ -343,10 +343,10 @@ def _validate(bundle: bpb.Bundle, where: str) -> None:
                             f"{ev.execution_id}, not both in the bundle")
         if int(ev.type) not in known_events or int(ev.type) == 0:
             problems.append(f"an event has the unknown type {int(ev.type)}")
-        key = (ev.artifact_id, ev.execution_id, int(ev.type))
-        if key in seen_events:
-            problems.append(f"the event {key} is repeated")
-        seen_events.add(key)
+        edge = (ev.artifact_id, ev.execution_id, int(ev.type))
+        if edge in seen_events:
+            problems.append(f"the event {edge} is repeated")
+        seen_events.add(edge)
         if ev.milliseconds_since_epoch < 0:
             problems.append("an event has a negative time")
         if any(s.WhichOneof("value") is None for s in ev.path):

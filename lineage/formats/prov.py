@@ -12,9 +12,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from lineage import _convert
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from lineage import _convert
 from lineage.formats._slice import Slice, clean, dumps, iso, jsonable, producer, seconds_ms
 
 __all__ = ["to_prov"]
