@@ -359,3 +359,38 @@ def test_bundles_imported_oldest_first_answer_as_the_source(tmp_path: Path) -> N
         b.import_bundle(a.export(ref).to_bytes())
     for name in ("model@1", "model@2", "eval@1", "eval@2", "child-out"):
         assert answers(b, name) == answers(a, name), name
+
+
+@pytest.mark.parametrize("fail_at", ["put_contexts", "put_executions",
+                                     "put_attributions_and_associations"])
+def test_importing_again_completes_an_import_that_failed_half_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: str
+) -> None:
+    """The store fails after the records were written (an injected fault at one MLMD
+    call, through the store's one door): importing again completes everything."""
+    a = lineage.connect(tmp_path / "a" / "metadata.sqlite")
+    _history(a, tmp_path / "files")
+    data = a.export([x.id for x in a.artifacts()]).to_bytes()
+    clean = lineage.connect(tmp_path / "clean.sqlite")
+    clean.import_bundle(data)
+    b = lineage.connect(tmp_path / "b.sqlite")
+    real = b._call
+
+    def failing(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == fail_at:
+            raise lineage.StoreError(f"injected failure at {method}")
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(b, "_call", failing)
+    with pytest.raises(lineage.StoreError, match="injected"):
+        b.import_bundle(data)
+    monkeypatch.setattr(b, "_call", real)
+    b.import_bundle(data)
+    assert counts(b) == counts(clean)
+    assert set(b.import_bundle(data).added.values()) == {0}
+    for x in a.artifacts():
+        assert answers(b, key_ref(x)) == answers(a, x.id), x
+
+
+def key_ref(a: lineage.Artifact) -> str:
+    return f"{a.name}@{a.version}"

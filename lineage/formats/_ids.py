@@ -27,20 +27,26 @@ def digest(*parts: str) -> str:
 
 
 def artifact_identity(type_name: str, name: str, uri: str, create_time: int) -> str:
-    """Example:
-    >>> artifact_identity("Examples", "", "/data/x", 1)[:17]
-    'bundle:artifact:b'
+    """The identity of an artifact without an ``external_id``.
+
+    Example:
+        >>> a = artifact_identity("Examples", "", "/data/x", 1700000000000)
+        >>> a.startswith("bundle:artifact:"), a == artifact_identity("Examples", "", "/data/x",
+        ...                                                          1700000000000)
+        (True, True)
     """
     return "bundle:artifact:" + digest("artifact", type_name, name, uri, str(create_time))
 
 
 def context_identity(type_name: str, name: str, create_time: int) -> str:
+    """The identity of a context without an ``external_id``."""
     return "bundle:context:" + digest("context", type_name, name, str(create_time))
 
 
 def execution_identity(type_name: str, name: str, create_time: int,
                        reads: Iterable[tuple[str, str]]) -> str:
-    """``reads``: (identity of an INPUT artifact, the event's path) pairs."""
+    """The identity of an execution without an ``external_id``; ``reads``: (identity of an
+    INPUT artifact, the event's path) pairs, in any order."""
     return "bundle:execution:" + digest("execution", type_name, name, str(create_time),
                                         *sorted(f"{a}:{p}" for a, p in reads))
 

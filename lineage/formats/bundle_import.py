@@ -443,7 +443,13 @@ def _plan_versions(store: Store, type_name: str, logical: str,
     last = max(max(here, default=0), top)
     for a in versions:
         proto = plan.new["artifact"].get(a.id)
-        if proto is None:
+        if proto is None:  # stored: an earlier attempt may have failed before linking it
+            hit = plan.stored["artifact"][a.id]
+            number = _version(hit)
+            if number > 1 and "previous_version" not in hit.properties and number - 1 in here:
+                kind, ref = here[number - 1]
+                plan.refs[("artifact", a.id)] = {"previous_version": (
+                    "id" if kind == "stored" else "artifact", ref)}
             continue
         number = _version(proto)
         if number > 1:
@@ -638,6 +644,9 @@ def _resolve_refs(plan: _Plan, kind: str, rid: int) -> dict[str, Any]:
             mapped = {path: remap_seq(v, places) for path, v in old.items()
                       if isinstance(v, int) and not isinstance(v, bool)}
             out[prop] = {p: v for p, v in mapped.items() if v is not None}
+            continue
+        if target_kind == "id":  # already an id in this store
+            out[prop] = old
             continue
         ids = plan.maps[target_kind]
         if isinstance(old, dict):  # a Run's config: file name -> Config artifact id
