@@ -15,6 +15,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── ArtifactError              an artifact cannot be built or recorded
     │   └── FingerprintError       its content cannot be read for a fingerprint
     ├── StepError                  a step is declared or called wrongly (carries .step)
+    ├── TagError                   a tag, note or alias cannot be recorded as given
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
     ├── SearchError                a run search expression is malformed or names no key
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
@@ -48,6 +49,7 @@ __all__ = [
     "SearchError",
     "StepError",
     "StoreError",
+    "TagError",
     "TypeConflict",
 ]
 
@@ -134,6 +136,11 @@ class StepError(LineageError):
     def __init__(self, message: str, *, step: str | None = None) -> None:
         super().__init__(message)
         self.step = step
+
+
+class TagError(LineageError):
+    """Raised when a tag, note or alias cannot be recorded as given (a malformed key or
+    alias name, a value that is not a scalar)."""
 
 
 class RenderError(LineageError):

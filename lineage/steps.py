@@ -13,7 +13,9 @@ step):
     - code, environment, timing, error: the **typed properties** of
       :data:`lineage._schema.STEP_PROPERTIES` (``Execution.properties``).
     - metrics logged in the step (:mod:`lineage.metrics`): typed ``metrics`` (metric → final
-      value) and ``metric_series`` (metric → ``[[step, value], ...]``).
+      value); series and confusion matrices in ``MetricChunk`` contexts flushed while the
+      body runs, and the points logged after the last flush packed in ``metric_series``
+      (:mod:`lineage._series`).
     - inputs and outputs: INPUT / OUTPUT events whose path names the argument (and its
       index or key) or the output index (``[0]``) or key (``"train"``).
     - state: RUNNING when the body starts, then COMPLETE, FAILED, CANCELED or CACHED
@@ -50,7 +52,7 @@ from typing import Any, TypeVar, overload
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _env, _params
+from lineage import _env, _params, _series
 from lineage._active import _CALL, _Call, current_run
 from lineage._cache import cache_hit, key_of, record_cached
 from lineage._recording import (
@@ -515,8 +517,17 @@ def _finish(call: _Call, state: int, start: float) -> None:
                 set_prop(proto.custom_properties, key, value)
         if call.metrics:
             set_prop(proto.properties, "metrics", call.metrics, typed=True)
-        if call.series:
-            proto.properties["metric_series"].CopyFrom(_convert.to_value(call.series, packed=True))
+    buffer = call.buffer
+    if buffer is not None:  # the series: the tail goes with this write, or into chunks
+        buffer.close()
+        try:
+            tail = buffer.drain_inline()
+        except LineageError as exc:
+            warnings.warn(f"could not record the metric series of step {call.spec.name!r}: "
+                          f"{exc}", RuntimeWarning, stacklevel=3)
+            tail = None
+        if tail is not None:
+            proto.properties["metric_series"].CopyFrom(_series.pack_value(tail))
 
 
 def _short_traceback(exc: BaseException) -> str:
@@ -547,11 +558,12 @@ def _record_failure(call: _Call, exc: BaseException, start: float) -> None:
 
 
 def _roll_up(call: _Call) -> None:
-    if call.run is not None and (call.metrics or call.series):
+    """Add the step's final values to its run's (its series stay its own)."""
+    if call.run is not None and call.metrics:
         with call.lock:
-            metrics, series = dict(call.metrics), {k: list(v) for k, v in call.series.items()}
+            metrics = dict(call.metrics)
         try:
-            call.run._merge(metrics, series)
+            call.run._merge(metrics)
         except LineageError as exc:
             warnings.warn(f"could not add the metrics of {call.spec.name!r} to the run: {exc}",
                           RuntimeWarning, stacklevel=3)
