@@ -1,10 +1,19 @@
-"""Export the provenance of an artifact: ``bundle``, ``openlineage``, ``prov`` and
-``model-card``, one module each.
+"""Export the provenance of an artifact (or of several): ``bundle``, ``openlineage``,
+``prov`` and ``model-card``, one module each (and a run's metrics: ``tensorboard``).
 
-Every format is built from ``store.provenance(ref)``: the target, every upstream artifact
-and step, the other artifacts those steps read or wrote (so each step keeps all its inputs
-and outputs), the runs and experiments of the steps, and the Config artifacts the runs name
-(:mod:`lineage.formats._slice`).
+Every format is built from ``store.provenance(ref)``, so every export follows the library's
+one rule (lineage respects time, :mod:`lineage._timeline`): the target, every upstream
+artifact and step, the other artifacts those steps read or wrote (so each step keeps all its
+inputs and outputs), the runs and experiments of the steps, and the Config artifacts the
+runs name (:mod:`lineage.formats._slice`). Several refs export the union of their
+provenance in one document. A bundle also carries the earlier versions of its versioned
+artifacts (records only).
+
+The documents say only what happened: OpenLineage ``inputs``/``outputs`` and PROV
+``used``/``wasGeneratedBy`` come from INPUT and OUTPUT events, the two the provenance rule
+follows; declared, pending and internal events (``DECLARED_OUTPUT``, ``PENDING_OUTPUT``,
+``INTERNAL_OUTPUT`` and their input sides) are no reads or productions. The bundle carries
+every event as it is.
 
 - ``bundle`` (:mod:`lineage.formats.bundle`): our ``lineage.v1.Bundle`` message, which
   :func:`~lineage.formats.bundle_import.import_bundle` reads into another store.
@@ -21,11 +30,13 @@ store's password.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lineage.artifacts import Artifact
 from lineage.errors import InvalidRef
 from lineage.formats._slice import dumps, slice_of
 
@@ -102,13 +113,16 @@ class Exported:
 
 
 
-def export(store: Store, ref: Ref, format: str = "bundle",
+def export(store: Store, ref: Ref | Sequence[Ref], format: str = "bundle",
            path: str | os.PathLike[str] | None = None) -> Exported:
     """Export the provenance of ``ref``: a bundle, OpenLineage events or W3C PROV-JSON.
 
     Args:
         store: the store to read.
-        ref: the artifact (an Artifact, an id, ``"name"``, ``"name@3"``, ``"artifact:12"``).
+        ref: the artifact (an Artifact, an id, ``"name"``, ``"name@3"``, ``"artifact:12"``),
+            or a list or tuple of them: the union of their provenance in one document (one
+            bundle keeps the order in time between all of it, see
+            :mod:`lineage.formats.bundle_import`).
         format: ``"bundle"``, ``"openlineage"``, ``"prov"`` or ``"model-card"``.
         path: also write the export there (see :meth:`Exported.write`).
 
@@ -132,16 +146,20 @@ def export(store: Store, ref: Ref, format: str = "bundle",
         if path is not None:
             out.write(path)
         return out
+    if isinstance(ref, (list, tuple)) and not ref:
+        raise InvalidRef("nothing to export: give at least one artifact", ref="")
     secrets = tuple(s for s in (store._backend.password,) if s)
     doc: Any
     if format == "model-card":
         from lineage.formats.model_card import model_card
 
+        if not isinstance(ref, (Artifact, int, str)):
+            raise InvalidRef("a model card describes one artifact: give one ref", ref=ref)
         out = Exported(format=format, document=model_card(store, ref), secrets=secrets)
         if path is not None:
             out.write(path)
         return out
-    sl = slice_of(store, ref)
+    sl = slice_of(store, ref, versions=format == "bundle")
     if format == "bundle":
         from lineage.formats.bundle import to_bundle
 
