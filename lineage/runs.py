@@ -18,13 +18,14 @@ A run is an MLMD context of type ``Run``, child of an ``Experiment`` context:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import threading
 import time
 import typing
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,8 @@ class ActiveRun:
         self._lock = threading.RLock()
         self.context: pb.Context = pb.Context()
         self._pid = os.getpid()
+        self._started = False  # whether start()/``with`` was tried (else: warn when collected)
+        self._entered = False  # whether it started
         self._token: contextvars.Token[ActiveRun | None] | None = None
 
     # -- identity
@@ -225,6 +228,7 @@ class ActiveRun:
 
     # -- lifecycle
     def __enter__(self) -> ActiveRun:
+        self._started = True  # tried: a failure here is an error of its own, not a warning
         outer = _RUN.get()
         if outer is not None:
             raise StepError(
@@ -268,7 +272,63 @@ class ActiveRun:
             )
         self._token = _RUN.set(self)
         _active.started(self)
+        _active.propagate_into_threads()
+        self._entered = True
         return self
+
+    def start(self) -> ActiveRun:
+        """Start the run without a ``with`` block (end it with :meth:`end`); steps of this
+        thread, and of threads and pools started from it, record into it.
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> r = lineage.run("manual", store=store).start()
+            >>> r.end()
+            >>> store.run("manual").properties["status"]
+            'COMPLETE'
+        """
+        return self.__enter__()
+
+    def end(self, status: str = "COMPLETE") -> None:
+        """End a run started with :meth:`start`: ``"COMPLETE"``, ``"FAILED"`` or
+        ``"CANCELED"``."""
+        errors = {"COMPLETE": None, "FAILED": RuntimeError("the run failed"),
+                  "CANCELED": KeyboardInterrupt()}
+        if status not in errors:
+            raise StepError(f"status={status!r}: use COMPLETE, FAILED or CANCELED")
+        if not self._entered:
+            self._started = True  # told now: no second warning when it is collected
+            raise StepError(f"the run {self.run_name!r} was not started: call start() first")
+        exc = errors[status]
+        self.__exit__(type(exc) if exc else None, exc, None)
+
+    @contextlib.contextmanager
+    def attach(self) -> Iterator[ActiveRun]:
+        """Record the steps of this block into this run: for threads the library cannot
+        tell apart (a pool made outside the run, used by several runs at once).
+
+        Example:
+            >>> import lineage, threading
+            >>> store = lineage.connect(":memory:")
+            >>> with lineage.run("a", store=store) as a:
+            ...     def work():
+            ...         with a.attach():
+            ...             assert lineage.current_run() is a
+            ...     t = threading.Thread(target=work); t.start(); t.join()
+        """
+        token = _RUN.set(self)
+        try:
+            yield self
+        finally:
+            _RUN.reset(token)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_started", True):
+            warnings.warn(
+                f"lineage.run({self.run_name!r}) was created but never started, so nothing "
+                "was recorded in it: use `with lineage.run(...):`, or call .start() and "
+                ".end()", RuntimeWarning, stacklevel=2)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         _active.ended(self)

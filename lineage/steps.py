@@ -52,7 +52,7 @@ from typing import Any, TypeVar, overload
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _env, _params, _series
+from lineage import _active, _env, _params, _series
 from lineage._active import _CALL, _Call, current_run
 from lineage._cache import NOT_A_METHOD, Uncacheable, cache_hit, key_of, record_cached
 from lineage._recording import (
@@ -473,6 +473,8 @@ def _outputs(
 
 def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     active = current_run()
+    if active is None and spec.store is None:
+        _no_run_to_guess(spec)
     store = store_of(spec.store) or (active.store if active is not None else None)
     store = store or default_store()
     if active is not None and active.store is not store:
@@ -551,6 +553,20 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
         raise
     _roll_up(call)
     return result
+
+
+def _no_run_to_guess(spec: StepSpec) -> None:
+    """Refuse to guess the run (or to fall back to the default store) when this thread is
+    in no run and several runs are active in the process."""
+    runs = _active.others()
+    if len(runs) > 1:
+        names = ", ".join(repr(r.name or r.run_name) for r in runs)
+        raise StepError(
+            f"cannot tell which run a call of step {spec.name!r} belongs to: this thread is "
+            f"in no run and {len(runs)} runs are active ({names}). Start the thread or the "
+            "thread pool inside the run (its tasks then record into it), or wrap the work "
+            "in `with run.attach():`, or give the step store= to record outside runs",
+            step=spec.name)
 
 
 def _key(spec: StepSpec, inputs: Pending, raw: dict[str, Any],
