@@ -457,6 +457,47 @@ def _cmd_note(store: Store, args: argparse.Namespace) -> int:
 _Command = Callable[[Any, argparse.Namespace], int]
 
 
+def _cmd_run(store: Store, args: argparse.Namespace) -> int:
+    from lineage import runs
+
+    if args.action == "start":
+        params: dict[str, Any] = {}
+        for item in args.param or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise _UsageError(f"--param {item!r}: expected KEY=VALUE")
+            params[key] = _param_value(value)
+        found = runs.start_run(store, args.target, args.experiment, params, args.config or None)
+    else:
+        if args.experiment or args.param or args.config:
+            raise _UsageError("run end takes a run ref and --status only")
+        found = runs.end_run(store, args.target, args.status)
+    if args.json:
+        _json({**found.to_dict(), "ref": found.ref, "status": found.properties.get("status")})
+    else:
+        _out(found.ref)
+    return 0
+
+
+def _param_value(text: str) -> Any:
+    """A --param value: a number or true/false when it reads as one, else the text."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _version() -> str:
+    from lineage import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lineage`` command."""
     parser = argparse.ArgumentParser(
@@ -468,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="store URI or path (default: $LINEAGE_URI, else "
                              "./.lineage/metadata.sqlite)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"lineage {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, func: _Command, help: str, *, writes: bool = False,
@@ -475,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
             ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--json", action="store_true", help="print the result as JSON (to_dict())")
+        # the global options work after the command too (`lineage ls --store X`)
+        p.add_argument("--store", metavar="URI", default=argparse.SUPPRESS,
+                       help="store URI or path (as before the command)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
         mode = store_mode or (lambda _args: "write" if writes else "read")
         p.set_defaults(func=func, writes=writes, store_mode=mode)
         return p
@@ -494,6 +541,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "highest first (--sort -f1: best first)")
     p.add_argument("--limit", type=int, metavar="N", help="runs: at most N")
     p.add_argument("--offset", type=int, default=0, metavar="N", help="runs: skip the first N")
+
+    p = add("run", _cmd_run,
+            "start a run that several processes record into (prints its ref: export it as "
+            "LINEAGE_RUN), or end it (its status from what was recorded, or --status)",
+            writes=True)
+    p.add_argument("action", choices=["start", "end"])
+    p.add_argument("target", metavar="NAME|REF",
+                   help="start: the run's name; end: the ref start printed (context:N)")
+    p.add_argument("--experiment", help="start: the experiment (default: 'default')")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="start: a run param "
+                                                                          "(repeatable)")
+    p.add_argument("--config", action="append", metavar="FILE",
+                   help="start: a config file recorded with the run (repeatable)")
+    p.add_argument("--status", choices=["COMPLETE", "FAILED", "CANCELED"],
+                   help="end: the status (default: FAILED if a step failed, else COMPLETE)")
 
     p = add("show", _cmd_show, "show one artifact (REF) or execution (execution:ID)")
     p.add_argument("ref", metavar="REF")

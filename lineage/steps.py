@@ -68,6 +68,7 @@ from lineage._schema import CACHE_CONTEXT_TYPE, STEP_KINDS, STEP_PROPERTIES
 from lineage.artifacts import Artifact, artifact_class
 from lineage.environment import record_environment
 from lineage.errors import CacheWarning, LineageError, StepError
+from lineage.runs import ENV_RUN, joined_run
 from lineage.store import Store, default_store, store_of
 
 __all__ = ["StepSpec", "step"]
@@ -473,7 +474,9 @@ def _outputs(
 
 def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     active = current_run()
-    if active is None and spec.store is None:
+    if active is None and os.environ.get(ENV_RUN) and not _active.others():
+        active = joined_run(store_of(spec.store) or default_store())  # a stage of a pipeline
+    elif active is None and spec.store is None:
         _no_run_to_guess(spec)
     store = store_of(spec.store) or (active.store if active is not None else None)
     store = store or default_store()
