@@ -14,27 +14,34 @@ Example:
 from __future__ import annotations
 
 from lineage._params import ParamWarning
+from lineage.approvals import Approval, ApprovalCheck, approve
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
+from lineage.audits import AuditReport
 from lineage.doctor import DoctorReport
+from lineage.environment import Environment
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
     BundleError,
+    CacheWarning,
     ConcurrentWriteError,
     ConnectionFailed,
     FingerprintError,
     InvalidRef,
     LineageError,
+    LineageWarning,
     NotFound,
     ReadOnlyStore,
     RefError,
     RenderError,
     SearchError,
+    SignatureError,
     StepError,
     StoreError,
     TagError,
     TypeConflict,
 )
+from lineage.evidence import Evidence
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.formats.tensorboard import log_tensorboard
@@ -78,10 +85,14 @@ __all__ = [
     "AliasMove",
     "AmbiguousRef",
     "Annotations",
+    "Approval",
+    "ApprovalCheck",
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
+    "AuditReport",
     "BundleError",
+    "CacheWarning",
     "Chart",
     "Comparison",
     "ConcurrentWriteError",
@@ -90,6 +101,8 @@ __all__ = [
     "ConnectionFailed",
     "Dataset",
     "DoctorReport",
+    "Environment",
+    "Evidence",
     "Execution",
     "Exported",
     "FingerprintError",
@@ -99,6 +112,7 @@ __all__ = [
     "LineageDiff",
     "LineageError",
     "LineageGraph",
+    "LineageWarning",
     "Metrics",
     "Model",
     "NotFound",
@@ -112,6 +126,7 @@ __all__ = [
     "RunSearch",
     "RunSummary",
     "SearchError",
+    "SignatureError",
     "StepError",
     "Store",
     "StoreError",
@@ -122,6 +137,7 @@ __all__ = [
     "alias_history",
     "all_annotations",
     "annotations_of",
+    "approve",
     "connect",
     "current_run",
     "fingerprint",

@@ -265,6 +265,24 @@ def run_finished(run: ActiveRun) -> None:
     _unregister(run)
 
 
+def unstamp(props: Any) -> None:
+    """Remove the process facts from a run's typed ``properties``: a run left open for
+    other processes (``lineage run start``, ``$LINEAGE_RUN``) belongs to no process, and
+    ``lineage doctor`` judges it by its steps only."""
+    for key in ("pid", "process_start", "process_id", "heartbeat"):
+        if key in props:
+            del props[key]
+
+
+def release(run: ActiveRun) -> None:
+    """This process leaves ``run`` RUNNING for others (``lineage run start``): stop beating
+    for it and record that no process holds it."""
+    _unregister(run)
+    with run._lock:
+        unstamp(run.context.properties)
+        run._flush()
+
+
 def _recording() -> bool:
     with _lock:
         return bool(_entries)

@@ -105,6 +105,9 @@ class Artifact:
     base_type: ClassVar[str | None] = None
     #: Declared (typed) properties: name → MLMD property type.
     property_types: ClassVar[dict[str, int]] = {}
+    #: Whether the record holds the whole in-memory content (a cache hit can hand the
+    #: content back without a kept copy): Metrics, whose values are its properties.
+    content_in_record: ClassVar[bool] = False
 
     def __init_subclass__(
         cls, *, type_name: str | None = None, base_type: str | None = None, **kwargs: Any
@@ -289,6 +292,8 @@ class Metrics(Artifact, base_type="METRICS"):
         {'acc': 0.93, 'f1': 0.91}
     """
 
+    content_in_record: ClassVar[bool] = True
+
     def __init__(
         self,
         values: Mapping[str, Any] | None = None,
@@ -315,6 +320,12 @@ class Metrics(Artifact, base_type="METRICS"):
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             }
         return {k: self.properties[k] for k in keys if k in self.properties}
+
+    def recorded_content(self) -> tuple[Any, bool] | None:
+        """The values the fingerprint was computed from, re-derived from the record: the
+        numbers among the properties (not exact: non-numeric values, or other properties
+        given beside the values, would be left out or added)."""
+        return self.values, False
 
 
 class Config(Artifact):

@@ -9,6 +9,9 @@ that wrote it (:mod:`lineage._liveness`), and :func:`doctor` judges them:
 - **elsewhere**: the record is abandoned when its heartbeat (or, for records written
   before heartbeats, its start) is older than ``stale_after`` seconds (default 600: ten
   heartbeats).
+- a run that no process holds (left open for the stages of a pipeline by ``lineage run
+  start`` or joined through ``$LINEAGE_RUN``, or recorded before these facts) is
+  abandoned when one of its steps is.
 
 With ``fix=True`` each abandoned execution is marked FAILED with an ``error`` beginning
 ``abandoned:`` that says why, and each abandoned run gets status FAILED, an end time and
@@ -226,10 +229,10 @@ def doctor(store: Store, *, fix: bool = False, stale_after: float = STALE_AFTER)
                 if _value(c.properties, "status") == "RUNNING"]
     for ctx in runs:
         running += 1
-        reason = _verdict(ctx.properties, ctx.last_update_time_since_epoch / 1000 or None,
-                          now, stale_after)
-        if reason is None and "process_id" not in ctx.properties:
-            reason = dead_runs.get(ctx.id)  # written before liveness facts: its steps tell
+        if "process_id" in ctx.properties or "heartbeat" in ctx.properties:
+            reason = _verdict(ctx.properties, None, now, stale_after)
+        else:  # held by no process (`lineage run start`, recorded before these facts)
+            reason = dead_runs.get(ctx.id)  # its steps tell
         if reason is None:
             continue
         fixed = fix and _fix_run(store, ctx.id, stale_after, reason)
@@ -266,11 +269,10 @@ def _fix_run(store: Store, context_id: int, stale_after: float, why: str) -> boo
     if fresh is None or _value(fresh.properties, "status") != "RUNNING":
         return False
     now = time.time()
-    reason = _verdict(fresh.properties, fresh.last_update_time_since_epoch / 1000 or None,
-                      now, stale_after)
-    if reason is None and "process_id" in fresh.properties:
+    held = "process_id" in fresh.properties or "heartbeat" in fresh.properties
+    reason = _verdict(fresh.properties, None, now, stale_after) if held else why
+    if reason is None:
         return False  # alive after all
-    reason = reason or why
     props = fresh.properties
     props["status"].string_value = "FAILED"
     props["end_time"].double_value = round(now, 3)

@@ -18,7 +18,13 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── TagError                   a tag, note or alias cannot be recorded as given
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
     ├── SearchError                a run search expression is malformed or names no key
-    └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    ├── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    └── SignatureError             a key cannot be used, or a signature does not verify
+
+Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
+
+    LineageWarning
+    └── CacheWarning               a cache=True call was not looked up (the message says why)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
 extension raises for connection problems are translated in :func:`translate`, and only
@@ -36,16 +42,19 @@ __all__ = [
     "AmbiguousRef",
     "ArtifactError",
     "BundleError",
+    "CacheWarning",
     "ConcurrentWriteError",
     "ConnectionFailed",
     "FingerprintError",
     "InvalidRef",
     "LineageError",
+    "LineageWarning",
     "NotFound",
     "ReadOnlyStore",
     "RefError",
     "RenderError",
     "SearchError",
+    "SignatureError",
     "StepError",
     "StoreError",
     "TagError",
@@ -146,6 +155,11 @@ class RenderError(LineageError):
     """Raised when a diagram or report cannot be produced."""
 
 
+class SignatureError(LineageError):
+    """Raised when a signing key cannot be read or used, or a signature or attestation
+    does not verify."""
+
+
 class BundleError(LineageError):
     """Raised when a bundle to import is corrupt, of an unknown format version, or
     inconsistent (a record of an undeclared type, an event to a missing record).
@@ -173,6 +187,16 @@ class SearchError(LineageError):
 
 
 # --- the MLMD boundary -------------------------------------------------------------
+
+class LineageWarning(UserWarning):
+    """Base of the warnings ``lineage`` gives: something was recorded, but not as asked."""
+
+
+class CacheWarning(LineageWarning):
+    """A ``cache=True`` step call was not looked up in the cache (the message says why:
+    an argument that cannot be keyed exactly, an input without a fingerprint, a return
+    value that mixes artifacts and other values)."""
+
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Return ``text`` with every password in URIs and every given secret replaced by ``***``.

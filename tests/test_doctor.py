@@ -48,8 +48,11 @@ CHILD = textwrap.dedent("""
             time.sleep(0.02)
         return lineage.Metrics({"x": x}, name="out")
 
-    with lineage.run("r", store=store):
+    if mode == "joined":  # a stage of a pipeline run: $LINEAGE_RUN names the run
         long()
+    else:
+        with lineage.run("r", store=store):
+            long()
     print("finished", flush=True)
 """)
 
@@ -289,3 +292,32 @@ def test_a_reused_pid_is_not_mistaken_for_the_process(tmp_path: Path) -> None:
     assert [a.id for a in report.abandoned] == [reused]
     assert "its pid now belongs to another process" in report.abandoned[0].reason
     assert live not in [a.id for a in report.abandoned]
+
+
+def test_a_run_open_across_processes_is_judged_by_its_steps(
+    spawn: Callable[..., tuple[subprocess.Popen[str], Path]], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`lineage run start` leaves a run RUNNING for the stages of a pipeline: no process
+    holds it, so its starter's exit does not make it abandoned; a stage killed in one of
+    its steps does."""
+    uri = str(tmp_path / "meta.sqlite")
+    assert main(["--store", uri, "run", "start", "pipeline"]) == 0
+    ref = capsys.readouterr().out.strip()
+    store = lineage.connect(uri, read_only=True)
+    [run] = store.runs()
+    assert "pid" not in run.properties and "heartbeat" not in run.properties
+    assert store.doctor().abandoned == []  # its starter is gone, and that is fine
+
+    stage, _ = spawn(uri, "joined", env={"LINEAGE_RUN": ref})
+    assert store.doctor().abandoned == []  # a live stage records into it
+    stage.send_signal(signal.SIGKILL)
+    assert _ended(stage)[0] == -signal.SIGKILL
+    report = store.doctor()
+    assert sorted(a.kind for a in report.abandoned) == ["execution", "run"]
+    run_reason = next(a.reason for a in report.abandoned if a.kind == "run")
+    assert run_reason.startswith("its step execution:")
+    lineage.connect(uri).doctor(fix=True)
+    [run] = store.runs()
+    assert run.properties["status"] == "FAILED"
+    assert str(run.properties["error"]).startswith("abandoned: its step execution:")
