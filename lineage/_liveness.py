@@ -284,8 +284,8 @@ def release(run: ActiveRun) -> None:
 
 
 def _recording() -> bool:
-    with _lock:
-        return bool(_entries)
+    # No lock: the signal handler runs in the main thread, which may hold _lock right now.
+    return bool(_entries)
 
 
 # --- SIGTERM and SIGHUP -------------------------------------------------------------------
@@ -300,10 +300,9 @@ _exit_hooked = False
 class Terminated(SystemExit):
     """Raised in the main thread when SIGTERM or SIGHUP arrives while a step or run is
     recording (and the program had no handler of its own): steps record CANCELED and runs
-    close as it unwinds, and the process exits with status 128 + the signal number.
-
-    Once the interpreter has run its exit handlers, the process dies of the signal (the
-    parent sees it killed by SIGTERM, as without ``lineage``).
+    close as it unwinds. Once the interpreter has run its exit handlers, the process dies
+    of the signal (the parent sees it killed by SIGTERM, as without ``lineage``), even if
+    the program caught this exception. Its ``code`` is 128 + the signal number.
 
     Attributes:
         signum: the signal that arrived.
@@ -356,6 +355,12 @@ def _die_of_the_signal() -> None:
     """At exit after a :class:`Terminated`: die of the signal, as without ``lineage``."""
     if _received is None:
         return
+    # Exit handlers registered before ours (logging's, say) would not run after the
+    # signal: flush logs and the standard streams now.
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        with contextlib.suppress(Exception):
+            logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
