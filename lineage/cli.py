@@ -119,7 +119,7 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
                     text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
                     _out(f"    {k}: {text}")
         return 0
-    art = store.get(_ref(ref))
+    art = store.get(_ref(ref), type=getattr(args, 'type', None))
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
          "state": art.state, "create_time": art.create_time,
          "previous_version": art.previous_version}
@@ -139,12 +139,21 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ref(text: str) -> str | int:
-    return int(text) if text.isdigit() else text
+def _ref(text: str) -> str:
+    """A REF as given: the library reads it exactly as the Python API reads the string."""
+    return text
+
+
+def _aref(store: Store, args: argparse.Namespace, text: str) -> str:
+    """An artifact REF, narrowed to ``--type`` when given (a name several types share)."""
+    kind = getattr(args, "type", None)
+    if not kind:
+        return text
+    return f"artifact:{store.get(text, type=kind).id}"
 
 
 def _cmd_provenance(store: Store, args: argparse.Namespace) -> int:
-    p = store.provenance(_ref(args.ref))
+    p = store.provenance(_aref(store, args, args.ref))
     if args.json:
         _json(p.to_dict())
     else:
@@ -153,7 +162,7 @@ def _cmd_provenance(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_impact(store: Store, args: argparse.Namespace) -> int:
-    imp = store.impact(_ref(args.ref))
+    imp = store.impact(_aref(store, args, args.ref))
     if args.json:
         _json(imp.to_dict())
     else:
@@ -162,7 +171,7 @@ def _cmd_impact(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
-    dif = store.diff(_ref(args.a), _ref(args.b))
+    dif = store.diff(_aref(store, args, args.a), _aref(store, args, args.b))
     if args.json:
         _json(dif.to_dict())
     else:
@@ -178,7 +187,7 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
             raise _UsageError(f"--map {item!r}: expected RECORDED_PREFIX=LOCAL_PREFIX, e.g. "
                               "--map /home/alice=/mnt/alice")
         prefixes[old] = new
-    v = store.verify(_ref(args.ref) if args.ref else None, map=prefixes)
+    v = store.verify(_aref(store, args, args.ref) if args.ref else None, map=prefixes)
     if args.json:
         _json(v.to_dict())
     else:
@@ -250,9 +259,9 @@ def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
     if args.ref is None:
         obj = store.graph(run=_ref(args.run) if args.run is not None else None)
     elif args.downstream:
-        obj = store.impact(_ref(args.ref))
+        obj = store.impact(_aref(store, args, args.ref))
     else:
-        obj = store.provenance(_ref(args.ref))
+        obj = store.provenance(_aref(store, args, args.ref))
     written = render(obj, args.output, fold=not args.no_fold, fan_out=args.fan_out)
     if args.json:
         _json({"written": str(written)})
@@ -479,6 +488,22 @@ def _cmd_run(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_which(store: Store, args: argparse.Namespace) -> int:
+    found = store.which(args.path)
+    if args.json:
+        _json([{**a.to_dict(), "locations": a.locations} for a in found])
+        return 0 if found else 1
+    if not found:
+        _out(f"no record holds the content of {args.path}")
+        return 1
+    rows = [[f"artifact:{a.id}", a.type_name, a.name or "-", str(a.version or "-"),
+             _text.short_fp(a.fingerprint),
+             "; ".join(loc["uri"] + (f" (on {loc['host']})" if loc["host"] else "")
+                       for loc in a.locations) or "(in memory)"] for a in found]
+    _out(_text.table(rows, ["ref", "type", "name", "version", "fingerprint", "seen at"]))
+    return 0
+
+
 def _param_value(text: str) -> Any:
     """A --param value: a number or true/false when it reads as one, else the text."""
     lowered = text.lower()
@@ -503,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lineage",
         description="Which data, code and parameters produced this model? Query an MLMD store.",
-        epilog="REF is an artifact: an id, 'name' (latest version), 'name@3' or 'artifact:12'.",
+        epilog="REF is an artifact: 'name' (the content most recently recorded under it), "
+               "'name@3', 'name@ALIAS', 'artifact:12' or 'file:PATH' (by content).",
     )
     parser.add_argument("--store", metavar="URI",
                         help="store URI or path (default: $LINEAGE_URI, else "
@@ -557,18 +583,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["COMPLETE", "FAILED", "CANCELED"],
                    help="end: the status (default: FAILED if a step failed, else COMPLETE)")
 
+    p = add("which", _cmd_which,
+            "the records whose content equals this file's or folder's bytes, and where they "
+            "were seen (any REF also takes file:PATH); exit 1 if none")
+    p.add_argument("path", metavar="PATH")
+
     p = add("show", _cmd_show, "show one artifact (REF) or execution (execution:ID)")
     p.add_argument("ref", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("provenance", _cmd_provenance, "which data, steps and params produced REF")
     p.add_argument("ref", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("impact", _cmd_impact, "everything downstream of REF, grouped by type")
     p.add_argument("ref", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("diff", _cmd_diff, "how the lineages of two artifacts differ")
     p.add_argument("a", metavar="REF")
     p.add_argument("b", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("verify", _cmd_verify,
             "re-fingerprint recorded content (all, or the lineage of REF) at every location it "
@@ -577,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", action="append", metavar="RECORDED=LOCAL",
                    help="read paths recorded under RECORDED (e.g. another host's /home/alice) "
                         "under LOCAL instead; repeatable")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("compare", _cmd_compare,
             "runs side by side: params and final metrics (RUNs, or the runs of --experiment, "
