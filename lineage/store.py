@@ -601,9 +601,9 @@ class Store:
             if have:
                 versions = "; ".join(
                     f"{t} {logical!r} has versions 1 to "
-                    f"{_identity.stored_value(p, 'version')}" for t, p in have)
-                raise NotFound(f"no version {match.group('version')} of {logical!r} in "
-                               f"{self.uri}: {versions}", ref=ref)
+                    f"{_identity.stored_value(p, 'version')} ({logical}@1 … "
+                    f"{logical}@{_identity.stored_value(p, 'version')})" for t, p in have)
+                raise NotFound(f"no {ref!r} in {self.uri}: {versions}", ref=ref)
         if not hits:
             scope = f" of type {type_name}" if type_name else ""
             raise NotFound(
