@@ -24,7 +24,7 @@ from typing import Any
 
 from lineage import _text
 from lineage._fold import DEFAULT_FAN_OUT
-from lineage.errors import LineageError
+from lineage.errors import LineageError, NotFound
 from lineage.records import Execution
 from lineage.store import Store, connect
 
@@ -49,13 +49,25 @@ def _json(value: Any) -> None:
 # --- commands ---------------------------------------------------------------------------
 
 
+_LS_OPTIONS = {  # which filters apply to what: any other is an error, never ignored
+    "artifacts": {"type", "name"},
+    "executions": {"type", "name", "step", "state", "run"},
+    "runs": {"name", "state", "experiment", "where", "sort", "limit", "offset"},
+}
+
+
 def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
     what = args.what
-    if what != "runs" and (args.where or args.sort or args.limit is not None or args.offset):
-        raise _UsageError("--where, --sort, --limit and --offset are for `ls runs`")
+    given = {k for k in ("type", "name", "step", "state", "run", "experiment", "where", "sort",
+                         "limit") if getattr(args, k) not in (None, [])}
+    if args.offset:
+        given.add("offset")
+    wrong = sorted(given - _LS_OPTIONS[what])
+    if wrong:
+        raise _UsageError(
+            f"`ls {what}` takes no {', '.join('--' + w for w in wrong)}; its filters are "
+            f"{', '.join('--' + o for o in sorted(_LS_OPTIONS[what]))}")
     if what == "artifacts":
-        if args.run is not None:
-            raise _UsageError("ls artifacts has no --run; use `lineage graph --run` or ls executions --run")
         arts = store.artifacts(type=args.type, name=args.name)
         if args.json:
             _json([{**a.to_dict(), "properties": a.properties} for a in arts])
@@ -78,6 +90,8 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
         where = list(args.where or [])
         if args.name:
             where.append(f"name={args.name}")
+        if args.state:  # a run's status
+            where.append(f"status={args.state.upper()}")
         found = store.search_runs(experiment=args.experiment, where=where, sort=args.sort,
                                   limit=args.limit, offset=args.offset)
         if args.json:
@@ -87,8 +101,33 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_run(store: Store, args: argparse.Namespace, ref: str) -> int:
+    run = store.run(ref[len("run:"):] if ref.startswith("run:") else ref)
+    d = {**run.to_dict(), "ref": run.ref, "properties": run.properties}
+    if args.json:
+        _json(d)
+        return 0
+    _out(f"run {run.name}  {run.ref}" + (f"  experiment {run.experiment}" if run.experiment
+                                           else ""))
+    for k, v in sorted(run.properties.items()):
+        text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
+        _out(f"  {k}: {text}")
+    if run.params:
+        _out("  params:")
+        for k, v in sorted(run.params.items()):
+            _out(f"    {k}: {_text.full(v, indent=6)}")
+    steps = store.executions(run=run.id)
+    if steps:
+        _out("  steps:")
+        for e in steps:
+            _out(f"    {e.ref}  {e.name}  {e.state}")
+    return 0
+
+
 def _cmd_show(store: Store, args: argparse.Namespace) -> int:
     ref: str = args.ref
+    if ref.startswith(("context:", "run:")):
+        return _show_run(store, args, ref)
     if ref.startswith("execution:"):
         try:
             eid = int(ref.split(":", 1)[1])
@@ -96,8 +135,6 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
             raise _UsageError(f"{ref!r}: expected execution:<id>") from None
         found = store.executions_by_id([eid])
         if not found:
-            from lineage.errors import NotFound
-
             raise NotFound(f"no execution with id {eid} in {store.uri}", ref=ref)
         ex: Execution = found[eid]
         d = {**ex.to_dict(), "error": ex.error, "base_type": ex.base_type,
@@ -119,7 +156,14 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
                     text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
                     _out(f"    {k}: {text}")
         return 0
-    art = store.get(_ref(ref), type=getattr(args, 'type', None))
+    try:
+        art = store.get(_ref(ref), type=getattr(args, "type", None))
+    except NotFound:
+        try:
+            store.run(ref)
+        except LineageError:
+            raise  # neither: the artifact's message says what to do
+        return _show_run(store, args, ref)  # a run's unique name
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
          "state": art.state, "create_time": art.create_time,
          "previous_version": art.previous_version}
@@ -557,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", help="artifact type (artifacts) or step (executions)")
     p.add_argument("--name", help="logical name (artifacts, runs) or step name (executions)")
     p.add_argument("--step", help="step name (executions)")
-    p.add_argument("--state", help="RUNNING, COMPLETE, FAILED, CACHED or CANCELED (executions)")
+    p.add_argument("--state", help="RUNNING, COMPLETE, FAILED, CACHED or CANCELED (executions); "
+                                   "a run's status (runs)")
     p.add_argument("--run", help="run name or context id (executions)")
     p.add_argument("--experiment", help="experiment name (runs)")
     p.add_argument("--where", action="append", metavar="EXPR",
@@ -588,7 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
             "were seen (any REF also takes file:PATH); exit 1 if none")
     p.add_argument("path", metavar="PATH")
 
-    p = add("show", _cmd_show, "show one artifact (REF) or execution (execution:ID)")
+    p = add("show", _cmd_show, "show one artifact (REF), execution (execution:ID) or run "
+                               "(its name, run:NAME or context:ID)")
     p.add_argument("ref", metavar="REF")
     p.add_argument("--type", metavar="TYPE",
                    help="the artifact type of REF, when its name is used by several types")

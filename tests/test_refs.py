@@ -103,3 +103,25 @@ def test_type_on_the_command_line_and_options_after_the_command(
     done = subprocess.run([sys.executable, "-m", "lineage", "--version"], capture_output=True,
                           text=True, check=True)
     assert done.stdout.startswith("lineage ")
+
+
+def test_ls_filters_that_do_not_apply_are_errors(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "meta.sqlite"
+    store = lineage.connect(db)
+    with lineage.run("good", experiment="e", store=store):
+        pass
+    with pytest.raises(RuntimeError), lineage.run("bad", experiment="e", store=store):
+        raise RuntimeError("boom")
+    assert main(["--store", str(db), "ls", "runs", "--state", "FAILED", "--json"]) == 0
+    assert [r["name"] for r in __import__("json").loads(capsys.readouterr().out)["runs"]] == [
+        "bad"]
+    assert main(["--store", str(db), "ls", "runs", "--experiment", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+    assert main(["--store", str(db), "ls", "artifacts", "--state", "FAILED"]) == 2
+    assert "takes no --state" in capsys.readouterr().err
+    assert main(["--store", str(db), "ls", "runs", "--step", "train"]) == 2
+    assert main(["--store", str(db), "show", "good"]) == 0  # show shows a run
+    assert "status: COMPLETE" in capsys.readouterr().out
+    assert main(["--store", str(db), "show", "run:bad", "--json"]) == 0
+    assert '"status": "FAILED"' in capsys.readouterr().out
