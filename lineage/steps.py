@@ -682,7 +682,7 @@ def _finish(call: _Call, state: int, start: float) -> None:
             if key not in proto.custom_properties or key in call.logged:
                 set_prop(proto.custom_properties, key, value)
         if call.metrics:
-            set_prop(proto.properties, "metrics", call.metrics, typed=True)
+            _convert.set_final_metrics(proto.properties, call.metrics)
     buffer = call.buffer
     if buffer is not None:  # the series: the tail goes with this write, or into chunks
         buffer.close()
