@@ -29,6 +29,7 @@ from lineage._schema import (
     EXPERIMENT_TYPE,
     RUN_PROPERTIES,
     RUN_TYPE,
+    STEP_KINDS,
 )
 from lineage.artifacts import Artifact
 from lineage.errors import (
@@ -352,15 +353,29 @@ class Store:
             if isinstance(cause, mlmd_errors.AlreadyExistsError) or (
                 isinstance(cause, mlmd_errors.UnimplementedError) and "base_type" in str(cause)
             ):
-                raise TypeConflict(
-                    f"the {kind} type {proto.name!r} is already in {self.uri} with different "
-                    f"property types or base type ({exc.__cause__}); keep the stored property "
-                    "types, or use a new type name",
-                    uri=self.uri,
-                ) from exc.__cause__
+                raise TypeConflict(self._conflict(kind, proto, exc.__cause__),
+                                   uri=self.uri) from exc.__cause__
             raise
         self._registered[key] = int(type_id)
         return int(type_id)
+
+    def _conflict(self, kind: str, proto: Any, cause: BaseException | None) -> str:
+        """What to do when a type declaration clashes with the stored type of its name."""
+        stored = self._type_named(kind, proto.name)
+        if kind == "execution" and stored is not None:
+            kinds = {v: k for k, v in STEP_KINDS.items()}
+            have = kinds.get(stored.base_type) if stored.HasField("base_type") else None
+            want = kinds.get(proto.base_type) if proto.HasField("base_type") else None
+            if have != want:
+                return (
+                    f"the step {proto.name!r} is already recorded in {self.uri} as "
+                    f"kind={have!r} (by another project, or an earlier version of this step), "
+                    f"and this one is kind={want!r}; MLMD keeps one type per step name: give "
+                    f"this step its own name, e.g. @lineage.step(name='<project>.{proto.name}'"
+                    f", kind={want!r}), or the stored kind={have!r}")
+        return (f"the {kind} type {proto.name!r} is already in {self.uri} with different "
+                f"property types or base type ({cause}); keep the stored property types, or "
+                "use a new type name")
 
     def _artifact_type_id(self, cls: type[Artifact]) -> int:
         return self._register_type("artifact", _convert.artifact_type_proto(cls))
