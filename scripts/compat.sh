@@ -17,7 +17,10 @@
 # live in a private mount namespace (unshare), so nothing stays mounted on the host when a
 # run ends or is killed, and `rm -rf .compat` is always safe.
 #
-#   scripts/compat.sh [all|trixie|py310|exchange|wheel-root]     (default: all)
+#   5. What pip picks for the wheel on every Python of this machine and of the root
+#      (pip install --dry-run): the README's support matrix, checked.
+#
+#   scripts/compat.sh [all|trixie|py310|exchange|pip|wheel-root]     (default: all)
 #
 # Environment: COMPAT_MIRROR (default: the Debian mirror apt already uses),
 # COMPAT_SUITE (default: trixie), CI (passed into the root: server tests must run).
@@ -150,7 +153,7 @@ leg_trixie() {
   sync_host_files
   copy_source
   root_venv
-  say "Debian $SUITE root: $(cat "$ROOT/etc/debian_version"), $(in_root $ROOT_VENV/bin/python -m lineage._compat | head -1)"
+  say "Debian $SUITE root: $(cat "$ROOT/etc/debian_version"), $(in_root $ROOT_VENV/bin/python -m lineage._compat | sed -n 1p)"
   in_root bash -c "cd /src && $ROOT_VENV/bin/python -m lineage._compat \
     && $ROOT_VENV/bin/python -c 'import ml_metadata, google.protobuf, sys; assert ml_metadata.__version__ == \"$ROOT_MLMD\", ml_metadata.__version__; assert google.protobuf.__version__.startswith(\"6.\"); assert sys.version_info[:2] == (3, 13), sys.version' \
     && $ROOT_VENV/bin/python -m pytest -q -m '$PYTEST_ROOT_MARKS' -p no:cacheprovider"
@@ -184,7 +187,7 @@ leg_py310() {
     "$PY310_VENV/bin/python" -m pip install -q -e ".[dev]" "ml-metadata==$PY310_MLMD"
     echo "$stamp" >"$PY310_VENV/.compat-deps"
   fi
-  say "host: $(cat /etc/debian_version 2>/dev/null), $("$PY310_VENV/bin/python" -m lineage._compat | head -1)"
+  say "host: $(cat /etc/debian_version 2>/dev/null), $("$PY310_VENV/bin/python" -m lineage._compat | sed -n 1p)"
   "$PY310_VENV/bin/python" -c "import ml_metadata; assert ml_metadata.__version__ == '$PY310_MLMD', ml_metadata.__version__"
   "$PY310_VENV/bin/python" -m pytest -q -m "$PYTEST_PY310_MARKS" -p no:cacheprovider
 }
@@ -210,10 +213,59 @@ leg_exchange() {
   in_root bash -c "cd /src && $r121 $ex check $EXCHANGE/b trixie-1.21 host-1.17"
 }
 
+# --- what pip picks on each Python ------------------------------------------------------
+
+pip_choice() {  # pip_choice LABEL PYTHON [in_root]: resolve the wheel (dry run), print the pair
+  local label=$1 py=$2 where=${3:-host} report out
+  report=/tmp/lineage-pip-report.json
+  if [ "$where" = root ]; then
+    out=$(in_root bash -c "$py -m pip install -q --dry-run --ignore-installed --report $report /wheel/$(basename "$WHEEL") 2>&1 \
+          && $py -c 'import json; r = json.load(open(\"$report\")); v = {i[\"metadata\"][\"name\"].lower(): i[\"metadata\"][\"version\"] for i in r[\"install\"]}; print(\"ml-metadata\", v[\"ml-metadata\"], \"protobuf\", v[\"protobuf\"])'" 2>&1) || true
+  else
+    out=$("$py" -m pip install -q --dry-run --ignore-installed --report "$report" "$WHEEL" 2>&1 \
+          && "$py" -c "import json; r = json.load(open('$report')); v = {i['metadata']['name'].lower(): i['metadata']['version'] for i in r['install']}; print('ml-metadata', v['ml-metadata'], 'protobuf', v['protobuf'])" 2>&1) || true
+  fi
+  out=$(printf '%s\n' "$out" | grep -E "^ml-metadata " || printf '%s\n' "$out" | grep -E "No matching distribution" \
+        || printf '%s\n' "$out" | grep -v "^WARNING: Location" | tail -1)
+  out=${out#ERROR: }
+  printf '  %-44s %s\n' "$label" "${out:-?}"
+  PIP_CHOICES+=("$label|$out")
+}
+
+leg_pip() {
+  WHEEL=$(ls "$STATE"/dist/*.whl 2>/dev/null | sed -n 1p)
+  [ -n "$WHEEL" ] || die "no wheel in .compat/dist: run 'make test-wheel' first (make test-compat does)"
+  PIP_CHOICES=()
+  local glibc; glibc=$(ldd --version | awk 'NR==1 {print $NF}')
+  say "what pip installs with the wheel (pip install --dry-run)"
+  local v py
+  for v in 3.10 3.11 3.12 3.13; do
+    py=$(ls /root/.pyenv/versions/$v*/bin/python$v /usr/bin/python$v 2>/dev/null | sed -n 1p || true)
+    if [ -n "$py" ] && "$py" -m pip --version >/dev/null 2>&1; then
+      pip_choice "host $(cat /etc/debian_version), glibc $glibc, Python $v" "$py"
+    else
+      printf '  %-44s %s\n' "host, Python $v" "(no such Python on this machine)"
+    fi
+  done
+  mkdir -p "$ROOT/wheel"; cp "$WHEEL" "$ROOT/wheel/"
+  pip_choice "Debian $(cat "$ROOT/etc/debian_version"), glibc $(in_root ldd --version | awk 'NR==1 {print $NF}'), Python 3.13" "$ROOT_VENV/bin/python" root
+  # What the README's matrix says: protobuf 4 lines below glibc 2.39, nothing for 3.12+ there.
+  local entry label out bad=0
+  for entry in "${PIP_CHOICES[@]}"; do
+    label=${entry%%|*}; out=${entry#*|}
+    case $label in
+      *"glibc 2.3"[0-8]*"Python 3.1"[01]) [[ $out == "ml-metadata 1.17."*" protobuf 4."* ]] || bad=1 ;;
+      *"glibc 2.3"[0-8]*"Python 3.1"[23]) [[ $out == *"No matching distribution"*"ml-metadata"* ]] || bad=1 ;;
+      *"glibc 2."*"Python 3.13")          [[ $out == "ml-metadata 1.21."*" protobuf 6."* ]] || bad=1 ;;
+    esac
+    [ $bad = 0 ] || die "pip's choice for '$label' is '$out', not what the README's matrix says"
+  done
+}
+
 # --- the wheel, installed for real in the root ------------------------------------------
 
 leg_wheel_root() {
-  local whl; whl=$(ls "$STATE"/dist/*.whl 2>/dev/null | head -1)
+  local whl; whl=$(ls "$STATE"/dist/*.whl 2>/dev/null | sed -n 1p)
   [ -n "$whl" ] || die "no wheel in .compat/dist: run 'make test-wheel' first (make test-compat does)"
   rm -rf "$ROOT/wheel"; mkdir -p "$ROOT/wheel"
   cp "$whl" "$ROOT/wheel/"; cp "$STATE/dist/files.txt" "$ROOT/wheel/files.txt"
@@ -230,12 +282,14 @@ main() {
     all)        timed "trixie root, Python 3.13, 1.21" leg_trixie
                 timed "host, Python 3.10, 1.15" leg_py310
                 timed "stores across lines" leg_exchange
+                timed "what pip picks" leg_pip
                 timed "wheel in the trixie root" leg_wheel_root ;;
     trixie)     leg_trixie ;;
     py310)      leg_py310 ;;
     exchange)   leg_exchange ;;
+    pip)        leg_pip ;;
     wheel-root) leg_wheel_root ;;
-    *) die "unknown part '$what' (all, trixie, py310, exchange, wheel-root)" ;;
+    *) die "unknown part '$what' (all, trixie, py310, exchange, pip, wheel-root)" ;;
   esac
   say "done in $(( $(now) - t0 ))s"
   local line; for line in "${TIMES[@]}"; do echo "  $line"; done
