@@ -215,7 +215,7 @@ leg_exchange() {
 
 # --- what pip picks on each Python ------------------------------------------------------
 
-pip_choice() {  # pip_choice LABEL PYTHON [in_root]: resolve the wheel (dry run), print the pair
+pip_choice() {  # pip_choice LABEL PYTHON [root]: resolve the wheel (dry run), print the pair
   local label=$1 py=$2 where=${3:-host} report out
   report=/tmp/lineage-pip-report.json
   if [ "$where" = root ]; then
@@ -249,16 +249,21 @@ leg_pip() {
   done
   mkdir -p "$ROOT/wheel"; cp "$WHEEL" "$ROOT/wheel/"
   pip_choice "Debian $(cat "$ROOT/etc/debian_version"), glibc $(in_root ldd --version | awk 'NR==1 {print $NF}'), Python 3.13" "$ROOT_VENV/bin/python" root
-  # What the README's matrix says: protobuf 4 lines below glibc 2.39, nothing for 3.12+ there.
-  local entry label out bad=0
+  # What the README's matrix says, row by row (glibc 2.39 is where 1.21's wheels load).
+  local entry label out py_minor glibc_minor want
   for entry in "${PIP_CHOICES[@]}"; do
     label=${entry%%|*}; out=${entry#*|}
-    case $label in
-      *"glibc 2.3"[0-8]*"Python 3.1"[01]) [[ $out == "ml-metadata 1.17."*" protobuf 4."* ]] || bad=1 ;;
-      *"glibc 2.3"[0-8]*"Python 3.1"[23]) [[ $out == *"No matching distribution"*"ml-metadata"* ]] || bad=1 ;;
-      *"glibc 2."*"Python 3.13")          [[ $out == "ml-metadata 1.21."*" protobuf 6."* ]] || bad=1 ;;
-    esac
-    [ $bad = 0 ] || die "pip's choice for '$label' is '$out', not what the README's matrix says"
+    py_minor=$(sed -E 's/.*Python 3\.([0-9]+).*/\1/' <<<"$label")
+    glibc_minor=$(sed -E 's/.*glibc 2\.([0-9]+).*/\1/' <<<"$label")
+    if [ "$py_minor" = 10 ] || { [ "$py_minor" = 11 ] && [ "$glibc_minor" -lt 39 ]; }; then
+      want="ml-metadata 1.1[5-7].* protobuf 4.*"
+    elif [ "$glibc_minor" -lt 39 ]; then
+      want="*No matching distribution*ml-metadata*"
+    else
+      want="ml-metadata 1.21.* protobuf 6.*"
+    fi
+    # shellcheck disable=SC2053
+    [[ $out == $want ]] || die "pip's choice for '$label' is '$out', not what the README's matrix says ($want)"
   done
 }
 
