@@ -19,23 +19,35 @@ from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
     BundleError,
+    CacheWarning,
     ConcurrentWriteError,
     ConnectionFailed,
     FingerprintError,
     InvalidRef,
     LineageError,
+    LineageWarning,
     NotFound,
     ReadOnlyStore,
     RefError,
     RenderError,
+    SearchError,
     StepError,
     StoreError,
+    TagError,
     TypeConflict,
 )
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.formats.tensorboard import log_tensorboard
 from lineage.graph import LineageGraph
-from lineage.metrics import RunMetrics, log_metrics, run_metrics
+from lineage.metrics import (
+    ConfusionMatrix,
+    RunMetrics,
+    log_confusion_matrix,
+    log_metrics,
+    run_metrics,
+)
+from lineage.plot import Chart
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -47,21 +59,36 @@ from lineage.queries import (
 from lineage.records import Execution, Run
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
+from lineage.search import RunSearch, RunSummary, search_runs
 from lineage.steps import step
 from lineage.store import Store, connect
+from lineage.tags import (
+    AliasMove,
+    Annotations,
+    alias_history,
+    all_annotations,
+    annotations_of,
+    note,
+    tag,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActiveRun",
+    "AliasMove",
     "AmbiguousRef",
+    "Annotations",
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
     "BundleError",
+    "CacheWarning",
+    "Chart",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
+    "ConfusionMatrix",
     "ConnectionFailed",
     "Dataset",
     "Execution",
@@ -72,6 +99,7 @@ __all__ = [
     "InvalidRef",
     "LineageDiff",
     "LineageError",
+    "LineageWarning",
     "LineageGraph",
     "Metrics",
     "Model",
@@ -83,20 +111,32 @@ __all__ = [
     "RenderError",
     "Run",
     "RunMetrics",
+    "RunSearch",
+    "RunSummary",
+    "SearchError",
     "StepError",
     "Store",
     "StoreError",
+    "TagError",
     "TypeConflict",
     "Verification",
     "__version__",
+    "alias_history",
+    "all_annotations",
+    "annotations_of",
     "connect",
     "current_run",
     "fingerprint",
     "fingerprint_content",
+    "log_confusion_matrix",
     "log_metrics",
     "log_params",
+    "log_tensorboard",
+    "note",
     "render",
     "run",
     "run_metrics",
+    "search_runs",
     "step",
+    "tag",
 ]

@@ -14,10 +14,12 @@ Example:
 from __future__ import annotations
 
 import datetime
+import html
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from lineage import _fold
 from lineage.artifacts import Artifact
 
 if TYPE_CHECKING:
@@ -69,6 +71,28 @@ def value(v: Any) -> str:
         return f"{v:.6g}"
     text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def full(v: Any, indent: int = 4, width: int = 100) -> str:
+    """One value in full, never cut: long text wrapped onto continuation lines indented by
+    ``indent`` spaces (what ``lineage show`` and ``lineage diff`` print).
+
+    Example:
+        >>> print(full("x" * 12, indent=2, width=8))
+        xxxxxxxx
+          xxxx
+    """
+    if isinstance(v, float):
+        text = repr(v)
+    else:
+        text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
+    lines = []
+    for line in text.splitlines() or [""]:
+        while len(line) > width:
+            lines.append(line[:width])
+            line = line[width:]
+        lines.append(line)
+    return ("\n" + " " * indent).join(lines)
 
 
 def params(values: dict[str, Any], limit: int = 6) -> str:
@@ -148,9 +172,7 @@ def provenance(p: Provenance) -> str:
     steps = {s["id"]: s for s in d["steps"]}
     arts = {a["id"]: a for a in d["artifacts"]}
     arts[d["target"]["id"]] = d["target"]
-    from lineage.queries import _distinct
-
-    _kept, alias = _distinct(p.steps)
+    _kept, alias = _fold.distinct(p.steps)
     producers: dict[int, list[int]] = {}
     for s in d["steps"]:
         for o in s["outputs"]:
@@ -250,7 +272,7 @@ def diff(dif: LineageDiff) -> str:
             lines.append(f"{title}:")
             for step, changes in d[title].items():
                 for k, ab in changes.items():
-                    lines.append(f"  {step}.{k}: {value(ab['a'])} -> {value(ab['b'])}")
+                    lines.append(f"  {step}.{k}: {full(ab['a'])} -> {full(ab['b'])}")
     if d["only_in_a"]:
         lines.append("steps only in a: " + ", ".join(d["only_in_a"]))
     if d["only_in_b"]:
@@ -272,15 +294,23 @@ def verification(v: Verification) -> str:
     rows = [[f"artifact:{r.artifact.id}", label(r.artifact), r.status.upper(),
              short_fp(r.recorded), short_fp(r.current), r.detail] for r in v.results]
     lines = [table(rows, ["ref", "artifact", "status", "recorded", "now", "detail"])] if rows else []
-    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
-    lines.append(f"{'OK' if v.ok else 'FAILED'}: {counts}")
+    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "no artifacts"
+    lines.append(f"{_verdict(v)}: {counts}")
     return "\n".join(lines)
+
+
+def _verdict(v: Verification) -> str:
+    if v.ok:
+        return "OK"
+    if all(r.status in ("skipped", "elsewhere") for r in v.results):
+        return "NOT VERIFIED (nothing could be checked here)"
+    return "FAILED"
 
 
 def verification_repr(v: Verification) -> str:
     """``<Verification FAILED: 1 changed, 3 ok>``."""
-    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
-    return f"<Verification {'OK' if v.ok else 'FAILED'}: {counts}>"
+    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "no artifacts"
+    return f"<Verification {_verdict(v)}: {counts}>"
 
 
 _ABSENT: Any = object()
@@ -310,6 +340,33 @@ def comparison(c: Comparison) -> str:
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def comparison_html(c: Comparison) -> str:
+    """The comparison as an HTML table (what Jupyter shows): one column per run, one row
+    per value; rows that differ come first, marked and shaded. Every value is escaped.
+
+    Example:
+        >>> import lineage
+        >>> comparison_html(lineage.connect(":memory:").compare([]))
+        '<p>(no runs)</p>'
+    """
+    if not c.runs:
+        return "<p>(no runs)</p>"
+    esc = html.escape
+    head = "".join(f"<th>{esc(r.name)}</th>" for r in c.runs)
+    rows = []
+    for col in c.columns:
+        mark = "* " if col.differs else ""
+        style = ' style="background:#fef3c7"' if col.differs else ""
+        cells = "".join(f"<td>{esc(cell(v.get(col.name, _ABSENT)))}</td>" for v in c.values)
+        rows.append(f"<tr{style}><th style=\"text-align:left\" title=\"{esc(col.kind)}\">"
+                    f"{esc(mark + col.name)}</th>{cells}</tr>")
+    differ = sum(1 for col in c.columns if col.differs)
+    caption = (f"{_plural(len(c.runs), 'run')}, {_plural(len(c.columns), 'value')}, "
+               f"{differ} differ (marked *)")
+    return (f"<table><caption>{esc(caption)}</caption><thead><tr><th></th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def comparison_repr(c: Comparison) -> str:

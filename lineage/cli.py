@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lineage import _text
+from lineage._fold import DEFAULT_FAN_OUT
 from lineage.errors import LineageError
 from lineage.records import Execution
 from lineage.store import Store, connect
@@ -49,6 +50,8 @@ def _json(value: Any) -> None:
 
 def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
     what = args.what
+    if what != "runs" and (args.where or args.sort or args.limit is not None or args.offset):
+        raise _UsageError("--where, --sort, --limit and --offset are for `ls runs`")
     if what == "artifacts":
         if args.run is not None:
             raise _UsageError("ls artifacts has no --run; use `lineage graph --run` or ls executions --run")
@@ -71,16 +74,15 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
         else:
             _out("(no executions)")
     else:
-        runs = store.runs(experiment=args.experiment, name=args.name)
+        where = list(args.where or [])
+        if args.name:
+            where.append(f"name={args.name}")
+        found = store.search_runs(experiment=args.experiment, where=where, sort=args.sort,
+                                  limit=args.limit, offset=args.offset)
         if args.json:
-            _json([r.to_dict() for r in runs])
-        elif runs:
-            _out(_text.table([[r.ref, r.name, r.experiment or "-",
-                               str(r.properties.get("status") or "-"),
-                               _text.params(r.params) or "-"] for r in runs],
-                             ["ref", "name", "experiment", "status", "params"]))
+            _json(found.to_dict())
         else:
-            _out("(no runs)")
+            _out(str(found))
     return 0
 
 
@@ -103,13 +105,18 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
             _json(d)
         else:
             _out(f"{ex.name}  {ex.ref}  {ex.state}")
-            for key in ("params", "inputs", "outputs", "error"):
+            for key in ("inputs", "outputs", "error"):
                 if d.get(key) not in (None, {}, []):
-                    _out(f"  {key}: {_text.value(d[key])}")
+                    _out(f"  {key}: {_text.full(d[key])}")
+            if ex.params:
+                _out("  params:")
+                for k, v in sorted(ex.params.items()):
+                    _out(f"    {k}: {_text.full(v, indent=6)}")
             if ex.properties:
                 _out("  properties:")
                 for k, v in sorted(ex.properties.items()):
-                    _out(f"    {k}: {_text.time(v) if k.endswith('_time') else _text.value(v)}")
+                    text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
+                    _out(f"    {k}: {text}")
         return 0
     art = store.get(_ref(ref))
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
@@ -122,8 +129,12 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
         for key in ("uri", "fingerprint", "base_type", "state", "previous_version"):
             if d.get(key) not in (None, ""):
                 _out(f"  {key}: {d[key]}")
+        if len(art.locations) > 1 or any(loc["host"] for loc in art.locations):
+            _out("  seen at:")
+            for loc in art.locations:
+                _out(f"    {loc['uri']}" + (f"  (on {loc['host']})" if loc["host"] else ""))
         for k, v in sorted(art.properties.items()):
-            _out(f"  {k}: {_text.value(v)}")
+            _out(f"  {k}: {_text.full(v)}")
     return 0
 
 
@@ -159,7 +170,14 @@ def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
-    v = store.verify(_ref(args.ref) if args.ref else None)
+    prefixes: dict[str, str] = {}
+    for item in args.map or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise _UsageError(f"--map {item!r}: expected RECORDED_PREFIX=LOCAL_PREFIX, e.g. "
+                              "--map /home/alice=/mnt/alice")
+        prefixes[old] = new
+    v = store.verify(_ref(args.ref) if args.ref else None, map=prefixes)
     if args.json:
         _json(v.to_dict())
     else:
@@ -168,11 +186,51 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(store: Store, args: argparse.Namespace) -> int:
-    c = store.compare([_ref(r) for r in args.runs])
+    searching = args.experiment is not None or args.best or args.sort or args.where
+    if args.runs and searching:
+        raise _UsageError("give RUNs, or --experiment/--best/--sort/--where, not both")
+    if args.best and args.sort:
+        raise _UsageError("--best KEY is --sort -KEY: give one of them")
+    if not args.runs and not searching:
+        raise _UsageError("give RUNs to compare, or --experiment E, or --best KEY")
+    if args.runs:
+        if args.limit is not None:
+            raise _UsageError("--limit goes with --experiment or --best")
+        refs: list[str | int] = [_ref(r) for r in args.runs]
+    else:
+        sort = f"-{args.best}" if args.best else args.sort
+        found = store.search_runs(experiment=args.experiment, where=args.where or [], sort=sort,
+                                  limit=args.limit, step_params=False)
+        refs = [r.ref for r in found]
+    c = store.compare(refs)
     if args.json:
         _json(c.to_dict())
     else:
         _out(str(c))
+    return 0
+
+
+def _cmd_plot(store: Store, args: argparse.Namespace) -> int:
+    if args.confusion_matrix or args.step is not None:
+        from lineage.metrics import confusion_chart
+
+        if len(args.runs) != 1 or args.metric:
+            raise _UsageError("--confusion-matrix draws one run's matrix: one RUN, no --metric")
+        written: Any = confusion_chart(store, args.runs[0], args.step).save(args.output)
+    else:
+        written = store.plot(list(args.runs), args.metric or None, args.output,
+                             title=args.title)
+    if args.json:
+        _json({"written": str(written)})
+    else:
+        _out(f"wrote {written}")
+    return 0
+
+
+def _cmd_ui(store: Store, args: argparse.Namespace) -> int:
+    from lineage.ui import serve
+
+    serve(host=args.host, port=args.port, open_browser=args.open, token=args.token, store=store)
     return 0
 
 
@@ -190,7 +248,7 @@ def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
         obj = store.impact(_ref(args.ref))
     else:
         obj = store.provenance(_ref(args.ref))
-    written = render(obj, args.output)
+    written = render(obj, args.output, fold=not args.no_fold, fan_out=args.fan_out)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -214,7 +272,7 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
     if args.ref is None or args.output is None:
         raise _UsageError("audit needs REF and -o FILE (or --check FILE)")
     assert store is not None
-    written = report.audit(store, _ref(args.ref), args.output)
+    written = report.audit(store, _ref(args.ref), args.output, fold=not args.no_fold)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -223,7 +281,8 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
 
 
 def _cmd_export(store: Store, args: argparse.Namespace) -> int:
-    exported = store.export(_ref(args.ref), args.format, path=args.output)
+    ref = args.ref if args.format == "tensorboard" else _ref(args.ref)  # a run ref
+    exported = store.export(ref, args.format, path=args.output)
     if args.json:
         _json({"written": str(args.output), "format": exported.format})
     else:
@@ -233,6 +292,56 @@ def _cmd_export(store: Store, args: argparse.Namespace) -> int:
 
 def _cmd_import(store: Store, args: argparse.Namespace) -> int:
     result = store.import_bundle(args.file)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
+def _kind(args: argparse.Namespace) -> str | None:
+    return "run" if args.run else "artifact" if args.artifact else None
+
+
+def _cmd_tag(store: Store, args: argparse.Namespace) -> int:
+    from lineage import tags
+
+    if args.history:
+        if args.pairs or args.remove or args.alias:
+            raise _UsageError("tag --history NAME@ALIAS takes no KEY=VALUE, --remove or --alias")
+        moves = tags.alias_history(store, args.ref)
+        if args.json:
+            _json([m.to_dict() for m in moves])
+        else:
+            _out(_text.table([[_text.time(m.time), f"artifact:{m.artifact_id}",
+                               str(m.version or "-"),
+                               f"artifact:{m.from_id}" if m.from_id else "-", m.by, m.host]
+                              for m in moves],
+                             ["moved", "to", "version", "from", "by", "host"]))
+        return 0
+    pairs: dict[str, str] = {}
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"{pair!r}: tags are KEY=VALUE")
+        pairs[key] = value
+    if pairs or args.remove or args.alias:
+        store._check_writable("tag")
+        result = tags.tag(store, _ref(args.ref), pairs, remove=args.remove or (),
+                          alias=args.alias, by=args.by, kind=_kind(args))
+    else:
+        result = tags.annotations_of(store, _ref(args.ref), kind=_kind(args))
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
+def _cmd_note(store: Store, args: argparse.Namespace) -> int:
+    from lineage import tags
+
+    result = tags.note(store, _ref(args.ref), args.text, kind=_kind(args))
     if args.json:
         _json(result.to_dict())
     else:
@@ -273,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="RUNNING, COMPLETE, FAILED, CACHED or CANCELED (executions)")
     p.add_argument("--run", help="run name or context id (executions)")
     p.add_argument("--experiment", help="experiment name (runs)")
+    p.add_argument("--where", action="append", metavar="EXPR",
+                   help="runs: a filter KEY OP VALUE, OP one of = != < <= > >= (repeatable: "
+                        "--where 'f1>0.9' --where 'train.lr=0.05')")
+    p.add_argument("--sort", metavar="[-]KEY", help="runs: sort by KEY, lowest first; -KEY "
+                                                    "highest first (--sort -f1: best first)")
+    p.add_argument("--limit", type=int, metavar="N", help="runs: at most N")
+    p.add_argument("--offset", type=int, default=0, metavar="N", help="runs: skip the first N")
 
     p = add("show", _cmd_show, "show one artifact (REF) or execution (execution:ID)")
     p.add_argument("ref", metavar="REF")
@@ -288,11 +404,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="REF")
 
     p = add("verify", _cmd_verify,
-            "re-fingerprint recorded content (all, or the lineage of REF); exit 1 if any changed")
+            "re-fingerprint recorded content (all, or the lineage of REF) at every location it "
+            "was seen at; exit 1 if any changed or is missing, or if nothing could be checked")
     p.add_argument("ref", metavar="REF", nargs="?")
+    p.add_argument("--map", action="append", metavar="RECORDED=LOCAL",
+                   help="read paths recorded under RECORDED (e.g. another host's /home/alice) "
+                        "under LOCAL instead; repeatable")
 
-    p = add("compare", _cmd_compare, "runs side by side: params and final metrics")
+    p = add("compare", _cmd_compare,
+            "runs side by side: params and final metrics (RUNs, or the runs of --experiment, "
+            "or the --best N by a metric)")
+    p.add_argument("runs", metavar="RUN", nargs="*")
+    p.add_argument("--experiment", help="compare the runs of this experiment")
+    p.add_argument("--best", metavar="KEY", help="the runs with the highest KEY first "
+                                                 "(with --limit N: the best N); --sort -KEY")
+    p.add_argument("--sort", metavar="[-]KEY", help="order by KEY (lowest first) or -KEY")
+    p.add_argument("--where", action="append", metavar="EXPR", help="only runs matching EXPR "
+                                                                   "(as ls runs --where)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N runs")
+
+    p = add("plot", _cmd_plot,
+            "draw metric curves of runs (or steps, execution:ID) overlaid: one line per run "
+            "and metric (svg, png, pdf)")
     p.add_argument("runs", metavar="RUN", nargs="+")
+    p.add_argument("--metric", action="append", metavar="NAME",
+                   help="only this metric (repeatable; default: every metric with a series)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    p.add_argument("--title", help="a caption over the curves")
+    p.add_argument("--confusion-matrix", action="store_true",
+                   help="draw the run's latest confusion matrix as a heatmap instead")
+    p.add_argument("--step", type=int, metavar="N",
+                   help="the confusion matrix logged at step N (implies --confusion-matrix)")
+
+    p = add("ui", _cmd_ui,
+            "serve the store read-only in a web browser (runs, curves, lineage diagrams, "
+            "audit reports) until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument("--token", help="require this token (give the printed URL to your team)")
 
     p = add("graph", _cmd_graph, "draw the store, a run, or the lineage of REF (svg, png, pdf, dot)")
     p.add_argument("ref", metavar="REF", nargs="?")
@@ -301,19 +452,52 @@ def build_parser() -> argparse.ArgumentParser:
     way.add_argument("--upstream", action="store_true", help="the provenance of REF (default)")
     way.add_argument("--downstream", action="store_true", help="the impact of REF")
     p.add_argument("--run", metavar="NAME", help="only this run")
+    p.add_argument("--no-fold", action="store_true",
+                   help="draw every execution (by default repeats of a call and cache hits "
+                        "are one box)")
+    p.add_argument("--fan-out", type=int, default=DEFAULT_FAN_OUT, metavar="N",
+                   help="draw a step called N times or more in one run as one box "
+                        f"(default {DEFAULT_FAN_OUT}; 0: never)")
 
     p = add("audit", _cmd_audit, "write an audit report of REF (.html or .md), or --check one")
     p.add_argument("ref", metavar="REF", nargs="?")
     p.add_argument("-o", "--output", metavar="FILE", help="report file (.html or .md)")
     p.add_argument("--check", metavar="FILE", help="check a report's digest instead")
+    p.add_argument("--no-fold", action="store_true",
+                   help="draw every execution in the report's diagram")
 
     p = add("export", _cmd_export,
             "export the provenance of REF: a bundle (.pb, or .json), OpenLineage events "
-            "(.json list, .jsonl lines) or W3C PROV-JSON")
+            "(.json list, .jsonl lines) or W3C PROV-JSON; or a run's metrics as TensorBoard "
+            "event files (--format tensorboard)")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--format", required=True, choices=["openlineage", "prov", "bundle"],
-                   help="openlineage, prov or bundle")
+    p.add_argument("--format", required=True,
+                   choices=["openlineage", "prov", "bundle", "tensorboard"],
+                   help="openlineage, prov or bundle; tensorboard: REF is a run and -o a log "
+                        "dir of event files (its series and confusion matrices)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+
+    p = add("tag", _cmd_tag,
+            "set, remove or show the tags of an artifact or run; --alias names a version "
+            "(clf@production); --history NAME@ALIAS lists the moves of an alias",
+            writes=True)
+    p.add_argument("ref", metavar="REF", help="artifact or run (--run/--artifact if both)")
+    p.add_argument("pairs", metavar="KEY=VALUE", nargs="*", help="tags to set")
+    p.add_argument("--remove", metavar="KEY", action="append", help="a tag to delete")
+    p.add_argument("--alias", metavar="NAME", help="make NAME@ALIAS name this version")
+    p.add_argument("--by", metavar="WHO", help="who moves the alias (default: your login)")
+    p.add_argument("--history", action="store_true", help="REF is NAME@ALIAS: list its moves")
+    side = p.add_mutually_exclusive_group()
+    side.add_argument("--run", action="store_true", help="REF is a run")
+    side.add_argument("--artifact", action="store_true", help="REF is an artifact")
+
+    p = add("note", _cmd_note, "set the free-text note of an artifact or run ('' clears it)",
+            writes=True)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("text", metavar="TEXT")
+    side = p.add_mutually_exclusive_group()
+    side.add_argument("--run", action="store_true", help="REF is a run")
+    side.add_argument("--artifact", action="store_true", help="REF is an artifact")
 
     p = add("import", _cmd_import,
             "import a bundle written by `lineage export --format bundle` (idempotent)",
@@ -330,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_joined_values(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # argparse printed usage or help
         return int(exc.code or 0)
     store: Store | None = None
@@ -360,6 +544,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if store is not None:
             store.close()
+
+
+#: Options whose value may start with "-" (``--sort -f1``): argparse would read it as an option.
+_SIGNED = ("--sort", "--best")
+
+
+def _joined_values(argv: list[str]) -> list[str]:
+    """``["--sort", "-f1"]`` -> ``["--sort=-f1"]``, so a descending sort key parses."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _SIGNED and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and argv[i + 1] not in ("-h", "--help"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def _one_line(exc: BaseException) -> str:

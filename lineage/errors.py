@@ -15,8 +15,15 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── ArtifactError              an artifact cannot be built or recorded
     │   └── FingerprintError       its content cannot be read for a fingerprint
     ├── StepError                  a step is declared or called wrongly (carries .step)
+    ├── TagError                   a tag, note or alias cannot be recorded as given
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
+    ├── SearchError                a run search expression is malformed or names no key
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+
+Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
+
+    LineageWarning
+    └── CacheWarning               a cache=True call was not looked up (the message says why)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
 extension raises for connection problems are translated in :func:`translate`, and only
@@ -35,17 +42,21 @@ __all__ = [
     "AmbiguousRef",
     "ArtifactError",
     "BundleError",
+    "CacheWarning",
     "ConcurrentWriteError",
     "ConnectionFailed",
     "FingerprintError",
     "InvalidRef",
     "LineageError",
+    "LineageWarning",
     "NotFound",
     "ReadOnlyStore",
     "RefError",
     "RenderError",
+    "SearchError",
     "StepError",
     "StoreError",
+    "TagError",
     "TypeConflict",
 ]
 
@@ -134,6 +145,11 @@ class StepError(LineageError):
         self.step = step
 
 
+class TagError(LineageError):
+    """Raised when a tag, note or alias cannot be recorded as given (a malformed key or
+    alias name, a value that is not a scalar)."""
+
+
 class RenderError(LineageError):
     """Raised when a diagram or report cannot be produced."""
 
@@ -151,9 +167,32 @@ class BundleError(LineageError):
         self.source = source
 
 
+class SearchError(LineageError):
+    """Raised when a run search cannot be run as asked: a malformed ``--where`` or ``--sort``
+    expression, or a key that no run has.
+
+    Attributes:
+        expression: the expression as given.
+    """
+
+    def __init__(self, message: str, *, expression: str | None = None) -> None:
+        super().__init__(message)
+        self.expression = expression
+
+
 # --- the MLMD boundary -------------------------------------------------------------
 
 _PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
+
+
+class LineageWarning(UserWarning):
+    """Base of the warnings ``lineage`` gives: something was recorded, but not as asked."""
+
+
+class CacheWarning(LineageWarning):
+    """A ``cache=True`` step call was not looked up in the cache (the message says why:
+    an argument that cannot be keyed exactly, an input without a fingerprint, a return
+    value that mixes artifacts and other values)."""
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

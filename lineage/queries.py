@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +31,13 @@ import attrs
 import networkx as nx
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _text
+from lineage import _convert, _fold, _runref, _text, _timeline
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint
 from lineage.graph import (
+    LineageGraph,
     artifact_attrs,
     artifact_node,
     build_graph,
@@ -44,6 +45,7 @@ from lineage.graph import (
     event_edge,
     execution_attrs,
     execution_node,
+    node_id,
 )
 from lineage.records import Execution, Run
 
@@ -66,7 +68,11 @@ __all__ = [
     "verify",
 ]
 
-_CODE_KEYS = ("function", "source_hash", "git_commit", "git_dirty", "git_repo", "script")
+_CODE_KEYS = ("function", "source_hash", "code_hash", "git_commit", "git_dirty", "git_repo",
+              "script")
+#: What diff compares of code: its identity, never where a clone of it lives (``git_repo``,
+#: ``script``); ``code_hash`` covers the project's own helpers a step calls.
+_CODE_IDENTITY = ("function", "source_hash", "code_hash", "git_commit", "git_dirty")
 _ENV_KEYS = ("python", "packages")
 _TIME_KEYS = ("start_time", "end_time", "duration")
 
@@ -76,43 +82,102 @@ _TIME_KEYS = ("start_time", "end_time", "duration")
 
 @attrs.define
 class _Walk:
-    """What a frontier-by-frontier walk read."""
+    """What a time-respecting walk (:mod:`lineage._timeline`) read."""
 
     artifacts: dict[int, pb.Artifact]
     executions: dict[int, pb.Execution]
     events: list[pb.Event]
-    """Every event of the executions walked (edges to rows outside the answer included)."""
+    """Every event of the executions walked (edges to rows outside the answer included):
+    an execution's record lists all its inputs and outputs."""
+    counted: set[tuple[int, int, int]] = attrs.field(factory=set)
+    """(event type, artifact, execution) of the events that counted: the answer's edges."""
 
 
 def _batched(store: Store, method: str, ids: Iterable[int]) -> list[Any]:
     return store._batched(method, sorted(set(ids)))
 
 
-def _walk(store: Store, start: int, *, up: bool) -> _Walk:
-    """Upstream (``up``) or downstream closure of artifact ``start`` along INPUT/OUTPUT.
+class _StoreEvents:
+    """The events of a store, read in batches as a walk needs them (one batched call per
+    hop and direction), each row read once (:class:`lineage._timeline.Events`)."""
 
-    Per hop: the events of the frontier artifacts (one batched call), then the events of
-    the executions reached (one batched call).
-    """
-    toward_exec = pb.Event.OUTPUT if up else pb.Event.INPUT
-    toward_art = pb.Event.INPUT if up else pb.Event.OUTPUT
-    seen_art: set[int] = {start}
-    seen_exec: set[int] = set()
-    events: list[pb.Event] = []
-    frontier = {start}
-    while frontier:
-        art_events = _batched(store, "get_events_by_artifact_ids", frontier)
-        new_exec = {e.execution_id for e in art_events if e.type == toward_exec} - seen_exec
-        if not new_exec:
-            break
-        seen_exec |= new_exec
-        exec_events = _batched(store, "get_events_by_execution_ids", new_exec)
-        events.extend(exec_events)
-        frontier = {e.artifact_id for e in exec_events if e.type == toward_art} - seen_art
-        seen_art |= frontier
-    artifacts = {a.id: a for a in _batched(store, "get_artifacts_by_id", seen_art)}
-    executions = {e.id: e for e in _batched(store, "get_executions_by_id", seen_exec)}
-    return _Walk(artifacts, executions, events)
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.by_artifact: dict[int, list[pb.Event]] = {}
+        self.by_execution: dict[int, list[pb.Event]] = {}
+        self.executions: dict[int, pb.Execution] = {}
+        self._seq: dict[int, dict[str, Any] | None] = {}
+
+    def _events(self, ids: Collection[int], cache: dict[int, list[pb.Event]],
+                method: str, key: str) -> list[pb.Event]:
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            for i in missing:
+                cache[i] = []
+            for ev in _batched(self.store, method, missing):
+                cache[getattr(ev, key)].append(ev)
+        return [ev for i in ids for ev in cache[i]]
+
+    def _of_artifacts(self, ids: Collection[int]) -> list[pb.Event]:
+        return self._events(ids, self.by_artifact, "get_events_by_artifact_ids", "artifact_id")
+
+    def _of_executions(self, ids: Collection[int]) -> list[pb.Event]:
+        return self._events(ids, self.by_execution, "get_events_by_execution_ids",
+                            "execution_id")
+
+    def read_executions(self, ids: Iterable[int]) -> None:
+        missing = {i for i in ids if i not in self.executions}
+        if missing:
+            self.executions.update(
+                (e.id, e) for e in _batched(self.store, "get_executions_by_id", missing))
+
+    def _produced(self, events: Iterable[pb.Event]) -> list[tuple[int, int, int]]:
+        outs = [ev for ev in events if ev.type == pb.Event.OUTPUT]
+        self.read_executions(ev.execution_id for ev in outs)
+        found = []
+        for ev in outs:
+            proto = self.executions.get(ev.execution_id)
+            if proto is None:
+                continue  # an event of an execution that is not in the store
+            if proto.id not in self._seq:
+                self._seq[proto.id] = _timeline.output_seq_of(proto)
+            place = _timeline.production_key(proto.id, self._seq[proto.id],
+                                             _convert.event_path(ev))
+            found.append((ev.artifact_id, ev.execution_id, place))
+        return found
+
+    @staticmethod
+    def _read(events: Iterable[pb.Event]) -> list[tuple[int, int, int]]:
+        return [(ev.artifact_id, ev.execution_id, _timeline.read_key(ev.execution_id))
+                for ev in events if ev.type == pb.Event.INPUT]
+
+    def producers(self, artifacts: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._produced(self._of_artifacts(artifacts))
+
+    def consumers(self, artifacts: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._read(self._of_artifacts(artifacts))
+
+    def inputs(self, executions: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._read(self._of_executions(executions))
+
+    def outputs(self, executions: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._produced(self._of_executions(executions))
+
+
+def _walk(store: Store, start: int, *, up: bool) -> _Walk:
+    """The time-respecting closure of artifact ``start``, upstream (``up``) or downstream
+    (the rule and the walk: :mod:`lineage._timeline`), with the rows of the answer."""
+    source = _StoreEvents(store)
+    found = _timeline.upstream(source, start) if up else _timeline.downstream(source, start)
+    source.read_executions(found.executions)
+    events = [ev for eid in sorted(found.executions)
+              for ev in source._of_executions([eid])]
+    counted = {(pb.Event.INPUT, a, e) for a, e in found.inputs}
+    counted |= {(pb.Event.OUTPUT, a, e) for a, e in found.outputs}
+    artifacts = {a.id: a for a in _batched(store, "get_artifacts_by_id", found.artifacts)}
+    executions = {e: source.executions[e] for e in sorted(found.executions)
+                  if e in source.executions}
+    return _Walk(artifacts, executions, events, counted)
 
 
 def _contexts_of(store: Store, executions: Iterable[pb.Execution]) -> dict[int, list[Run]]:
@@ -172,9 +237,13 @@ def _subgraph(
             [r.name for r in runs.get(i, [])]))
         for i in sorted(walk.executions)
     ]
-    edges = sorted((event_edge(e) for e in walk.events if e.artifact_id in walk.artifacts),
+    edges = sorted((event_edge(e) for e in walk.events
+                    if (e.type, e.artifact_id, e.execution_id) in walk.counted),
                    key=lambda e: e[:3])
-    return build_graph(nodes, edges)
+    g = build_graph(nodes, edges)
+    g.graph["run_contexts"] = sorted({r.name for rs in runs.values() for r in rs
+                                      if _runref.is_run_type(r.type_name)})
+    return g
 
 
 def _topological(execs: dict[int, Execution]) -> list[Execution]:
@@ -209,7 +278,7 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
     """A step in query results: the API shape plus runs, code, environment, timing."""
     out = ex.to_dict()
     props = ex.properties
-    run_ctx = [r for r in runs if _is_run_context(r.type_name)] or [
+    run_ctx = [r for r in runs if _runref.is_run_type(r.type_name)] or [
         r for r in runs if r.type_name not in (EXPERIMENT_TYPE, CACHE_CONTEXT_TYPE)]
     out.update(
         base_type=ex.base_type,
@@ -229,11 +298,6 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
 def _json_dict(value: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = _jsonable(value)
     return out
-
-
-def _is_run_context(type_name: str) -> bool:
-    """Our ``Run``, TFX's ``pipeline_run``, Kubeflow's ``system.PipelineRun``."""
-    return type_name == "Run" or type_name.lower().replace("_", "").endswith("run")
 
 
 def _jsonable(value: Any) -> Any:
@@ -342,11 +406,11 @@ def provenance(store: Store, ref: Ref) -> Provenance:
     runs = _contexts_of(store, walk.executions.values())
     target = arts.pop(target_proto.id)
     upstream = [arts[i] for i in sorted(arts)]
-    # Roots: upstream artifacts whose producers (if any) read no artifact.
+    # Roots: upstream artifacts whose producers (those that count) read no artifact.
     produced_by: dict[int, list[Execution]] = {}
-    for ex in execs.values():
-        for a in ex.outputs:
-            produced_by.setdefault(a, []).append(ex)
+    for kind, a, e in walk.counted:
+        if kind == pb.Event.OUTPUT and e in execs:
+            produced_by.setdefault(a, []).append(execs[e])
     roots = [
         a.id for a in upstream
         if a.id is not None and all(not p.inputs for p in produced_by.get(a.id, []))
@@ -459,58 +523,116 @@ def _artifact_key(a: Artifact) -> tuple[str, str]:
 
 
 def _distinct(steps: Sequence[Execution]) -> tuple[list[Execution], dict[int, int]]:
-    """Leave out repeats: an execution with the same step, params, inputs and outputs as
-    another execution of the same lineage (a cache hit re-emits the outputs of the call it
-    reused, as TFX does; a re-run that made the same content) says nothing new about why
-    two lineages differ. The non-CACHED, oldest one of each group stays.
+    """Leave out repeats of a call (see :mod:`lineage._fold`): a cache hit re-emitting the
+    outputs of the call it reused, or an identical re-run, says nothing new about why two
+    lineages differ. Returns the remaining steps (order kept) and dropped id → kept id."""
+    return _fold.distinct(steps)
 
-    Returns the remaining steps (order kept) and dropped id → the id kept in its place.
-    """
-    def key(e: Execution) -> tuple[str, str, tuple[int, ...], tuple[int, ...]]:
-        params = json.dumps(_jsonable(e.params), sort_keys=True, default=str)
-        return (e.name, params, tuple(sorted(e.inputs)), tuple(sorted(e.outputs)))
 
-    first: dict[tuple[str, str, tuple[int, ...], tuple[int, ...]], Execution] = {}
-    for e in sorted(steps, key=lambda x: (x.state == "CACHED", x.id)):
-        first.setdefault(key(e), e)
-    alias = {e.id: first[key(e)].id for e in steps if first[key(e)] is not e}
-    return [e for e in steps if e.id not in alias], alias
+def _places(p: Provenance) -> dict[int, tuple[str, ...]]:
+    """Execution id → its place in the target's producer chain: the shortest sequence of
+    hops (a producer's step name and output path, then the input path of the artifact it
+    read, …) from the target to it, along the edges that counted (ties broken by the
+    sequence itself, so the same structure gives the same places in two lineages)."""
+    g = p.graph
+    start = artifact_node(p.target.id or 0)
+    best: dict[str, tuple[str, ...]] = {start: ()}
+    frontier = [start]
+    while frontier:
+        found: dict[str, tuple[str, ...]] = {}
+        for node in frontier:
+            here = best[node]
+            for u, _v, data in g.in_edges(node, data=True):
+                if u in best:
+                    continue
+                hop = (f"{g.nodes[u].get('name') or u}.{data.get('path') or ''}"
+                       if data.get("event_type") == "OUTPUT" else str(data.get("path") or ""))
+                cand = (*here, hop)
+                if u not in found or cand < found[u]:
+                    found[u] = cand
+        best.update(found)
+        frontier = sorted(found)
+    return {node_id(n)[1]: place for n, place in best.items() if n.startswith("execution:")}
 
 
 def _pair_steps(
-    sa: Sequence[Execution], sb: Sequence[Execution]
+    pa: Provenance, sa: Sequence[Execution], pb_: Provenance, sb: Sequence[Execution],
 ) -> tuple[list[tuple[str, Execution, Execution]], list[tuple[str, Execution]],
            list[tuple[str, Execution]]]:
-    """Match the steps of two lineages: executions in both are left out; the others are
-    paired by step name in topological order. Labels are the step name, ``"prep#2"`` for
-    the second pair of the same step."""
-    shared = {e.id for e in sa} & {e.id for e in sb}
-    rest_b: dict[str, list[Execution]] = {}
-    for e in sb:
-        if e.id not in shared:
-            rest_b.setdefault(e.name, []).append(e)
-    count: dict[str, int] = {}
+    """Match the steps of two lineages by their place in each target's producer chain
+    (:func:`_places`), in topological order among steps at the same place. A step in both
+    lineages is paired like any other: with what the other lineage has at its place (a
+    side path of one lineage reaching it does not hide a change on the main path).
 
-    def label(name: str) -> str:
-        count[name] = count.get(name, 0) + 1
-        return name if count[name] == 1 else f"{name}#{count[name]}"
+    Labels are the step name for the nearest call of each step name, else the step name
+    with where it was read (``"Trainer (via Evaluator.baseline_model)"``), or ``"prep#2"``.
+    """
+    place_a, place_b = _places(pa), _places(pb_)
+    at_b: dict[tuple[str, ...], list[Execution]] = {}
+    for e in sb:
+        at_b.setdefault(place_b.get(e.id, ()), []).append(e)
+    used: set[str] = set()
+
+    def label(e: Execution, place: tuple[str, ...]) -> str:
+        name = e.name
+        if name not in used:
+            used.add(name)
+            return name
+        via = place[-2] if len(place) >= 2 else ""
+        reader = place[-3].rsplit(".", 1)[0] if len(place) >= 3 else ""
+        text = f"{name} (via {reader}.{via})" if reader and via else name
+        n = 2
+        while text in used:
+            text = f"{name}#{n}"
+            n += 1
+        used.add(text)
+        return text
 
     pairs: list[tuple[str, Execution, Execution]] = []
     only_a: list[tuple[str, Execution]] = []
+    taken: set[int] = set()
     for e in sa:
-        if e.id in shared:
+        place = place_a.get(e.id, ())
+        match = next((x for x in at_b.get(place, []) if x.name == e.name and id(x) not in taken),
+                     None)
+        if match is None:
+            only_a.append((label(e, place), e))
             continue
-        if rest_b.get(e.name):
-            pairs.append((label(e.name), e, rest_b[e.name].pop(0)))
+        taken.add(id(match))
+        if match.id != e.id:
+            pairs.append((label(e, place), e, match))
         else:
-            only_a.append((label(e.name), e))
-    only_b = [(label(e.name), e) for e in sb if e.id not in shared
-              and any(e is x for x in rest_b.get(e.name, []))]
+            label(e, place)
+    only_b = [(label(e, place_b.get(e.id, ())), e) for e in sb if id(e) not in taken]
     return pairs, only_a, only_b
 
 
-def _changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+def _unfold(value: Any) -> Any:
+    """A dict, or a JSON string holding an object (TFX keeps settings that way), as a
+    dict; anything else unchanged."""
+    if isinstance(value, str) and value[:1] == "{":
+        try:
+            found = json.loads(value)
+        except ValueError:
+            return value
+        return found if isinstance(found, dict) else value
+    return value
+
+
+def _changes(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ; dicts and JSON-object strings on both sides are compared
+    key by key (``custom_config.learning_rate``), so a change is never hidden in a blob."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for k in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(k), b.get(k)
+        if va == vb:
+            continue
+        da, db = _unfold(va), _unfold(vb)
+        if isinstance(da, dict) and isinstance(db, dict):
+            out.update(_changes(da, db, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = (va, vb)
+    return out
 
 
 def _environment(ex: Execution) -> dict[str, Any]:
@@ -597,8 +719,10 @@ class LineageDiff:
 def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
     """How the lineages of two artifacts differ.
 
-    Datasets are matched by type and name (the uri for unnamed ones); steps by name, in
-    topological order (the second call of a step is ``"name#2"``).
+    Datasets are matched by type and name (the uri for unnamed ones); steps by their
+    place in each target's producer chain (the same step name reached by the same path
+    of inputs), whether or not the other lineage also reaches them by a side path.
+    Params that are dicts, or JSON strings of objects, are compared key by key.
 
     Example:
         >>> import lineage
@@ -632,7 +756,7 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         })
     steps_a, alias_a = _distinct(pa.steps)
     steps_b, alias_b = _distinct(pb_.steps)
-    pairs, only_a, only_b = _pair_steps(steps_a, steps_b)
+    pairs, only_a, only_b = _pair_steps(pa, steps_a, pb_, steps_b)
     params: dict[str, dict[str, tuple[Any, Any]]] = {}
     code: dict[str, dict[str, tuple[Any, Any]]] = {}
     env: dict[str, dict[str, tuple[Any, Any]]] = {}
@@ -641,8 +765,8 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         changed = False
         for table, got in (
             (params, _changes(ea.params, eb.params)),
-            (code, _changes({k: ea.properties.get(k) for k in _CODE_KEYS},
-                            {k: eb.properties.get(k) for k in _CODE_KEYS})),
+            (code, _changes({k: ea.properties.get(k) for k in _CODE_IDENTITY},
+                            {k: eb.properties.get(k) for k in _CODE_IDENTITY})),
             (env, _changes(_environment(ea), _environment(eb))),
         ):
             if got:
@@ -709,8 +833,9 @@ class ArtifactCheck:
     artifact: Artifact
     """The recorded artifact."""
     status: str
-    """``ok``, ``changed``, ``missing``, ``unreadable``, or ``skipped`` (no local content to
-    re-read: in-memory content, a remote URI, or no recorded fingerprint)."""
+    """``ok``, ``changed``, ``missing``, ``unreadable``, ``elsewhere`` (recorded on another
+    host and not reachable here), or ``skipped`` (no local content to re-read: in-memory
+    content, a remote URI, or no recorded fingerprint)."""
     recorded: str | None
     """The fingerprint recorded in the store."""
     current: str | None
@@ -733,17 +858,45 @@ class Verification:
 
     Example:
         >>> import lineage
-        >>> lineage.connect(":memory:").verify().ok
-        True
+        >>> v = lineage.connect(":memory:").verify()
+        >>> v.ok, str(v)  # nothing was checked: not OK
+        (False, 'NOT VERIFIED (nothing could be checked here): no artifacts')
     """
 
     results: list[ArtifactCheck]
     """One check per artifact, by artifact id."""
+    target: Artifact | None = None
+    """The artifact whose lineage was checked (``None``: every artifact)."""
+    _graph: nx.MultiDiGraph | None = attrs.field(default=None, alias="graph", repr=False)
+    _load: Callable[[], nx.MultiDiGraph] | None = attrs.field(default=None, alias="load",
+                                                              repr=False)
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The lineage checked (the provenance of ``target``, else the whole store, read on
+        first use); every checked artifact has ``verify`` = its status."""
+        if self._graph is None:
+            graph = self._load() if self._load is not None else LineageGraph()
+            for r in self.results:
+                node = artifact_node(r.artifact.id or 0)
+                if node in graph:
+                    graph.nodes[node]["verify"] = r.status
+            self._graph = graph
+        return self._graph
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
 
     @property
     def ok(self) -> bool:
-        """No artifact changed, went missing or became unreadable (skipped ones are fine)."""
-        return all(r.status in ("ok", "skipped") for r in self.results)
+        """At least one artifact was checked, and none changed, went missing or became
+        unreadable (skipped ones, and ones recorded on another host, are neither)."""
+        return any(r.status == "ok" for r in self.results) and all(
+            r.status in ("ok", "skipped", "elsewhere") for r in self.results)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -767,36 +920,72 @@ class Verification:
         return _text.verification_repr(self)
 
 
-def _check(a: Artifact) -> ArtifactCheck:
+def _mapped(uri: str, prefixes: Mapping[str, str]) -> str:
+    """``uri`` with the longest matching prefix replaced (``--map /home/alice=/mnt/alice``)."""
+    for old in sorted(prefixes, key=len, reverse=True):
+        if uri == old or uri.startswith(old.rstrip("/") + "/"):
+            return prefixes[old] + uri[len(old):]
+    return uri
+
+
+def _check(a: Artifact, prefixes: Mapping[str, str] | None = None) -> ArtifactCheck:
+    """Re-fingerprint ``a`` at every location it was seen at (mapped through
+    ``prefixes``); the first that still holds the recorded bytes makes it ``ok``."""
+    from lineage._identity import host
+
     recorded = a.fingerprint
-    path = a.path
-    if path is None:
+    seen = a.locations or ([{"uri": a.uri, "host": ""}] if a.uri else [])
+    local = [(loc, _mapped(loc["uri"], prefixes or {})) for loc in seen
+             if loc["uri"] and "://" not in loc["uri"]]
+    if not local:
         why = "in-memory content" if not a.uri else f"remote URI {a.uri}"
         return ArtifactCheck(a, "skipped", recorded, None, f"{why}: nothing local to re-read")
+    present = [(loc, path) for loc, path in local if Path(path).exists()]
+    if not present:
+        here = host()
+        away = sorted({loc["host"] for loc, path in local
+                       if loc["host"] and loc["host"] != here and path == loc["uri"]})
+        if away and all(loc["host"] and loc["host"] != here for loc, _p in local):
+            where = ", ".join(f"{loc['uri']} on {loc['host']}" for loc, _p in local)
+            return ArtifactCheck(
+                a, "elsewhere", recorded, None,
+                f"recorded on another host ({where}), not reachable here; map the folder "
+                "with --map REMOTE_PREFIX=LOCAL_PREFIX if it is shared")
+        paths = ", ".join(path for _loc, path in local)
+        return ArtifactCheck(a, "missing", recorded, None, f"{paths} does not exist")
     if recorded is None:
         return ArtifactCheck(a, "skipped", None, None, "no fingerprint was recorded")
     algo = recorded.split(":", 1)[0]
     if algo not in ALGORITHMS:
         return ArtifactCheck(a, "unreadable", recorded, None,
                              f"unknown fingerprint algorithm {algo!r}")
-    if not Path(path).exists():
-        return ArtifactCheck(a, "missing", recorded, None, f"{path} does not exist")
-    try:
-        # No digest cache: an audit re-reads the bytes.
-        current = fingerprint(path, algo=algo, progress=False)
-    except FingerprintError as exc:
-        return ArtifactCheck(a, "unreadable", recorded, None, str(exc))
-    if current != recorded:
-        return ArtifactCheck(a, "changed", recorded, current, f"{path} changed since it was recorded")
-    return ArtifactCheck(a, "ok", recorded, current)
+    first: tuple[str, str | None, str] | None = None
+    for _loc, path in present:
+        try:
+            # No digest cache: an audit re-reads the bytes.
+            current = fingerprint(path, algo=algo, progress=False)
+        except FingerprintError as exc:
+            first = first or (path, None, str(exc))
+            continue
+        if current == recorded:
+            detail = "" if path == local[0][1] else f"the recorded bytes are at {path}"
+            return ArtifactCheck(a, "ok", recorded, current, detail)
+        first = first or (path, current, f"{path} changed since it was recorded")
+    assert first is not None
+    _where, now, detail = first
+    return ArtifactCheck(a, "changed" if now else "unreadable", recorded, now, detail)
 
 
-def verify(store: Store, ref: Ref | None = None) -> Verification:
-    """Re-fingerprint the content behind recorded artifacts.
+def verify(store: Store, ref: Ref | None = None, *,
+           map: Mapping[str, str] | None = None) -> Verification:
+    """Re-fingerprint the content behind recorded artifacts, at every location each was
+    seen at.
 
     Args:
         store: the store.
         ref: check this artifact and its provenance; ``None`` checks every artifact.
+        map: path prefixes to read elsewhere: ``{"/home/alice": "/mnt/alice"}`` checks
+            what was recorded under ``/home/alice`` in ``/mnt/alice``.
 
     Example:
         >>> import lineage, tempfile, pathlib
@@ -809,10 +998,13 @@ def verify(store: Store, ref: Ref | None = None) -> Verification:
     """
     if ref is None:
         arts = store.artifacts()
+        target, load = None, store.graph
     else:
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
-    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)])
+        target, load = p.target, p.graph.copy
+    return Verification([_check(a, map) for a in sorted(arts, key=lambda a: a.id or 0)],
+                        target=target, load=load)
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -873,6 +1065,10 @@ class Comparison:
         """A plain-text table: one column per run, one row per value, ``*`` where they differ."""
         return _text.comparison(self)
 
+    def _repr_html_(self) -> str:
+        """The same table in HTML (Jupyter), the differing rows marked."""
+        return _text.comparison_html(self)
+
     def __repr__(self) -> str:
         return _text.comparison_repr(self)
 
@@ -880,17 +1076,17 @@ class Comparison:
 _ABSENT: Any = object()
 
 
-def _run_values(store: Store, ctx: pb.Context, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
-    params = dict(run.params)
+def _run_values(
+    store: Store, ctx: pb.Context, run: Run
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(run params, step params as columns, metrics) of one run."""
     metrics: dict[str, Any] = {}
     props = run.properties
     if isinstance(props.get("metrics"), dict):
         metrics.update(props["metrics"])
     protos = list(store._call("get_executions_by_context", ctx.id, missing=[]))
     execs = sorted(store._executions_from_protos(protos), key=lambda e: e.id)
-    for ex in execs:  # later calls of a step overwrite earlier ones
-        for k, v in ex.params.items():
-            params[f"{ex.name}.{k}"] = v
+    steps = _runref.step_columns(execs)
     artifact_ids = {a for ex in execs for a in ex.outputs}
     artifact_ids.update(a.id for a in store._call("get_artifacts_by_context", ctx.id, missing=[]))
     arts = sorted(store.artifacts_by_id(artifact_ids).values(), key=lambda a: a.id or 0)
@@ -899,15 +1095,18 @@ def _run_values(store: Store, ctx: pb.Context, run: Run) -> tuple[dict[str, Any]
             for k, v in a.properties.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     metrics[f"{a.name}.{k}"] = v
-    return params, metrics
+    return dict(run.params), steps, metrics
 
 
 def compare(store: Store, runs: Sequence[str | int | Run]) -> Comparison:
     """Runs side by side with their params and final metrics, the differing ones first.
 
-    Params are the run's own (``lineage.run(..., **params)``, ``log_params``) and every
-    step's, as ``"<step>.<param>"``; metrics the run's final logged values and the values of
-    Metrics artifacts the run produced (``"<name>.<key>"``).
+    Params are the run's own (``lineage.run(..., **params)``, config files, ``log_params``)
+    and every step call's, as ``"<step>.<param>"`` (``"<step>#2.<param>"`` for a second call
+    in the run); a run param that would share a column with a step's (a config key
+    ``train.lr`` beside the ``train`` step's ``lr``) is shown as ``"run.<key>"``. Metrics are
+    the run's final logged values and the values of Metrics artifacts the run produced
+    (``"<name>.<key>"``).
 
     Raises:
         NotFound: a run reference names nothing.
@@ -921,13 +1120,18 @@ def compare(store: Store, runs: Sequence[str | int | Run]) -> Comparison:
     if isinstance(runs, (str, int)):
         raise InvalidRef("compare() takes a list of runs, e.g. ['baseline', 'tuned']", ref=runs)
     run_recs: list[Run] = []
-    values: list[dict[str, Any]] = []
-    kinds: dict[str, str] = {}
+    read: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
     for ref in runs:
         ctx = store._resolve_run(ref)
         run = store._runs_from_protos([ctx])[0]
-        params, metrics = _run_values(store, ctx, run)
         run_recs.append(run)
+        read.append(_run_values(store, ctx, run))
+    # a config key that is also a step's param column in any of these runs: run.<key>
+    renamed = set().union(*(_runref.clashes(p, s) for p, s, _m in read))
+    values: list[dict[str, Any]] = []
+    kinds: dict[str, str] = {}
+    for run_params, steps, metrics in read:
+        params = _runref.param_columns(run_params, steps, renamed)
         values.append({**params, **metrics})
         kinds.update({k: "param" for k in params})
         kinds.update({k: "metric" for k in metrics if k not in kinds})

@@ -100,6 +100,8 @@ class _Report:
     svg: str | None
     dot: str | None
     diagram_error: str | None
+    training: list[Any] = attrs.field(factory=list)
+    """:class:`lineage.metrics.TrainingFigures` of the runs of the steps (curves, matrices)."""
 
 
 def _status_entries(verification: Any) -> Iterable[Any]:
@@ -287,7 +289,7 @@ def _runs_of(prov: Any, execution_id: int) -> list[tuple[int | str, str]]:
     return []
 
 
-def _collect(store: Store, ref: Ref) -> _Report:
+def _collect(store: Store, ref: Ref, *, fold: bool = True) -> _Report:
     from lineage import __version__
     from lineage.render import to_dot, to_svg
 
@@ -320,11 +322,16 @@ def _collect(store: Store, ref: Ref) -> _Report:
              for i in step_ids if i in executions]
     svg = dot = diagram_error = None
     try:
-        dot = to_dot(prov)
-        svg = _inline_svg(to_svg(prov))
+        dot = to_dot(prov, fold=fold)
+        svg = _inline_svg(to_svg(prov, fold=fold))
     except RenderError as exc:
         diagram_error = str(exc)
+    from lineage.metrics import training_figures
+
+    training = training_figures(store, [r for i in step_ids for r, _label in step_runs[i]
+                                        if isinstance(r, int)])
     return _Report(
+        training=training,
         target=target,
         datasets=datasets,
         others=others,
@@ -341,10 +348,18 @@ def _collect(store: Store, ref: Ref) -> _Report:
 
 
 def _inline_svg(svg: str) -> str:
-    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining."""
+    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining.
+
+    Graphviz writes a node's tooltip as an ``<a xlink:title="…">`` around it; the report
+    turns it into an SVG ``<title>`` element (what browsers show on hover), so that it holds
+    no links and no store text in attributes. Store text cannot contain ``<a`` or ``</a>``
+    here: Graphviz escapes ``<``.
+    """
     svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
     svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg)
     svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)
+    svg = re.sub(r'<a xlink:title="([^"]*)">', r"<title>\1</title>", svg)
+    svg = svg.replace("</a>", "")
     return svg.strip()
 
 
@@ -536,7 +551,7 @@ def _html(report: _Report) -> str:
 {_artifact_table(report.others, "artifacts")}</section>
 <section id="steps-section"><h2>Steps ({len(report.steps)}, roots first)</h2>
 {_steps_table(report.steps, "steps")}</section>
-<section id="along-section"><h2>Failed, cached and unfinished executions along the way ({len(report.along)})</h2>
+{_training_html(report.training)}<section id="along-section"><h2>Failed, cached and unfinished executions along the way ({len(report.along)})</h2>
 <p class="note">Executions in the same runs (or reading the same artifacts) that did not
 produce the target.</p>
 {_steps_table(report.along, "along")}</section>
@@ -547,6 +562,45 @@ blanked out. Check a copy with <code>lineage audit --check FILE</code>.</p>
 </body>
 </html>
 """
+
+
+def _training_html(training: Sequence[Any]) -> str:
+    """The curves and latest confusion matrix of the runs that logged them."""
+    if not training:
+        return ""
+    parts = ['<section id="training-section"><h2>Training</h2>']
+    for t in training:
+        parts.append(f"<h3>Run {_h(t.run)}</h3>")
+        if t.final:
+            parts.append(f"<div>Final metrics: {_kv_html(t.final)}</div>")
+        if t.curves_svg is not None:
+            parts.append(f'<figure class="curves">{_inline_svg(t.curves_svg)}</figure>')
+        if t.matrix_svg is not None:
+            parts.append(f'<figure class="confusion">{_inline_svg(t.matrix_svg)}</figure>')
+        elif t.matrix is not None:
+            parts.append(f"<pre>{_h(str(t.matrix))}</pre>")
+    parts.append("</section>\n")
+    return "\n".join(parts)
+
+
+def _md_training(training: Sequence[Any]) -> list[str]:
+    lines: list[str] = []
+    if not training:
+        return lines
+    lines += ["## Training", ""]
+    for t in training:
+        lines += [f"### Run {_m(t.run)}", ""]
+        if t.final:
+            lines += [f"Final metrics: {_md_kv(t.final)}", ""]
+        if t.matrix is not None:
+            m = t.matrix
+            step = f" (step {m.step})" if m.step is not None else ""
+            lines += [f"Latest confusion matrix{step}, true by row, predicted by column:", "",
+                      "| true \\ predicted | " + " | ".join(_m(x) for x in m.labels) + " |",
+                      "| --- " * (len(m.labels) + 1) + "|",
+                      *("| " + _m(label) + " | " + " | ".join(str(c) for c in row) + " |"
+                        for label, row in zip(m.labels, m.matrix, strict=True)), ""]
+    return lines
 
 
 # --- Markdown -------------------------------------------------------------------------------
@@ -658,6 +712,7 @@ def _markdown(report: _Report) -> str:
     lines += [f"## Other upstream artifacts ({len(report.others)})", "",
               *_md_artifacts(report.others)]
     lines += [f"## Steps ({len(report.steps)}, roots first)", "", *_md_steps(report.steps)]
+    lines += _md_training(report.training)
     lines += [f"## Failed, cached and unfinished executions along the way ({len(report.along)})",
               "", *_md_steps(report.along)]
     lines += [
@@ -752,7 +807,7 @@ def check(path: str | os.PathLike[str]) -> ReportCheck:
 
 def audit(
     store: Store, ref: Ref, path: str | os.PathLike[str] | None = None, *,
-    format: str | None = None,
+    format: str | None = None, fold: bool = True,
 ) -> str | Path:
     """Write (or return) the audit report of one artifact.
 
@@ -763,6 +818,8 @@ def audit(
         path: where to write; ``.md`` writes Markdown, anything else HTML. ``None``
             returns the text instead.
         format: ``"html"`` or ``"md"``, overriding the suffix.
+        fold: draw each call of the provenance once (repeats and cache hits folded, see
+            :func:`lineage.render.to_dot`); ``False`` draws every execution.
 
     Returns:
         The path written, or the report text when ``path`` is ``None``.
@@ -785,7 +842,7 @@ def audit(
         fmt = "html"
     else:
         raise RenderError(f"unknown report format {fmt!r}: write a .html or a .md file")
-    report = _collect(store, ref)
+    report = _collect(store, ref, fold=fold)
     text = _seal(_markdown(report) if fmt == "md" else _html(report))
     if path is None:
         return text

@@ -12,7 +12,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +20,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _fork, _identity
+from lineage import _convert, _fork, _identity, _runref
 from lineage._active import current_run
 from lineage._backends import Backend, open_mlmd, parse_uri
 from lineage._recording import remember
@@ -45,7 +45,13 @@ from lineage.fingerprint import FingerprintCache, fingerprint, fingerprint_conte
 from lineage.records import Execution, Run
 
 if TYPE_CHECKING:
-    import networkx as nx
+    from lineage.formats import Exported
+    from lineage.formats.bundle_import import ImportResult
+    from lineage.graph import LineageGraph
+    from lineage.metrics import RunMetrics
+    from lineage.plot import Chart
+    from lineage.queries import Comparison, Impact, LineageDiff, Provenance, Verification
+    from lineage.search import RunSearch
 
 __all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
 
@@ -551,8 +557,13 @@ class Store:
         if not ref:
             raise InvalidRef("an empty string is not a reference", ref=ref)
         type_name = type if isinstance(type, str) else (type.type_name if type else None)
-        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
         match = _REF.match(ref)
+        if not match and "@" in ref:  # "clf@production": an alias (lineage.tags)
+            from lineage.tags import resolve_alias
+
+            if (aliased := resolve_alias(self, ref, type_name)) is not None:
+                return aliased
+        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
         hits: list[pb.Artifact] = []
         for tname in type_names:
             if match:
@@ -648,19 +659,34 @@ class Store:
             )
         if run is not None:
             protos = list(self._call("get_executions_by_context", self._resolve_run(run).id))
+            if step is not None:
+                ids = {p.id for p in self._step_executions(step)}
+                protos = [p for p in protos if p.id in ids]
         elif step is not None:
-            if self._type_named("execution", step) is None:
-                return []
-            protos = list(self._call("get_executions_by_type", step))
+            protos = self._step_executions(step)
         else:
             protos = list(self._call("get_executions"))
         if state is not None:
             wanted = pb.Execution.State.Value(state.upper())
             protos = [p for p in protos if p.last_known_state == wanted]
         execs = self._executions_from_protos(protos)
-        if step is not None:
-            execs = [e for e in execs if step in (e.type_name, e.name)]
         return sorted(execs, key=lambda e: (e.create_time or 0, e.id))
+
+    def _step_executions(self, step: str) -> list[pb.Execution]:
+        """The executions of a step: of the execution type named ``step``, of the types
+        whose short name it is (TFX's ``...trainer.component.Trainer``), and of TFX
+        ``node`` contexts named ``<pipeline>.<step>`` (a component id such as
+        ``Trainer_2``)."""
+        found: dict[int, pb.Execution] = {}
+        for t in self._call("get_execution_types"):
+            if step in (t.name, t.name.rsplit(".", 1)[-1]):
+                found.update((e.id, e) for e in self._call("get_executions_by_type", t.name))
+        if self._type_named("context", "node") is not None:
+            for node in self._call("get_contexts_by_type", "node"):
+                if node.name == step or node.name.endswith("." + step):
+                    found.update((e.id, e) for e in self._call(
+                        "get_executions_by_context", node.id, missing=[]))
+        return [found[i] for i in sorted(found)]
 
     def _context_type_ids(self) -> dict[str, int]:
         types = list(self._call("get_context_types"))
@@ -677,49 +703,24 @@ class Store:
         return self._register_type("context", exp), self._register_type("context", run)
 
     def _runs_from_protos(self, protos: Sequence[pb.Context]) -> list[Run]:
-        """Records of contexts; the experiment comes from our ``experiment`` property, and
-        only contexts without it (foreign ones) cost a parent lookup each."""
-        types = self._types("context", (p.type_id for p in protos))
-        out = []
-        for proto in protos:
-            parent = None
-            experiment = proto.properties.get("experiment")  # [] would add an empty entry
-            if (experiment is None or not experiment.string_value) and proto.id:
-                parents = self._call("get_parent_contexts_by_context", proto.id)
-                parent = parents[0].name if parents else None
-            out.append(_convert.context_from_proto(proto, types.get(proto.type_id), parent))
-        return out
+        """Records of contexts, with their experiments (see :mod:`lineage._runref`)."""
+        return _runref.records(self, protos)
 
     def runs(self, experiment: str | None = None, name: str | None = None) -> list[Run]:
-        """Return the runs (``Run`` contexts), oldest first.
+        """Return the runs, oldest first: our ``Run`` contexts, and the runs of other tools
+        the queries understand (TFX ``pipeline_run``, Kubeflow ``system.PipelineRun``).
 
         Args:
-            experiment: only runs of this experiment.
-            name: only runs the user gave this name (several runs may share one).
+            experiment: only runs of this experiment (for TFX: of this pipeline).
+            name: only runs the user gave this name (several runs may share one; each has
+                a unique ``name`` of its own).
 
         Example:
             >>> import lineage
             >>> lineage.connect(":memory:").runs()
             []
         """
-        if experiment is not None:
-            exp = self._context_named(EXPERIMENT_TYPE, experiment)
-            if exp is None:
-                return []
-            protos = list(self._call("get_children_contexts_by_context", exp.id))
-        elif self._type_named("context", RUN_TYPE) is None:
-            return []
-        else:
-            protos = list(self._call("get_contexts_by_type", RUN_TYPE))
-        if name is not None:
-            protos = [
-                p for p in protos
-                if name == p.name or (
-                    "run_name" in p.properties and p.properties["run_name"].string_value == name
-                )
-            ]
-        runs = self._runs_from_protos(protos)
-        return sorted(runs, key=lambda r: (r.create_time or 0, r.id))
+        return _runref.list_runs(self, experiment=experiment, name=name)
 
     def _context_named(self, type_name: str, name: str) -> pb.Context | None:
         if self._type_named("context", type_name) is None:
@@ -728,74 +729,121 @@ class Store:
         return got if got is not None and got.id else None
 
     def _resolve_run(self, ref: str | int | Run) -> pb.Context:
-        """The context a run reference names: a Run, ``"context:<id>"``, an id, a unique run
-        name, or a name several runs share (the latest of them). Any context type with that
-        name is accepted too (a TFX ``pipeline_run``)."""
-        if isinstance(ref, Run):
-            ref = ref.id
-        if isinstance(ref, str) and ref.startswith("context:"):
-            ref = int(ref.split(":", 1)[1])
-        if isinstance(ref, int):
-            found = self._call("get_contexts_by_id", [ref])
-            if not found:
-                raise NotFound(f"no run or context with id {ref} in {self.uri}", ref=ref)
-            return found[0]
-        # A name the user gave several runs means the latest of them ("baseline" after
-        # "baseline-2" was recorded); a unique context name ("baseline-2") means that one.
-        named = [r for r in self.runs(name=ref) if r.run_name == ref]
-        if named:
-            return self._call("get_contexts_by_id", [named[-1].id])[0]
-        exact = self._context_named(RUN_TYPE, ref)
-        if exact is not None:
-            return exact
-        for type_name in self._context_type_ids():
-            hit = self._context_named(type_name, ref)
-            if hit is not None:
-                return hit
-        raise NotFound(f"no run named {ref!r} in {self.uri}; `lineage ls runs` lists them", ref=ref)
+        """The context a run reference names: its unique name, its id (``context:N`` or
+        ``N``), or ``experiment/name``; never another run (see :mod:`lineage._runref`)."""
+        return _runref.resolve_run(self, ref)
+
+    def run(self, ref: str | int | Run) -> Run:
+        """The run a reference names: its unique name, ``context:N`` (or ``N``), or
+        ``experiment/name``.
+
+        Raises:
+            NotFound: no such run. AmbiguousRef: the reference could mean several runs
+                (the message lists them).
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> for _ in range(2):
+            ...     with lineage.run("baseline", experiment="iris", store=store):
+            ...         pass
+            >>> [store.run(r).name for r in ("baseline", "baseline-2", "iris/baseline-2")]
+            ['baseline', 'baseline-2', 'baseline-2']
+        """
+        return _runref.records(self, [self._resolve_run(ref)])[0]
 
     # --- queries (implemented in their own modules) ------------------------------------
 
     def graph(
         self, *, run: str | int | None = None, experiment: str | None = None,
         contexts: bool = False,
-    ) -> nx.MultiDiGraph:
+    ) -> LineageGraph:
         """The lineage graph of the store (see :func:`lineage.graph.load_graph`)."""
         from lineage.graph import load_graph
 
         return load_graph(self, run=run, experiment=experiment, contexts=contexts)
 
-    def provenance(self, ref: Ref) -> Any:
+    def provenance(self, ref: Ref) -> Provenance:
         """Which data, code and parameters produced ``ref`` (see :mod:`lineage.queries`)."""
         from lineage.queries import provenance
 
         return provenance(self, ref)
 
-    def impact(self, ref: Ref) -> Any:
+    def impact(self, ref: Ref) -> Impact:
         """Everything downstream of ``ref`` (see :mod:`lineage.queries`)."""
         from lineage.queries import impact
 
         return impact(self, ref)
 
-    def diff(self, ref_a: Ref, ref_b: Ref) -> Any:
+    def diff(self, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         """How the lineages of two artifacts differ (see :mod:`lineage.queries`)."""
         from lineage.queries import diff
 
         return diff(self, ref_a, ref_b)
 
-    def verify(self, ref: Ref | None = None) -> Any:
-        """Re-fingerprint recorded content and report what changed (see :mod:`lineage.queries`)."""
+    def verify(
+        self, ref: Ref | None = None, *, map: Mapping[str, str] | None = None
+    ) -> Verification:
+        """Re-fingerprint recorded content at every location it was seen at and report what
+        changed; ``map`` reads path prefixes elsewhere (see :func:`lineage.queries.verify`)."""
         from lineage.queries import verify
 
-        return verify(self, ref)
+        return verify(self, ref, map=map)
 
-    def compare(self, runs: Sequence[str | int]) -> Any:
+    def compare(self, runs: Sequence[str | int | Run]) -> Comparison:
         """Runs side by side with params and final metrics (see :mod:`lineage.queries`)."""
         from lineage.queries import compare
 
         return compare(self, runs)
 
-    def metrics(self, run: str | int | Run) -> Any:
+    def search_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        where: str | Sequence[str] = (),
+        sort: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        step_params: bool = True,
+    ) -> RunSearch:
+        """Find runs: status, times, params and final metrics, filtered and sorted (see
+        :func:`lineage.search.search_runs`).
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").search_runs(where="f1>0.9", sort="-f1").runs
+            []
+        """
+        from lineage.search import search_runs
+
+        return search_runs(self, experiment=experiment, where=where, sort=sort, limit=limit,
+                           offset=offset, step_params=step_params)
+
+    def plot(
+        self,
+        runs: Sequence[str | int | Run],
+        metrics: Sequence[str] | None = None,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: str | None = None,
+        title: str | None = None,
+    ) -> Chart | Path:
+        """Metric curves of runs (or steps, ``"execution:12"``) overlaid: one line per run and
+        metric (see :func:`lineage.plot.plot_runs`). Needs matplotlib (the ``plot`` extra).
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> with lineage.run("r", store=store):
+            ...     lineage.log_metrics({"loss": 0.5}, step=0)
+            >>> store.plot(["r"]).title
+            'loss'
+        """
+        from lineage.plot import plot_runs
+
+        return plot_runs(self, runs, metrics, path, format=format, title=title)
+
+    def metrics(self, run: str | int | Run) -> RunMetrics:
         """A run's final metrics and per-step series (see :func:`lineage.run_metrics`).
 
         Example:
@@ -812,20 +860,20 @@ class Store:
 
     def export(
         self, ref: Ref, format: str = "bundle", path: str | os.PathLike[str] | None = None
-    ) -> Any:
+    ) -> Exported:
         """Export the provenance of ``ref``: ``bundle``, ``openlineage`` or ``prov`` (see
         :func:`lineage.export.export`)."""
         from lineage.export import export
 
         return export(self, ref, format, path)
 
-    def import_bundle(self, source: str | os.PathLike[str] | bytes | Any) -> Any:
+    def import_bundle(self, source: str | os.PathLike[str] | bytes | Any) -> ImportResult:
         """Import a bundle written by :meth:`export` (see :func:`lineage.export.import_bundle`)."""
         from lineage.export import import_bundle
 
         return import_bundle(self, source)
 
-    def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Any:
+    def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> str | Path:
         """An audit report of ``ref`` (see :mod:`lineage.report`)."""
         from lineage.report import audit
 

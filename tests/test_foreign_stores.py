@@ -174,8 +174,10 @@ def test_provenance_of_a_pushed_model(taxi: tuple[lineage.Store, dict[str, Any]]
     store, ids = taxi
     p = store.provenance(ids["pushed1"])
     steps = [s.id for s in p.steps]
+    # run 2's cached Trainer re-emitted model1 after run 1's Pusher had read it: not part of
+    # pushed1's lineage (lineage respects time)
     assert set(steps) == {ids[k] for k in ("gen", "stats_ex", "schema_ex", "transform", "train1",
-                                            "train2", "eval1", "push1")}
+                                            "eval1", "push1")}
     assert [s.name for s in p.steps][:3] == ["CsvExampleGen", "StatisticsGen", "SchemaGen"]
     assert [s.name for s in p.steps][-1] == "Pusher"
     assert [d.id for d in p.datasets] == [ids["examples"]]
@@ -183,8 +185,11 @@ def test_provenance_of_a_pushed_model(taxi: tuple[lineage.Store, dict[str, Any]]
     assert p.roots == [ids["examples"]]
     trainer = next(s for s in p.steps if s.id == ids["train1"])
     assert trainer.params == {"train_args": {"num_steps": 1000}, "module_file": "taxi_utils.py"}
-    cached = next(s for s in p.steps if s.id == ids["train2"])
+    # the model's own producers all count: the Trainer of run 1 and its cache hit in run 2
+    own = store.provenance(ids["model1"]).steps
+    cached = next(s for s in own if s.id == ids["train2"])
     assert cached.state == "CACHED" and cached.name == "Trainer"
+    assert ids["train1"] in {s.id for s in own}
     d = p.to_dict()
     json.dumps(d)
     step = next(s for s in d["steps"] if s["id"] == ids["train1"])
@@ -227,8 +232,9 @@ def test_impact_of_the_examples_reaches_every_pushed_model(taxi: tuple[lineage.S
 def test_diff_of_two_models(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     store, ids = taxi
     d = store.diff(ids["model1"], ids["model3"])
-    # Shared executions (ExampleGen … Transform) are left out; Trainers are paired in order.
-    assert d.params == {"Trainer": {"train_args": ({"num_steps": 1000}, {"num_steps": 5000})}}
+    # Shared executions (ExampleGen … Transform) are the same; the Trainers are paired by
+    # their place, and the changed key of their JSON settings is named.
+    assert d.params == {"Trainer": {"train_args.num_steps": (1000, 5000)}}
     assert d.datasets == []  # the same Examples
     # Run 2's cached Trainer re-emitted run 1's model: not a step of its own in the diff,
     # and drawn like the call it reused.
@@ -238,10 +244,13 @@ def test_diff_of_two_models(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     assert nodes[f"execution:{ids['train2']}"] == "changed"
     assert nodes[f"execution:{ids['gen']}"] == "same" and nodes[f"artifact:{ids['model3']}"] == "changed"
     json.dumps(d.to_dict())
-    # Run 3's pushed model depends on run 1's model too (the Evaluator's baseline): its
-    # lineage holds every Trainer of the other one, plus its own.
+    # Run 3's pushed model depends on run 1's model too (the Evaluator's baseline). That
+    # side path does not hide the change: the Trainers at the Pusher's model input are
+    # paired, and run 1's Trainer, read as the baseline, is named by where it was read.
     d = store.diff(ids["pushed1"], ids["pushed3"])
-    assert d.params == {} and d.only_in_a == [] and d.only_in_b == ["Trainer"]
+    assert d.params == {"Trainer": {"train_args.num_steps": (1000, 5000)}}
+    assert d.only_in_a == [] and d.only_in_b == ["Trainer (via Evaluator.baseline_model[0])"]
+    assert "Trainer.train_args.num_steps: 1000 -> 5000" in str(d)
 
 
 def test_graph_of_a_pipeline_run_and_compare(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
@@ -256,6 +265,51 @@ def test_graph_of_a_pipeline_run_and_compare(taxi: tuple[lineage.Store, dict[str
     differing = {col.name for col in c.columns if col.differs}
     assert "Trainer.train_args" in differing
     assert "Trainer.module_file" not in differing
+
+
+def test_tfx_pipeline_runs_are_runs(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
+    store, _ids = taxi
+    runs = store.runs()
+    assert [(r.name, r.type_name, r.experiment) for r in runs] == [
+        ("taxi-run-1", "pipeline_run", "taxi"), ("taxi-run-2", "pipeline_run", "taxi"),
+        ("taxi-run-3", "pipeline_run", "taxi")]
+    assert [r.name for r in store.runs(experiment="taxi")] == [r.name for r in runs]
+    assert store.run("taxi/taxi-run-2").name == "taxi-run-2"
+    found = store.search_runs()
+    assert {r.name for r in found.runs} == {"taxi-run-1", "taxi-run-2", "taxi-run-3"}
+
+
+def test_tfx_node_names_are_step_filters(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
+    store, ids = taxi
+    assert [e.id for e in store.executions(step="Trainer")] == [
+        ids["train1"], ids["train2"], ids["train3"]]
+    assert [e.id for e in store.executions(step="Trainer", run="taxi-run-3")] == [ids["train3"]]
+    assert [e.id for e in store.executions(step=COMPONENTS["Pusher"])] == [
+        ids["push1"], ids["push3"]]
+    assert [e.id for e in store.executions(step="taxi.Evaluator")] == [ids["eval1"], ids["eval3"]]
+
+
+def test_graph_of_a_pipeline_run_is_clustered_by_its_run(
+    taxi: tuple[lineage.Store, dict[str, Any]]
+) -> None:
+    store, _ids = taxi
+    dot = lineage.render.to_dot(store.graph(run="taxi-run-3"), fold=False)
+    assert "run: taxi-run-3" in dot and "run: taxi\"" not in dot and "run: taxi<" not in dot
+    whole = lineage.render.to_dot(store.graph(), fold=False)
+    assert all(f"run: taxi-run-{i}" in whole for i in (1, 3))
+
+
+def test_compare_keeps_two_components_of_one_type(store: lineage.Store) -> None:
+    tfx = Tfx(store.mlmd)
+    run = tfx.run("two-trainers")
+    _e, o = tfx.component(run, "CsvExampleGen", {}, {"examples": "Examples"})
+    for steps in (100, 200):
+        tfx.component(run, "Trainer", {"examples": o["examples"]}, {"model": "Model"},
+                      {"train_args": {"num_steps": steps}})
+    c = store.compare(["two-trainers"])
+    values = c.values[0]
+    assert values["Trainer.train_args"] == {"num_steps": 100}
+    assert values["Trainer#2.train_args"] == {"num_steps": 200}
 
 
 def test_every_artifact_matches_brute_force(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
@@ -284,7 +338,8 @@ def test_read_only_open_of_a_tfx_sqlite_file(tmp_path: Path) -> None:
     g = store.graph(contexts=True)
     assert g.nodes["context:1"]["type_name"] == "pipeline"
     v = store.verify()
-    assert {r.status for r in v.results} == {"skipped"}  # TFX records no fingerprints
+    # TFX records no fingerprints, and its /pipeline_root uris do not exist here
+    assert {r.status for r in v.results} == {"missing"} and not v.ok
 
 
 def test_kubeflow_like_executions_typed_properties_are_params(store: lineage.Store) -> None:
