@@ -6,6 +6,7 @@ These run on whichever line is installed: ``make test`` (1.17 on Python 3.11) an
 
 from __future__ import annotations
 
+import glob
 import re
 import sys
 import warnings
@@ -133,9 +134,12 @@ def test_package_data_globs_cover_every_non_module_file() -> None:
     # make test-wheel checks the built wheel; this says early which file would be missing.
     package = ROOT / "lineage"
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["lineage"]
-    for needed in ("ui/static/**/*", "ui/templates/**/*", "**/*.json", "py.typed"):
+    for needed in ("ui/static/**", "ui/templates/**", "**/*.json", "py.typed"):
         assert needed in patterns
-    covered = {p for pattern in patterns for p in package.glob(pattern) if p.is_file()}
+    # setuptools expands these with glob(recursive=True), where a trailing ** matches files
+    covered = {package / hit for pattern in patterns
+               for hit in glob.glob(pattern, root_dir=package, recursive=True)
+               if (package / hit).is_file()}
     data = {p for p in package.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
             and "__pycache__" not in p.parts}
     assert data, "py.typed and the .pyi stubs at least"
