@@ -14,7 +14,10 @@ Example:
 from __future__ import annotations
 
 from lineage._params import ParamWarning
+from lineage.approvals import Approval, ApprovalCheck, approve
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
+from lineage.audits import AuditReport
+from lineage.environment import Environment
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
@@ -31,11 +34,13 @@ from lineage.errors import (
     RefError,
     RenderError,
     SearchError,
+    SignatureError,
     StepError,
     StoreError,
     TagError,
     TypeConflict,
 )
+from lineage.evidence import Evidence
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.formats.tensorboard import log_tensorboard
@@ -79,9 +84,12 @@ __all__ = [
     "AliasMove",
     "AmbiguousRef",
     "Annotations",
+    "Approval",
+    "ApprovalCheck",
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
+    "AuditReport",
     "BundleError",
     "CacheWarning",
     "Chart",
@@ -91,6 +99,8 @@ __all__ = [
     "ConfusionMatrix",
     "ConnectionFailed",
     "Dataset",
+    "Environment",
+    "Evidence",
     "Execution",
     "Exported",
     "FingerprintError",
@@ -99,8 +109,8 @@ __all__ = [
     "InvalidRef",
     "LineageDiff",
     "LineageError",
-    "LineageWarning",
     "LineageGraph",
+    "LineageWarning",
     "Metrics",
     "Model",
     "NotFound",
@@ -114,6 +124,7 @@ __all__ = [
     "RunSearch",
     "RunSummary",
     "SearchError",
+    "SignatureError",
     "StepError",
     "Store",
     "StoreError",
@@ -124,6 +135,7 @@ __all__ = [
     "alias_history",
     "all_annotations",
     "annotations_of",
+    "approve",
     "connect",
     "current_run",
     "fingerprint",

@@ -18,7 +18,8 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── TagError                   a tag, note or alias cannot be recorded as given
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
     ├── SearchError                a run search expression is malformed or names no key
-    └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    ├── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    └── SignatureError             a key cannot be used, or a signature does not verify
 
 Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
 
@@ -54,6 +55,7 @@ __all__ = [
     "RefError",
     "RenderError",
     "SearchError",
+    "SignatureError",
     "StepError",
     "StoreError",
     "TagError",
@@ -152,6 +154,11 @@ class TagError(LineageError):
 
 class RenderError(LineageError):
     """Raised when a diagram or report cannot be produced."""
+
+
+class SignatureError(LineageError):
+    """Raised when a signing key cannot be read or used, or a signature or attestation
+    does not verify."""
 
 
 class BundleError(LineageError):

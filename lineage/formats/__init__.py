@@ -1,5 +1,5 @@
-"""Export the provenance of an artifact: ``bundle``, ``openlineage`` and ``prov``, one
-module each.
+"""Export the provenance of an artifact: ``bundle``, ``openlineage``, ``prov`` and
+``model-card``, one module each.
 
 Every format is built from ``store.provenance(ref)``: the target, every upstream artifact
 and step, the other artifacts those steps read or wrote (so each step keeps all its inputs
@@ -10,6 +10,9 @@ and outputs), the runs and experiments of the steps, and the Config artifacts th
   :func:`~lineage.formats.bundle_import.import_bundle` reads into another store.
 - ``openlineage`` (:mod:`lineage.formats.openlineage`): OpenLineage run events.
 - ``prov`` (:mod:`lineage.formats.prov`): a W3C PROV-JSON document.
+- ``model-card`` (:mod:`lineage.formats.model_card`): a Model Card in Markdown, filled
+  from the record (evaluation, data, selection, environment), what only a person can
+  write marked ``TO DO``.
 
 JSON output has sorted keys and is the same for the same store content; no output holds the
 store's password.
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["FORMATS", "Exported", "export"]
 
 #: The export formats (``tensorboard`` takes a run, the others an artifact).
-FORMATS = ("bundle", "openlineage", "prov", "tensorboard")
+FORMATS = ("bundle", "openlineage", "prov", "model-card", "tensorboard")
 
 @attrs.define(eq=False)
 class Exported:
@@ -48,13 +51,17 @@ class Exported:
     """
 
     format: str
-    """``bundle``, ``openlineage`` or ``prov``."""
+    """``bundle``, ``openlineage``, ``prov`` or ``model-card``."""
     document: Any
-    """A :data:`Bundle` message, a list of OpenLineage event dicts, or a PROV-JSON dict."""
+    """A :data:`Bundle` message, a list of OpenLineage event dicts, a PROV-JSON dict, or
+    the Model Card's Markdown text."""
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
     def to_dict(self) -> Any:
-        """The JSON form: the bundle's protobuf JSON mapping, the events, the PROV dict."""
+        """The JSON form: the bundle's protobuf JSON mapping, the events, the PROV dict,
+        ``{"markdown": text}`` for a model card."""
+        if self.format == "model-card":
+            return {"format": "model-card", "markdown": self.document}
         if self.format == "bundle":
             from lineage.formats.bundle import bundle_dict
 
@@ -68,6 +75,8 @@ class Exported:
     def to_bytes(self, *, json_form: bool | None = None, lines: bool = False) -> bytes:
         """Encode: binary protobuf for a bundle unless ``json_form``; JSON otherwise
         (``lines``: one OpenLineage event per line)."""
+        if self.format == "model-card" and not json_form:
+            return str(self.document).encode("utf-8")
         if self.format == "bundle" and not json_form:
             data: bytes = self.document.SerializeToString(deterministic=True)
             return data
@@ -85,7 +94,7 @@ class Exported:
             write_logdir(self.document, out)
             return out
         suffix = out.suffix.lower()
-        data = self.to_bytes(json_form=suffix == ".json",
+        data = self.to_bytes(json_form=suffix == ".json" and self.format != "model-card",
                              lines=suffix in (".jsonl", ".ndjson"))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
@@ -100,7 +109,7 @@ def export(store: Store, ref: Ref, format: str = "bundle",
     Args:
         store: the store to read.
         ref: the artifact (an Artifact, an id, ``"name"``, ``"name@3"``, ``"artifact:12"``).
-        format: ``"bundle"``, ``"openlineage"`` or ``"prov"``.
+        format: ``"bundle"``, ``"openlineage"``, ``"prov"`` or ``"model-card"``.
         path: also write the export there (see :meth:`Exported.write`).
 
     Raises:
@@ -123,9 +132,16 @@ def export(store: Store, ref: Ref, format: str = "bundle",
         if path is not None:
             out.write(path)
         return out
-    sl = slice_of(store, ref)
     secrets = tuple(s for s in (store._backend.password,) if s)
     doc: Any
+    if format == "model-card":
+        from lineage.formats.model_card import model_card
+
+        out = Exported(format=format, document=model_card(store, ref), secrets=secrets)
+        if path is not None:
+            out.write(path)
+        return out
+    sl = slice_of(store, ref)
     if format == "bundle":
         from lineage.formats.bundle import to_bundle
 
