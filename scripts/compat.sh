@@ -30,8 +30,9 @@ SRC=$PWD
 STATE=$SRC/.compat
 ROOT=$STATE/trixie
 SUITE=${COMPAT_SUITE:-trixie}
-# Debian packages in the root. Bump BASE_REV when the way the root is built changes.
-BASE_PKGS=(python3 python3-venv graphviz postgresql)
+# Debian packages in the root (git: some tests read the commit of the code they record).
+# Bump BASE_REV when the way the root is debootstrapped changes.
+BASE_PKGS=(python3 python3-venv graphviz postgresql git)
 BASE_REV=1
 ROOT_VENV=/opt/lineage
 HOST_VENV=$SRC/.venv
@@ -95,28 +96,31 @@ ensure_debootstrap() {
 }
 
 build_root() {
-  local want="rev=$BASE_REV suite=$SUITE pkgs=${BASE_PKGS[*]}"
-  if [ -f "$ROOT/.compat-base" ] && [ "$(cat "$ROOT/.compat-base")" = "$want" ]; then
-    echo "compat: reusing the $SUITE root in $ROOT ($want)"
-    return
+  local base="rev=$BASE_REV suite=$SUITE" pkgs="${BASE_PKGS[*]}"
+  if [ -f "$ROOT/.compat-base" ] && [ "$(cat "$ROOT/.compat-base")" = "$base" ]; then
+    echo "compat: reusing the $SUITE root in $ROOT ($base)"
+  else
+    ensure_debootstrap
+    local m try; m=$(mirror)
+    say "building a Debian $SUITE root with debootstrap from $m (about a minute)"
+    rm -rf "$ROOT"
+    mkdir -p "$STATE"
+    for try in 1 2; do
+      if debootstrap --variant=minbase --include=python3,python3-venv "$SUITE" "$ROOT" "$m" \
+          >"$STATE/debootstrap.log" 2>&1; then break; fi
+      [ "$try" = 2 ] && { tail -20 "$STATE/debootstrap.log"; die "debootstrap failed (log: $STATE/debootstrap.log)"; }
+      echo "compat: debootstrap failed, retrying once"; rm -rf "$ROOT"
+    done
+    # No service starts inside the root.
+    printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"; chmod +x "$ROOT/usr/sbin/policy-rc.d"
+    echo "$base" >"$ROOT/.compat-base"
   fi
-  ensure_debootstrap
-  local m; m=$(mirror)
-  say "building a Debian $SUITE root with debootstrap from $m (about a minute)"
-  rm -rf "$ROOT"
-  mkdir -p "$STATE"
-  local try
-  for try in 1 2; do
-    if debootstrap --variant=minbase --include=python3,python3-venv "$SUITE" "$ROOT" "$m" \
-        >"$STATE/debootstrap.log" 2>&1; then break; fi
-    [ "$try" = 2 ] && { tail -20 "$STATE/debootstrap.log"; die "debootstrap failed (log: $STATE/debootstrap.log)"; }
-    echo "compat: debootstrap failed, retrying once"; rm -rf "$ROOT"
-  done
-  # No service starts inside the root; apt and pip trust what the host trusts.
-  printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"; chmod +x "$ROOT/usr/sbin/policy-rc.d"
-  sync_host_files
-  in_root bash -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${BASE_PKGS[*]} >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }"
-  echo "$want" >"$ROOT/.compat-base"
+  if [ "$(cat "$ROOT/.compat-pkgs" 2>/dev/null)" != "$pkgs" ]; then
+    say "installing Debian packages in the root: $pkgs"
+    sync_host_files
+    in_root bash -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }"
+    echo "$pkgs" >"$ROOT/.compat-pkgs"
+  fi
 }
 
 sync_host_files() {  # DNS and the CA bundle the host uses (pip inside needs both)
@@ -133,6 +137,9 @@ copy_source() {  # the work tree as git sees it (tracked and new files, not igno
   else
     tar -C "$SRC" --exclude=./.compat --exclude=./.venv --exclude=./.git -cf - . | tar -C "$ROOT/src" -xf -
   fi
+  # A checkout of its own, as CI's clone is (recorded steps carry the code's git commit).
+  in_root bash -c "cd /src && git init -q && git add -A && git -c user.name=compat \
+    -c user.email=compat@localhost commit -qm 'work tree copied by make test-compat'"
 }
 
 root_venv() {  # the project's [dev] dependencies, reinstalled when pyproject.toml changes
