@@ -28,6 +28,7 @@ import functools
 import hashlib
 import os
 import socket
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -35,7 +36,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
 from lineage.artifacts import Artifact
-from lineage.errors import ArtifactError, LineageError
+from lineage.errors import ArtifactError, LineageError, LineageWarning
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -237,6 +238,12 @@ def prepare(store: Store, artifact: Artifact, type_id: int) -> Prepared:
             f"{artifact!r} has neither a uri nor content; give a path, a URI or content="
         )
     artifact.fingerprint = store.fingerprint_of(artifact)
+    if artifact.fingerprint is None and artifact.uri and "://" in artifact.uri:
+        warnings.warn(
+            f"{artifact.uri} is recorded without a fingerprint: lineage cannot read remote "
+            "content, so new content there is not a new version and a cached step never "
+            "reuses a result made from it; give fingerprint= (e.g. the object's checksum)",
+            LineageWarning, stacklevel=4)
     found = _by_location(store, artifact, type_id)
     if found is not None:
         artifact.name = logical_name(found)
