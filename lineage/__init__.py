@@ -32,6 +32,7 @@ from lineage.errors import (
     LineageWarning,
     NotFound,
     ReadOnlyStore,
+    RecordingWarning,
     RefError,
     RenderError,
     SearchError,
@@ -66,7 +67,7 @@ from lineage.records import Execution, Run
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
 from lineage.search import RunSearch, RunSummary, search_runs
-from lineage.steps import step
+from lineage.steps import log_artifact, step
 from lineage.store import Store, connect
 from lineage.tags import (
     AliasMove,
@@ -119,6 +120,7 @@ __all__ = [
     "ParamWarning",
     "Provenance",
     "ReadOnlyStore",
+    "RecordingWarning",
     "RefError",
     "RenderError",
     "Run",
@@ -142,6 +144,7 @@ __all__ = [
     "current_run",
     "fingerprint",
     "fingerprint_content",
+    "log_artifact",
     "log_confusion_matrix",
     "log_metrics",
     "log_params",

@@ -129,6 +129,8 @@ class _Call:
     metrics: dict[str, Any] = attrs.field(factory=dict)
     buffer: Any = None
     """The series buffer of the call (:class:`lineage._series.Buffer`), made on its first point."""
+    published: dict[int, str] = attrs.field(factory=dict)
+    """Artifact id → event path of the outputs published with ``log_artifact`` so far."""
     logged: set[str] = attrs.field(factory=set)
     """Params (re)set by ``log_params`` while the body ran."""
     lock: threading.Lock = attrs.field(factory=threading.Lock)

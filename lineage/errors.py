@@ -24,6 +24,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
 Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
 
     LineageWarning
+    ├── RecordingWarning           a step ran, but recording its outputs failed
     └── CacheWarning               a cache=True call was not looked up (the message says why)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
@@ -51,6 +52,7 @@ __all__ = [
     "LineageWarning",
     "NotFound",
     "ReadOnlyStore",
+    "RecordingWarning",
     "RefError",
     "RenderError",
     "SearchError",
@@ -190,6 +192,11 @@ class SearchError(LineageError):
 
 class LineageWarning(UserWarning):
     """Base of the warnings ``lineage`` gives: something was recorded, but not as asked."""
+
+
+class RecordingWarning(LineageWarning):
+    """A step's body ran but recording it failed afterwards: the step is recorded FAILED
+    with that error, and its return value is passed on to the caller."""
 
 
 class CacheWarning(LineageWarning):

@@ -246,7 +246,7 @@ def _inline(proto: pb.Execution | pb.Context) -> list[metrics_pb2.MetricChunk]:
 
 
 def _final_of(proto: pb.Execution | pb.Context) -> dict[str, Any]:
-    value = proto.properties.get("metrics")
+    value = proto.properties.get("metrics") or proto.properties.get(_convert.METRICS_PACKED)
     found = _convert.from_value(value) if value is not None else None
     return dict(found) if isinstance(found, dict) else {}
 

@@ -212,7 +212,7 @@ class ActiveRun:
             return
         with self._lock:
             self._metrics_dirty = False
-            set_prop(self.context.properties, "metrics", dict(self._metrics), typed=True)
+            _convert.set_final_metrics(self.context.properties, dict(self._metrics))
             try:
                 self._flush()
             except BaseException:
@@ -417,7 +417,7 @@ class ActiveRun:
             set_prop(self.context.properties, "status", status, typed=True)
             set_prop(self.context.properties, "end_time", now_ms(), typed=True)
             if self._metrics:
-                set_prop(self.context.properties, "metrics", dict(self._metrics), typed=True)
+                _convert.set_final_metrics(self.context.properties, dict(self._metrics))
                 self._metrics_dirty = False
             try:
                 self._flush()

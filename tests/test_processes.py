@@ -228,3 +228,59 @@ def test_a_failed_stage_makes_the_run_failed_and_a_run_can_be_resumed(tmp_path: 
         assert again.name == "v2" and store.run(ref).properties["status"] == "RUNNING"
     assert store.run(ref).properties["status"] == "COMPLETE"
     assert len(store.runs()) == 1
+
+
+TEAM_SCRIPT = '''
+import os, socket, sys
+from pathlib import Path
+socket.gethostname = lambda: os.environ["FAKE_HOST"]  # two machines, in one test
+import lineage
+
+store = lineage.connect(sys.argv[1])
+
+@lineage.step(store=store)
+def count(data: lineage.Dataset) -> lineage.Metrics:
+    print("read", data.uri)
+    return lineage.Metrics({"n": len(Path(data.uri).read_text().split())}, name="n")
+
+count(str(Path("data/x.csv").absolute()))
+'''
+
+
+@pytest.mark.postgres
+def test_a_postgresql_team_store_with_two_clones(tmp_path: Path, pg_uri: str) -> None:
+    import os
+
+    script = tmp_path / "count.py"
+    script.write_text(TEAM_SCRIPT)
+    lineage.connect(pg_uri).close()  # the shared store exists
+    seen = {}
+    for who in ("alice", "bob"):
+        home = tmp_path / who
+        clone = home / "project"
+        (clone / "data").mkdir(parents=True)
+        (clone / "data" / "x.csv").write_text("5 6 7\n")  # the same bytes in both clones
+        env = {**os.environ, "HOME": str(home), "FAKE_HOST": f"{who}-laptop"}
+        done = subprocess.run([sys.executable, str(script), pg_uri], cwd=clone, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        seen[who] = done.stdout.split("read ", 1)[1].strip()
+        if who == "alice":
+            (clone / "data" / "x.csv").unlink()  # alice's copy is gone; bob has his
+    assert seen["bob"] == str(tmp_path / "bob" / "project" / "data" / "x.csv")  # his own
+    store = lineage.connect(pg_uri)
+    [data] = store.artifacts(type="Dataset")
+    assert {(loc["uri"].split("/")[-4], loc["host"]) for loc in data.locations} == {
+        ("alice", "alice-laptop"), ("bob", "bob-laptop")}
+    calls = store.executions(step="count")
+    assert len(calls) == 2 and all(c.inputs == [data.id] for c in calls)
+    [check] = store.verify(data.id).results
+    assert check.status == "ok" and "bob" in check.detail  # bob's location holds the bytes
+    # bob edits his data and runs again: the diff names the data, and no code change
+    # although the two clones live in different folders
+    bob = tmp_path / "bob" / "project"
+    (bob / "data" / "x.csv").write_text("5 6 7 8\n")
+    subprocess.run([sys.executable, str(script), pg_uri], cwd=bob, check=True, timeout=120,
+                   env={**os.environ, "HOME": str(tmp_path / "bob"), "FAKE_HOST": "bob-laptop"})
+    d = store.diff("n@1", "n@2")
+    assert d.code == {} and [x["name"] for x in d.datasets] == ["x.csv"]
