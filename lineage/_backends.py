@@ -260,6 +260,11 @@ def _sqlite_target(backend: Backend, *, read_only: bool, create: bool | None) ->
                                    "nothing)") from None
         if create is False:
             raise _refuse(backend, "no such file, and create=False; check the path") from None
+        if path.parent.is_dir() and not _folder_writable(path.parent):
+            raise _refuse(backend, (
+                "no such file, and its folder cannot be written (a read-only mount, or "
+                "this user may not write there) to create the store; check the path"
+            )) from None
         return str(path)
     except OSError as exc:
         raise _refuse(backend, f"{exc.strerror or exc}; check the path") from exc
@@ -514,7 +519,7 @@ def open_mlmd(
             race = any(t in text for t in _CREATION_RACES)
             if race and backend.kind == "sqlite" and not checked:
                 checked = True
-                damage = _sqlite_damage(str(backend.path))
+                damage = _sqlite_damage(target or str(backend.path))
                 if damage is not None:
                     cause = _faults.known_cause(damage)
                     detail = _faults.short_detail(damage.replace("*** in database main ***", ""))

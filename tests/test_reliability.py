@@ -264,6 +264,8 @@ def test_store_on_a_read_only_mount_opens_for_reading_without_wal_or_shm(
         message = _one_line(info.value)
         assert "read_only=True" in message and "server" not in message
         assert "CREATE TABLE" not in message
+        with pytest.raises(lineage.ConnectionFailed, match="folder cannot be written"):
+            lineage.connect(ro / "new.sqlite")  # a new store cannot be made there either
         del store
     assert sorted(os.listdir(source)) == before  # no -wal, no -shm, nothing
 
