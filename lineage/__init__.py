@@ -15,16 +15,21 @@ from __future__ import annotations
 
 from lineage._params import ParamWarning
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
+from lineage.checkout import Checkout
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
     BundleError,
     ConcurrentWriteError,
     ConnectionFailed,
+    ContentError,
+    CorruptObject,
     FingerprintError,
     InvalidRef,
     LineageError,
+    MissingObject,
     NotFound,
+    NotKept,
     ReadOnlyStore,
     RefError,
     RenderError,
@@ -35,6 +40,8 @@ from lineage.errors import (
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.graph import LineageGraph
+from lineage.housekeeping import Collection, Usage
+from lineage.keeping import KeepWarning
 from lineage.metrics import RunMetrics, log_metrics, run_metrics
 from lineage.queries import (
     ArtifactCheck,
@@ -45,6 +52,7 @@ from lineage.queries import (
     Verification,
 )
 from lineage.records import Execution, Run
+from lineage.remotes import Transfer
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
 from lineage.steps import step
@@ -59,10 +67,14 @@ __all__ = [
     "ArtifactCheck",
     "ArtifactError",
     "BundleError",
+    "Checkout",
+    "Collection",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
     "ConnectionFailed",
+    "ContentError",
+    "CorruptObject",
     "Dataset",
     "Execution",
     "Exported",
@@ -70,12 +82,15 @@ __all__ = [
     "Impact",
     "ImportResult",
     "InvalidRef",
+    "KeepWarning",
     "LineageDiff",
     "LineageError",
     "LineageGraph",
     "Metrics",
+    "MissingObject",
     "Model",
     "NotFound",
+    "NotKept",
     "ParamWarning",
     "Provenance",
     "ReadOnlyStore",
@@ -86,7 +101,9 @@ __all__ = [
     "StepError",
     "Store",
     "StoreError",
+    "Transfer",
     "TypeConflict",
+    "Usage",
     "Verification",
     "__version__",
     "connect",

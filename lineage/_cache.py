@@ -28,6 +28,7 @@ from lineage._recording import (
 )
 from lineage._schema import CACHE_CONTEXT_TYPE
 from lineage.artifacts import Artifact
+from lineage.checkout import load_contents, restore_outputs
 from lineage.errors import LineageError
 from lineage.fingerprint import fingerprint, json_safe
 
@@ -114,7 +115,7 @@ def cache_hit(
         ]
         if shape in ("", "other"):
             continue
-        if all(unchanged(store, proto) for _p, proto in outs):
+        if restore_outputs(store, [proto for _p, proto in outs], unchanged):  # kept copies too
             return execution, shape, outs
     return None
 
@@ -131,6 +132,7 @@ def record_cached(
 ) -> Any:
     cached, shape, outs = hit
     recorded = store._artifacts_from_protos([p for _path, p in outs])
+    load_contents(store, recorded)  # in-memory outputs: their kept content
     outputs.items = [
         (parse_path(path), art, p) for (path, p), art in zip(outs, recorded, strict=True)
     ]

@@ -241,17 +241,19 @@ def artifact_to_proto(
 
 def recorded_fields(proto: pb.Artifact) -> dict[str, Any]:
     """The recorded fields of an artifact proto, as :class:`Artifact` attributes: ``uri``,
-    ``fingerprint``, ``properties`` (the other typed and custom ones), ``id``, ``version``,
-    ``previous_version``, ``state``, ``external_id``, ``create_time``."""
+    ``fingerprint``, ``kept``, ``properties`` (the other typed and custom ones), ``id``,
+    ``version``, ``previous_version``, ``state``, ``external_id``, ``create_time``."""
     props = props_to_dict(proto.properties)
     if proto.custom_properties:
         props.update(props_to_dict(proto.custom_properties))
     version = props.pop("version", None)
     fingerprint = props.pop("fingerprint", None)
     previous = props.pop("previous_version", None)
+    kept = props.pop("kept") if isinstance(props.get("kept"), dict) else None  # lineage.keeping
     return {
         "uri": proto.uri,
         "fingerprint": fingerprint if isinstance(fingerprint, str) and fingerprint else None,
+        "kept": kept,
         "properties": props,
         "id": proto.id,
         "version": version if isinstance(version, int) else None,

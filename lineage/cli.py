@@ -114,7 +114,7 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
     art = store.get(_ref(ref))
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
          "state": art.state, "create_time": art.create_time,
-         "previous_version": art.previous_version}
+         "previous_version": art.previous_version, "kept": art.__dict__.get("kept")}
     if args.json:
         _json(d)
     else:
@@ -122,6 +122,9 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
         for key in ("uri", "fingerprint", "base_type", "state", "previous_version"):
             if d.get(key) not in (None, ""):
                 _out(f"  {key}: {d[key]}")
+        if d["kept"]:
+            _out(f"  kept: {d['kept'].get('objects')}/{d['kept'].get('key')} "
+                 f"({d['kept'].get('kind')}, {d['kept'].get('size')} bytes)")
         for k, v in sorted(art.properties.items()):
             _out(f"  {k}: {_text.value(v)}")
     return 0
@@ -159,7 +162,7 @@ def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
-    v = store.verify(_ref(args.ref) if args.ref else None)
+    v = store.verify(_ref(args.ref) if args.ref else None, restore=args.restore)
     if args.json:
         _json(v.to_dict())
     else:
@@ -240,6 +243,49 @@ def _cmd_import(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_checkout(store: Store, args: argparse.Namespace) -> int:
+    result = store.checkout(_ref(args.ref), args.output)
+    if args.json:
+        _json(result.to_dict())
+    elif result.path is None:  # in-memory content, no -o: its bytes on stdout
+        from lineage.checkout import checkout_bytes
+
+        sys.stdout.flush()
+        sys.stdout.buffer.write(checkout_bytes(result))
+        sys.stdout.buffer.flush()
+    else:
+        _out(str(result))
+    return 0
+
+
+def _cmd_push(store: Store, args: argparse.Namespace) -> int:
+    refs = [_ref(r) for r in args.refs] or None
+    result = store.push(args.remote, refs) if args.command == "push" else store.pull(args.remote, refs)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0 if result.ok else 1
+
+
+def _cmd_gc(store: Store, args: argparse.Namespace) -> int:
+    result = store.gc(dry_run=not args.yes, min_age=args.min_age)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
+def _cmd_du(store: Store, args: argparse.Namespace) -> int:
+    result = store.du()
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -256,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", metavar="URI",
                         help="store URI or path (default: $LINEAGE_URI, else "
                              "./.lineage/metadata.sqlite)")
+    parser.add_argument("--objects", metavar="URL",
+                        help="where content is kept (default: $LINEAGE_OBJECTS, else objects/ "
+                             "beside a SQLite store)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -290,6 +339,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", _cmd_verify,
             "re-fingerprint recorded content (all, or the lineage of REF); exit 1 if any changed")
     p.add_argument("ref", metavar="REF", nargs="?")
+    p.add_argument("--restore", action="store_true",
+                   help="put back the kept copy of every changed or missing file and folder")
+
+    p = add("checkout", _cmd_checkout,
+            "write the exact content of a version (verified against its fingerprint): to its "
+            "recorded path, to -o PATH, or (in-memory content) to stdout")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
+
+    for name, what in (("push", "to"), ("pull", "from")):
+        p = add(name, _cmd_push,
+                f"copy the kept objects of REF... and their provenance (default: every "
+                f"artifact) {what} a remote object store (records travel in bundles: "
+                "`lineage export --format bundle`, `lineage import`)")
+        p.add_argument("refs", metavar="REF", nargs="*")
+        p.add_argument("--remote", metavar="URL",
+                       help="the remote object store (s3://bucket/prefix, a folder, any fsspec "
+                            "URL); default $LINEAGE_REMOTE")
+
+    p = add("gc", _cmd_gc,
+            "remove kept objects no recorded artifact references (a dry run unless --yes); "
+            "not for object stores other stores share")
+    p.add_argument("--yes", action="store_true", help="really delete them")
+    p.add_argument("--min-age", type=float, default=600.0, metavar="SECONDS",
+                   help="leave unreferenced objects younger than this (default 600)")
+
+    add("du", _cmd_du, "what the kept objects take, per name and version")
 
     p = add("compare", _cmd_compare, "runs side by side: params and final metrics")
     p.add_argument("runs", metavar="RUN", nargs="+")
@@ -337,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         needs_store = not (args.command == "audit" and args.check is not None)
         if needs_store:
-            store = connect(args.store, read_only=not args.writes)
+            store = connect(args.store, read_only=not args.writes, objects=args.objects)
         status: int = args.func(store, args)
         return status
     except _UsageError as exc:

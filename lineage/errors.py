@@ -16,6 +16,10 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     │   └── FingerprintError       its content cannot be read for a fingerprint
     ├── StepError                  a step is declared or called wrongly (carries .step)
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
+    ├── ContentError               kept content cannot be kept or given back (carries .ref)
+    │   ├── NotKept                the version's content was never kept
+    │   ├── MissingObject          a kept object is not in the object store (carries .key)
+    │   └── CorruptObject          a kept object does not match its fingerprint (carries .key)
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
@@ -37,10 +41,14 @@ __all__ = [
     "BundleError",
     "ConcurrentWriteError",
     "ConnectionFailed",
+    "ContentError",
+    "CorruptObject",
     "FingerprintError",
     "InvalidRef",
     "LineageError",
+    "MissingObject",
     "NotFound",
+    "NotKept",
     "ReadOnlyStore",
     "RefError",
     "RenderError",
@@ -149,6 +157,47 @@ class BundleError(LineageError):
     def __init__(self, message: str, *, source: object = None) -> None:
         super().__init__(message)
         self.source = source
+
+
+class ContentError(LineageError):
+    """Raised when the content of a recorded version cannot be kept or given back.
+
+    Attributes:
+        ref: the artifact (``"artifact:12"``) whose content was asked for.
+    """
+
+    def __init__(self, message: str, *, ref: object = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+class NotKept(ContentError):
+    """Raised when a version's content was never kept (opted out, over the size limit,
+    remote, or recorded before keeping), so it cannot be checked out."""
+
+
+class MissingObject(ContentError):
+    """Raised when an object a version needs is in none of the object stores looked at.
+
+    Attributes:
+        key: the object's key (``"sha256/ab/cdef…"``).
+    """
+
+    def __init__(self, message: str, *, ref: object = None, key: str | None = None) -> None:
+        super().__init__(message, ref=ref)
+        self.key = key
+
+
+class CorruptObject(ContentError):
+    """Raised when a kept object's bytes do not match the fingerprint it is kept under.
+
+    Attributes:
+        key: the object's key.
+    """
+
+    def __init__(self, message: str, *, ref: object = None, key: str | None = None) -> None:
+        super().__init__(message, ref=ref)
+        self.key = key
 
 
 # --- the MLMD boundary -------------------------------------------------------------

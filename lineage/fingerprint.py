@@ -226,6 +226,34 @@ def manifest(
     )
 
 
+# The manifests of the last folders fingerprinted, by folder fingerprint: keeping a folder's
+# content (lineage.keeping) reads its per-file digests here instead of hashing it again.
+_MANIFESTS: dict[str, str] = {}
+_MANIFESTS_KEPT = 4
+_MANIFEST_MAX_CHARS = 16 << 20
+
+
+def _remember_manifest(digest: str, text: str) -> None:
+    if len(text) > _MANIFEST_MAX_CHARS:
+        return
+    _MANIFESTS.pop(digest, None)
+    _MANIFESTS[digest] = text
+    while len(_MANIFESTS) > _MANIFESTS_KEPT:
+        _MANIFESTS.pop(next(iter(_MANIFESTS)), None)
+
+
+def recent_manifest(digest: str) -> str | None:
+    """The manifest of a folder fingerprinted lately in this process, by its fingerprint.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.txt").write_text("hi")
+        >>> recent_manifest(fingerprint(d)) == manifest(d)
+        True
+    """
+    return _MANIFESTS.get(digest)
+
+
 def fingerprint(
     path: str | os.PathLike[str],
     *,
@@ -262,7 +290,9 @@ def fingerprint(
         text = manifest(p, algo=algo, cache=cache)
         hasher = _new_hasher(algo)
         hasher.update(text.encode("utf-8", "surrogateescape"))
-        return f"{algo}:{hasher.hexdigest()}"
+        digest = f"{algo}:{hasher.hexdigest()}"
+        _remember_manifest(digest, text)
+        return digest
     if not p.exists():
         raise FingerprintError(
             f"cannot fingerprint {p}: no such file or folder; check the path", path=p
@@ -353,6 +383,17 @@ def _content_bytes(obj: Any) -> Iterator[bytes]:
         "a pandas DataFrame, or JSON-like data (dicts, lists, numbers)",
         path=obj,
     )
+
+
+def content_bytes(obj: Any) -> Iterator[bytes]:
+    """The bytes in-memory content is fingerprinted from, in chunks (what kept content
+    stores, see :mod:`lineage.keeping`).
+
+    Example:
+        >>> b"".join(content_bytes({"b": 1, "a": [1.5]}))
+        b'json:{"a":[1.5],"b":1}'
+    """
+    return _content_bytes(obj)
 
 
 def fingerprint_content(obj: Any, *, algo: str = "sha256") -> str:

@@ -34,6 +34,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from lineage import _convert, _text
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
+from lineage.checkout import restore_checks
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint
 from lineage.graph import (
@@ -709,19 +710,23 @@ class ArtifactCheck:
     artifact: Artifact
     """The recorded artifact."""
     status: str
-    """``ok``, ``changed``, ``missing``, ``unreadable``, or ``skipped`` (no local content to
-    re-read: in-memory content, a remote URI, or no recorded fingerprint)."""
+    """``ok``, ``changed``, ``missing``, ``unreadable``, ``skipped`` (no local content to
+    re-read: in-memory content, a remote URI, or no recorded fingerprint), or ``restored``
+    (changed or missing, and put back from its kept copy by ``verify(restore=True)``)."""
     recorded: str | None
     """The fingerprint recorded in the store."""
     current: str | None
     """The fingerprint of the content now (``None`` when it cannot be computed)."""
     detail: str = ""
     """Why, for anything but ``ok``."""
+    restorable: bool = False
+    """For a changed or missing file or folder: a kept copy can restore it."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape of one check."""
         return {"artifact": _artifact_dict(self.artifact), "status": self.status,
-                "recorded": self.recorded, "current": self.current, "detail": self.detail}
+                "recorded": self.recorded, "current": self.current, "detail": self.detail,
+                "restorable": self.restorable}
 
     def __repr__(self) -> str:
         return f"<ArtifactCheck {_text.label(self.artifact)} artifact:{self.artifact.id}: {self.status}>"
@@ -742,8 +747,9 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        """No artifact changed, went missing or became unreadable (skipped ones are fine)."""
-        return all(r.status in ("ok", "skipped") for r in self.results)
+        """No artifact changed, went missing or became unreadable (skipped ones are fine,
+        and so are those restored from their kept copies)."""
+        return all(r.status in ("ok", "skipped", "restored") for r in self.results)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -791,12 +797,17 @@ def _check(a: Artifact) -> ArtifactCheck:
     return ArtifactCheck(a, "ok", recorded, current)
 
 
-def verify(store: Store, ref: Ref | None = None) -> Verification:
+def verify(store: Store, ref: Ref | None = None, *, restore: bool = False) -> Verification:
     """Re-fingerprint the content behind recorded artifacts.
+
+    A changed or missing file or folder says whether a kept copy can restore it
+    (``ArtifactCheck.restorable``); with ``restore`` those copies are put back.
 
     Args:
         store: the store.
         ref: check this artifact and its provenance; ``None`` checks every artifact.
+        restore: put back the kept copy of every changed or missing file and folder
+            (see :mod:`lineage.checkout`).
 
     Example:
         >>> import lineage, tempfile, pathlib
@@ -812,7 +823,9 @@ def verify(store: Store, ref: Ref | None = None) -> Verification:
     else:
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
-    return Verification([_check(a) for a in sorted(arts, key=lambda a: a.id or 0)])
+    checks = [_check(a) for a in sorted(arts, key=lambda a: a.id or 0)]
+    restore_checks(store, checks, restore=restore)  # what kept copies can put back
+    return Verification(checks)
 
 
 # --- compare ------------------------------------------------------------------------------

@@ -94,6 +94,9 @@ class StepSpec:
     """Whether the first argument is ``self``/``cls`` (not recorded)."""
     code: dict[str, str]
     """``function``, ``source_hash`` and ``file``."""
+    keep: bool | None = None
+    """Keep the content the step records: ``None`` (the store's rule), False, or True
+    (whatever its size); see :mod:`lineage.keeping`."""
 
     _type: pb.ExecutionType | None = attrs.field(default=None, repr=False)
     _base: tuple[dict[str, str], pb.Execution] | None = attrs.field(default=None, repr=False)
@@ -175,7 +178,7 @@ def _artifact_annotation(annotation: Any) -> type[Artifact] | None:
 
 
 def _inspect(
-    func: Any, name: str | None, kind: Any, cache: Any, store: Any
+    func: Any, name: str | None, kind: Any, cache: Any, store: Any, keep: Any = None
 ) -> StepSpec:
     problems: list[str] = []
     step_name = name if name is not None else getattr(func, "__name__", None)
@@ -187,6 +190,8 @@ def _inspect(
         problems.append(f"kind={kind!r} is unknown; use one of {sorted(STEP_KINDS)}")
     if not isinstance(cache, bool):
         problems.append(f"cache={cache!r} must be True or False")
+    if keep is not None and not isinstance(keep, bool):
+        problems.append(f"keep={keep!r} must be True, False or None (the store's rule)")
     if store is not None and not isinstance(store, (Store, str, os.PathLike)):
         problems.append(
             f"store={store!r} must be a lineage.Store (lineage.connect(...)) or a store URI"
@@ -238,6 +243,7 @@ def _inspect(
         artifact_args=artifact_args,
         skip_first=skip_first,
         code=_env.code_facts(func),
+        keep=keep,
     )
 
 
@@ -252,6 +258,7 @@ def step(
     kind: str = "process",
     cache: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
+    keep: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -263,6 +270,7 @@ def step(
     kind: str = "process",
     cache: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
+    keep: bool | None = None,
 ) -> Any:
     """Record every call of a function as an MLMD execution.
 
@@ -281,6 +289,8 @@ def step(
             input fingerprints and params when their content is unchanged.
         store: where to record (a Store or URI); default: the active run's store, else
             ``lineage.connect()``.
+        keep: keep the content of what the step records (``False``: never; ``True``:
+            whatever its size; default: the store's rule, see :mod:`lineage.keeping`).
 
     Raises:
         StepError: at decoration time, listing every problem (unknown kind, ...).
@@ -300,7 +310,7 @@ def step(
     def decorate(target: Any) -> Any:
         if isinstance(target, (staticmethod, classmethod)):
             return type(target)(decorate(target.__func__))
-        spec = _inspect(target, name, kind, cache, store)
+        spec = _inspect(target, name, kind, cache, store, keep)
 
         @functools.wraps(target)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

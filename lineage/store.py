@@ -44,10 +44,16 @@ from lineage.errors import (
     translate,
 )
 from lineage.fingerprint import FingerprintCache, fingerprint, fingerprint_content
+from lineage.keeping import configure, keep
 from lineage.records import Execution, Run
 
 if TYPE_CHECKING:
     import networkx as nx
+
+    from lineage.checkout import Checkout
+    from lineage.housekeeping import Collection, Usage
+    from lineage.objects import ObjectStore
+    from lineage.remotes import Transfer
 
 __all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
 
@@ -95,7 +101,13 @@ def last_present(get: Callable[[int], T | None]) -> tuple[int, T] | None:
     return lo, lo_hit
 
 
-def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> Store:
+def connect(
+    uri: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    objects: str | os.PathLike[str] | None = None,
+    keep: bool | int | str | None = None,
+) -> Store:
     """Open (or create) a lineage store.
 
     Args:
@@ -108,6 +120,11 @@ def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = Fals
             - ``grpc://host:8080``: an MLMD gRPC server
         read_only: open for reading only (SQLite is opened READONLY); every write method
             then raises :class:`~lineage.errors.ReadOnlyStore`.
+        objects: where recorded content is kept (a path or fsspec URL, ``s3://…``);
+            default ``$LINEAGE_OBJECTS``, else ``objects/`` beside a SQLite file (see
+            :mod:`lineage.keeping`).
+        keep: which content is kept: ``True`` (default: up to 1 GiB each), ``False``,
+            a size limit (``"10G"``) or ``"all"``; default ``$LINEAGE_KEEP``.
 
     Raises:
         ConnectionFailed: the store cannot be opened or reached.
@@ -120,7 +137,9 @@ def connect(uri: str | os.PathLike[str] | None = None, *, read_only: bool = Fals
         <lineage.Store :memory:>
     """
     backend = parse_uri(uri, read_only=read_only)
-    return Store(backend, read_only=read_only)
+    store = Store(backend, read_only=read_only)
+    configure(store, objects=objects, keep=keep)
+    return store
 
 
 # --- the default store -------------------------------------------------------------------
@@ -476,7 +495,7 @@ class Store:
         """Copy the recorded fields of ``proto`` into ``artifact``; return it."""
         recorded = _convert.recorded_fields(proto)
         for attr in ("id", "version", "previous_version", "fingerprint", "state",
-                     "external_id", "create_time", "uri"):
+                     "external_id", "create_time", "uri", "kept"):
             setattr(artifact, attr, recorded[attr])
         artifact.properties = recorded["properties"]
         key = (artifact.type_name, artifact.name)
@@ -523,7 +542,7 @@ class Store:
 
         def attempt() -> Artifact:
             proto = self._prepare(artifact)
-            if not proto.id:
+            if keep(self, artifact, proto) or not proto.id:  # keeps the content first
                 [proto.id] = self._call("put_artifacts", [proto])
             return self._fill(artifact, proto)
 
@@ -810,11 +829,12 @@ class Store:
 
         return diff(self, ref_a, ref_b)
 
-    def verify(self, ref: Ref | None = None) -> Any:
-        """Re-fingerprint recorded content and report what changed (see :mod:`lineage.queries`)."""
+    def verify(self, ref: Ref | None = None, *, restore: bool = False) -> Any:
+        """Re-fingerprint recorded content and report what changed; with ``restore``, put
+        back kept copies of changed files (see :func:`lineage.queries.verify`)."""
         from lineage.queries import verify
 
-        return verify(self, ref)
+        return verify(self, ref, restore=restore)
 
     def compare(self, runs: Sequence[str | int]) -> Any:
         """Runs side by side with params and final metrics (see :mod:`lineage.queries`)."""
@@ -851,6 +871,51 @@ class Store:
         from lineage.export import import_bundle
 
         return import_bundle(self, source)
+
+    # --- kept content (implemented in lineage.keeping, checkout, remotes, housekeeping) ---
+
+    @property
+    def objects(self) -> ObjectStore:
+        """Where this store keeps the content of recorded versions (see
+        :mod:`lineage.keeping`)."""
+        from lineage.keeping import objects_of
+
+        return objects_of(self)
+
+    def checkout(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Checkout:
+        """Give back the exact content of a version, verified against its fingerprint (see
+        :func:`lineage.checkout.checkout`)."""
+        from lineage.checkout import checkout
+
+        return checkout(self, ref, path)
+
+    def push(self, remote: str | None = None, refs: Sequence[Ref] | None = None) -> Transfer:
+        """Copy the kept objects that ``refs`` (and their provenance; default: every
+        artifact) need to a remote object store (see :func:`lineage.remotes.push`)."""
+        from lineage.remotes import push
+
+        return push(self, remote, refs)
+
+    def pull(self, remote: str | None = None, refs: Sequence[Ref] | None = None) -> Transfer:
+        """Copy the kept objects that ``refs`` need from a remote object store into this
+        store's (see :func:`lineage.remotes.pull`)."""
+        from lineage.remotes import pull
+
+        return pull(self, remote, refs)
+
+    def gc(self, *, dry_run: bool = True, min_age: float = 600.0) -> Collection:
+        """Remove the objects no recorded artifact references (a dry run by default; see
+        :func:`lineage.housekeeping.gc`)."""
+        from lineage.housekeeping import gc
+
+        return gc(self, dry_run=dry_run, min_age=min_age)
+
+    def du(self) -> Usage:
+        """What the kept objects take, per name and version (see
+        :func:`lineage.housekeeping.du`)."""
+        from lineage.housekeeping import du
+
+        return du(self)
 
     def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Any:
         """An audit report of ``ref`` (see :mod:`lineage.report`)."""

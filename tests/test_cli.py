@@ -59,7 +59,7 @@ def as_json(value: Any) -> Any:
 
 
 COMMANDS = ["ls", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
-            "export", "import"]
+            "export", "import", "checkout", "push", "pull", "gc", "du"]
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
