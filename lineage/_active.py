@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from lineage import _fork
+
 if TYPE_CHECKING:
     from lineage.runs import ActiveRun
     from lineage.steps import StepSpec
@@ -26,6 +28,27 @@ _RUN: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar("lineage
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("lineage_step", default=None)
 _active_runs: list[ActiveRun] = []
 _active_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    global _active_lock
+    _active_lock = threading.Lock()
+
+
+_fork.in_child(_reset_after_fork)
+
+
+def started(run: ActiveRun) -> None:
+    """``run`` is active in this process (see :func:`current_run`)."""
+    with _active_lock:
+        _active_runs.append(run)
+
+
+def ended(run: ActiveRun) -> None:
+    """``run`` is no longer active in this process."""
+    with _active_lock:
+        if run in _active_runs:
+            _active_runs.remove(run)
 
 
 def current_run() -> ActiveRun | None:

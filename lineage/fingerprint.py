@@ -81,6 +81,15 @@ class FingerprintCache:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
 
+    def forget(self) -> None:
+        """In a forked child: leave the parent's connection alone (never close it) and
+        open a new one on next use."""
+        if self._db is not None:
+            from lineage._fork import keep_forever
+
+            keep_forever(self._db)
+            self._db = None
+
     def _connect(self) -> sqlite3.Connection | None:
         if self._db is None:
             try:

@@ -29,8 +29,8 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _params
-from lineage._active import _CALL, _RUN, _active_lock, _active_runs, current_run
+from lineage import _active, _convert, _params
+from lineage._active import _CALL, _RUN, current_run
 from lineage._recording import now_ms, recorded_by, set_prop
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
 from lineage.artifacts import Config
@@ -96,6 +96,7 @@ class ActiveRun:
         self._series: dict[str, list[list[Any]]] = {}
         self._lock = threading.RLock()
         self.context: pb.Context = pb.Context()
+        self._pid = os.getpid()
         self._token: contextvars.Token[ActiveRun | None] | None = None
 
     # -- identity
@@ -168,7 +169,9 @@ class ActiveRun:
             self._flush()
 
     def _flush(self) -> None:
-        if self.context.id:
+        # A child forked inside the run records its steps into it, but the run's context
+        # is written by the process that started the run only: the child's copy is stale.
+        if self.context.id and os.getpid() == self._pid:
             self.store._call("put_contexts", [self.context])
 
     # -- lifecycle
@@ -181,6 +184,7 @@ class ActiveRun:
                 "same experiment="
             )
         self.store = store_of(self._store_arg) or default_store()
+        self._pid = os.getpid()
         store = self.store
         store._check_writable(f"start the run {self.run_name!r}")
         exp_type, run_type = store._ensure_run_types()
@@ -212,14 +216,11 @@ class ActiveRun:
                 [],
             )
         self._token = _RUN.set(self)
-        with _active_lock:
-            _active_runs.append(self)
+        _active.started(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        with _active_lock:
-            if self in _active_runs:
-                _active_runs.remove(self)
+        _active.ended(self)
         if self._token is not None:
             _RUN.reset(self._token)
             self._token = None

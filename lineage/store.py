@@ -21,7 +21,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert
+from lineage import _convert, _fork
 from lineage._active import current_run
 from lineage._backends import Backend, open_mlmd, parse_uri
 from lineage._recording import remember
@@ -142,10 +142,22 @@ def connect(
     return store
 
 
+def _reopen(backend: Backend, read_only: bool) -> Store:
+    return Store(backend, read_only=read_only)
+
+
 # --- the default store -------------------------------------------------------------------
 
 _default_stores: dict[str, Store] = {}
 _default_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+_fork.in_child(_reset_after_fork)
 
 
 def default_store() -> Store:
@@ -181,7 +193,9 @@ class Store:
         self._backend = backend
         self.read_only = read_only
         self._lock = threading.RLock()
-        self.mlmd: metadata_store.MetadataStore = open_mlmd(backend, read_only=read_only)
+        self._mlmd: metadata_store.MetadataStore | None = open_mlmd(backend, read_only=read_only)
+        self._pid = os.getpid()
+        _fork.track(self)
         self._artifact_types: dict[int, pb.ArtifactType] = {}
         self._execution_types: dict[int, pb.ExecutionType] = {}
         self._context_types: dict[int, pb.ContextType] = {}
@@ -211,6 +225,52 @@ class Store:
     def __repr__(self) -> str:
         ro = " read-only" if self.read_only else ""
         return f"<lineage.Store {self.uri}{ro}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (for ``spawn`` process pools), a store reopens its backend in the other
+        process; a ``:memory:`` store cannot be shared and refuses."""
+        if self.kind == "memory":
+            raise StoreError(
+                "a ':memory:' store lives in one process and cannot be sent to another; "
+                "use a SQLite file (lineage.connect('path/metadata.sqlite')) for process pools",
+                uri=self.uri,
+            )
+        return (_reopen, (self._backend, self.read_only))
+
+    # --- the connection, in this process -------------------------------------------------
+
+    @property
+    def mlmd(self) -> metadata_store.MetadataStore:
+        """The underlying ``ml_metadata`` ``MetadataStore``, opened in this process.
+
+        After ``os.fork()`` the child never uses the parent's connection (two processes on
+        one SQLite handle or PostgreSQL session corrupt it): the first use in the child
+        opens a connection of its own.
+        """
+        found = self._mlmd
+        if found is None:
+            with self._lock:
+                if self._mlmd is None:
+                    if self.kind == "memory":
+                        raise StoreError(
+                            "this ':memory:' store was opened in the parent process: a "
+                            "forked child cannot share it (its writes would be lost); use a "
+                            "SQLite file for process pools",
+                            uri=self.uri,
+                        )
+                    self._mlmd = open_mlmd(self._backend, read_only=self.read_only)
+                found = self._mlmd
+        return found
+
+    def _forked(self) -> None:
+        """In a forked child: drop (never close) what belongs to the parent's process."""
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        if self._mlmd is not None:
+            _fork.keep_forever(self._mlmd)  # closing it would end the parent's session
+            self._mlmd = None
+        if self._fingerprint_cache is not None:
+            self._fingerprint_cache.forget()
 
     def __enter__(self) -> Store:
         return self
@@ -254,7 +314,7 @@ class Store:
                 if reopened or "transaction already open" not in str(exc).lower():
                     raise self._translate(exc, method) from exc
                 with self._lock:
-                    self.mlmd = open_mlmd(self._backend, read_only=self.read_only)
+                    self._mlmd = open_mlmd(self._backend, read_only=self.read_only)
                 reopened = True
             except (mlmd_errors.AbortedError, mlmd_errors.InternalError) as exc:
                 transient = isinstance(exc, mlmd_errors.AbortedError) or any(
