@@ -344,7 +344,7 @@ def _decode_pandas(data: bytes, info: dict[str, Any]) -> Any:
             dtype = np.dtype(dtype_name)
         except TypeError:
             dtype = None
-        if dtype is not None and not dtype.hasobject:
+        if dtype is not None and not dtype.hasobject and dtype.itemsize > 0:
             end = pos + rows * dtype.itemsize
             values: Any = np.frombuffer(rest[pos:end], dtype=dtype).copy()
         else:

@@ -83,6 +83,7 @@ __all__ = [
     "kept_info",
     "objects_of",
     "policy_of",
+    "settings",
 ]
 
 #: Default largest content kept per artifact, in bytes (1 GiB).
@@ -171,7 +172,7 @@ _lock = threading.Lock()
 
 def configure(
     store: Store, *, objects: str | os.PathLike[str] | None = None,
-    keep: bool | int | str | None = None,
+    keep: bool | int | str | KeepPolicy | None = None,
 ) -> None:
     """Set a store's object store and keep policy (``connect(objects=, keep=)``).
 
@@ -179,9 +180,11 @@ def configure(
         ContentError: ``keep`` is not a policy.
     """
     try:
-        policy = KeepPolicy.parse(keep)
+        policy = keep if isinstance(keep, KeepPolicy) else KeepPolicy.parse(keep)
     except ValueError as exc:
-        raise ContentError(f"{exc}") from None
+        raise ContentError(
+            f"keep={keep!r}: {exc}; use True, False, a size limit such as '10G', or 'all'"
+        ) from None
     arg = os.fspath(objects) if objects is not None else None
     with _lock:
         _configs[store] = _Config(arg, policy)
@@ -220,6 +223,11 @@ def objects_of(store: Store) -> ObjectStore:
                 config.objects = opened
     assert config.objects is not None
     return config.objects
+
+
+def settings(store: Store) -> tuple[str, KeepPolicy]:
+    """The object store URL and keep policy of a store (what a pickled store takes along)."""
+    return objects_url(store), policy_of(store)
 
 
 def policy_of(store: Store) -> KeepPolicy:

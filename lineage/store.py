@@ -44,7 +44,7 @@ from lineage.errors import (
     translate,
 )
 from lineage.fingerprint import FingerprintCache, fingerprint, fingerprint_content
-from lineage.keeping import configure, keep
+from lineage.keeping import configure, keep, settings
 from lineage.records import Execution, Run
 
 if TYPE_CHECKING:
@@ -142,8 +142,11 @@ def connect(
     return store
 
 
-def _reopen(backend: Backend, read_only: bool) -> Store:
-    return Store(backend, read_only=read_only)
+def _reopen(backend: Backend, read_only: bool, kept: tuple[str, Any] | None = None) -> Store:
+    store = Store(backend, read_only=read_only)
+    if kept is not None:  # where the pickled store kept content, and its keep policy
+        configure(store, objects=kept[0], keep=kept[1])
+    return store
 
 
 # --- the default store -------------------------------------------------------------------
@@ -235,7 +238,7 @@ class Store:
                 "use a SQLite file (lineage.connect('path/metadata.sqlite')) for process pools",
                 uri=self.uri,
             )
-        return (_reopen, (self._backend, self.read_only))
+        return (_reopen, (self._backend, self.read_only, settings(self)))
 
     # --- the connection, in this process -------------------------------------------------
 
@@ -559,7 +562,8 @@ class Store:
             setattr(artifact, attr, recorded[attr])
         artifact.properties = recorded["properties"]
         key = (artifact.type_name, artifact.name)
-        if proto.id and artifact.version and artifact.version > self._version_hints.get(key, (0,))[0]:
+        # >=: a rewritten record (a version that gained its kept content) replaces the hint
+        if proto.id and artifact.version and artifact.version >= self._version_hints.get(key, (0,))[0]:
             self._version_hints[key] = (artifact.version, proto)
         return artifact
 

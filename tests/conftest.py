@@ -258,12 +258,16 @@ def sqlite_uri(tmp_path: Path) -> str:
         pytest.param("mysql", marks=pytest.mark.mysql),
     ]
 )
-def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_uri(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """A fresh store URI of each backend: a SQLite file, ``:memory:``, PostgreSQL and MariaDB."""
     if request.param == "sqlite":
         return str(tmp_path / "store" / "metadata.sqlite")
     if request.param == "memory":
         return ":memory:"
+    # server stores keep content in ./.lineage/objects by default: the test's own instead
+    monkeypatch.setenv("LINEAGE_OBJECTS", str(tmp_path / "objects"))
     if request.param == "mysql":
         mysql_server: MariaDBServer = request.getfixturevalue("mariadb")
         return mysql_server.uri()
