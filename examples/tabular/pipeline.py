@@ -125,7 +125,7 @@ def train(
     transform = pickle.loads(Path(scaler.uri).read_bytes())
     features = transform.transform(frame.drop(columns=["target"]))
     model = LogisticRegression(C=C, max_iter=max_iter).fit(features, frame["target"])
-    path = OUT / "models" / f"clf-C{C:g}.pkl"
+    path = OUT / "models" / "clf.pkl"  # every run writes the same file, as scripts do
     path.write_bytes(pickle.dumps(model))
     lineage.log_metrics({"train_accuracy": float(model.score(features, frame["target"]))})
     return lineage.Model(path, name="clf", algorithm="LogisticRegression")
