@@ -10,7 +10,9 @@ Artifacts (types ``Dataset``, ``Model``, ``Metrics``, ``Config`` and user subcla
     typed properties     ``version`` (INT), ``fingerprint`` (STRING, ``"<algo>:<hex>"``),
                          ``previous_version`` (INT, the artifact id of version n-1), and the
                          properties the artifact class declares
-    custom properties    any other keyword given to the artifact
+    custom properties    any other keyword given to the artifact, and ``kept`` (STRUCT):
+                         where the version's bytes are kept (``objects`` URL, object
+                         ``key``, ``kind``, ``size``; see :mod:`lineage.keeping`)
 
 Executions (one execution type per step, named like the step, base type from ``kind``):
     typed properties     :data:`STEP_PROPERTIES`: code, environment and timing; the

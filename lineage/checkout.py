@@ -28,6 +28,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ from lineage import _text
 from lineage.artifacts import Artifact
 from lineage.errors import ContentError, CorruptObject, FingerprintError, MissingObject, NotKept
 from lineage.fingerprint import fingerprint, fingerprint_content
-from lineage.keeping import IN_MEMORY_KINDS, kept_info, objects_of
+from lineage.keeping import IN_MEMORY_KINDS, VOUCH_MIN, kept_info, objects_of
 from lineage.objects import ObjectStore, object_key, open_objects
 
 if TYPE_CHECKING:
@@ -200,13 +201,51 @@ def _corrupt(art: Artifact, key: str, source: ObjectStore, got: str, want: str) 
     )
 
 
+_PARALLEL_MIN = 8 << 20
+_COPY_THREADS = 2  # a folder's files are copied (and small ones hashed) by this many threads
+
+
+def _copy_and_hash(store: Store, source: ObjectStore, key: str, tmp: Path, algo: str) -> str:
+    """Copy object ``key`` to ``tmp``; return the digest of the bytes copied.
+
+    A local object is hashed as it is copied (a big one in a second thread while the
+    kernel copies it: one pass of time on two cores), unless the store's digest cache
+    knows it unchanged since it was last checked (objects are read-only files, so this is
+    the trust DVC puts in its cache); a remote one once downloaded.
+    """
+    local = source.local_path(key)
+    if local is None:
+        source.get_file(key, tmp)
+        return fingerprint(tmp, algo=algo, progress=False)
+    st = os.stat(local)
+    cache = store._fingerprints()
+    known = cache.get(local, algo, st)
+    if known is not None:
+        source.get_file(key, tmp)
+        return f"{algo}:{known}"
+    if st.st_size < _PARALLEL_MIN:
+        source.get_file(key, tmp)
+        digest = fingerprint(local, algo=algo, progress=False)
+    else:
+        with ThreadPoolExecutor(1) as pool:
+            hashing = pool.submit(fingerprint, local, algo=algo, progress=False)
+            try:
+                source.get_file(key, tmp)
+            finally:
+                digest = hashing.result()
+    cache.put(local, algo, st, digest.split(":", 1)[1])
+    return digest
+
+
 def _fetch_verified(
-    art: Artifact, source: ObjectStore, key: str, tmp: Path, want: str, others: Sequence[ObjectStore]
+    store: Store, art: Artifact, source: ObjectStore, key: str, tmp: Path, want: str,
+    others: Sequence[ObjectStore],
 ) -> ObjectStore:
     """Write object ``key`` to ``tmp`` and check it hashes to ``want``; return its store."""
+    algo = want.split(":", 1)[0]
     for candidate in [source, *[o for o in others if o is not source]]:
         try:
-            candidate.get_file(key, tmp)
+            got = _copy_and_hash(store, candidate, key, tmp, algo)
         except FileNotFoundError:
             continue
         break
@@ -217,7 +256,6 @@ def _fetch_verified(
             "brings it from a remote",
             ref=f"artifact:{art.id}", key=key,
         )
-    got = fingerprint(tmp, algo=want.split(":", 1)[0], progress=False)
     if got != want:
         _discard(tmp)
         raise _corrupt(art, key, candidate, got, want)
@@ -234,7 +272,7 @@ def _restore_file(store: Store, art: Artifact, info: dict[str, Any], target: Pat
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_beside(target)
     try:
-        used = _fetch_verified(art, source, key, tmp, str(art.fingerprint), [])
+        used = _fetch_verified(store, art, source, key, tmp, str(art.fingerprint), [])
         os.replace(tmp, target)
     except BaseException:
         _discard(tmp)
@@ -270,18 +308,56 @@ def _restore_folder(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_beside(target)
     others = [s for s in _sources(store, info) if s is not source]
+    cache = store._fingerprints()
     size = 0
     try:
         tmp.mkdir()
         made: set[Path] = {tmp}
+        jobs: list[tuple[str, Path, str, str | None]] = []  # key, dest, hex, digest known
         for hexd, rel in entries:
             dest = tmp / rel
             if dest.parent not in made:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 made.add(dest.parent)
             file_key = object_key(f"{algo}:{hexd}")
-            _fetch_verified(art, source, file_key, dest, f"{algo}:{hexd}", others)
-            size += dest.stat().st_size
+            local = source.local_path(file_key)
+            known = None
+            if local is not None:  # small objects: hashing them costs less than the cache
+                try:
+                    st = os.stat(local)
+                    if st.st_size >= VOUCH_MIN:
+                        known = cache.get(local, algo, st)
+                except OSError:
+                    known = None
+            jobs.append((file_key, dest, hexd, known))
+
+        def copy(job: tuple[str, Path, str, str | None]) -> tuple[str | None, int]:
+            """Copy one file; its digest (None: not in ``source``) and size. No cache use
+            here: the cache's connection stays in this thread."""
+            file_key, dest, _hexd, known = job
+            try:
+                source.get_file(file_key, dest)
+            except FileNotFoundError:
+                return None, 0
+            local = source.local_path(file_key)
+            if known is not None:
+                return f"{algo}:{known}", dest.stat().st_size
+            return fingerprint(local or dest, algo=algo, progress=False), dest.stat().st_size
+
+        with ThreadPoolExecutor(_COPY_THREADS) as pool, cache.batch():
+            for job, (digest, nbytes) in zip(jobs, pool.map(copy, jobs), strict=True):
+                file_key, dest, hexd, known = job
+                want = f"{algo}:{hexd}"
+                if digest is None:  # not where the manifest was: the other object stores
+                    _fetch_verified(store, art, source, file_key, dest, want, others)
+                    size += dest.stat().st_size
+                    continue
+                if digest != want:
+                    raise _corrupt(art, file_key, source, digest, want)
+                size += nbytes
+                local = source.local_path(file_key)
+                if known is None and local is not None and nbytes >= VOUCH_MIN:
+                    cache.put(local, algo, os.stat(local), hexd)
         if target.is_dir():  # swap: the old folder goes only once the new one is complete
             old = _tmp_beside(target)
             os.replace(target, old)

@@ -19,6 +19,7 @@ recorded in MLMD is the record.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -80,6 +81,7 @@ class FingerprintCache:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._batching = False
 
     def forget(self) -> None:
         """In a forked child: leave the parent's connection alone (never close it) and
@@ -95,6 +97,10 @@ class FingerprintCache:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=2, check_same_thread=False)
+                # A cache: losing its last writes in a crash costs a re-hash, never a wrong
+                # answer, so no fsync per entry (a 2,000-file folder took 25 s with them).
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=OFF")
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS digests (path TEXT, algo TEXT, size INTEGER,"
                     " mtime_ns INTEGER, inode INTEGER, digest TEXT, PRIMARY KEY (path, algo))"
@@ -134,9 +140,33 @@ class FingerprintCache:
                 "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)",
                 (os.fspath(Path(path).resolve()), algo, st.st_size, st.st_mtime_ns, st.st_ino, digest),
             )
-            db.commit()
+            if not self._batching:
+                db.commit()
         except sqlite3.Error:
             pass
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[FingerprintCache]:
+        """Commit the digests remembered inside the block once, at its end (a folder's
+        files: one commit instead of one per file).
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> cache = FingerprintCache(pathlib.Path(tempfile.mkdtemp()) / "c.sqlite")
+            >>> with cache.batch():
+            ...     pass
+        """
+        if self._batching:
+            yield self
+            return
+        self._batching = True
+        try:
+            yield self
+        finally:
+            self._batching = False
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.commit()
 
     def close(self) -> None:
         """Close the cache's database connection."""
@@ -230,9 +260,12 @@ def manifest(
         '8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4  a.txt\\n'
     """
     root = Path(path)
-    return "".join(
-        f"{_file_hex(full, algo, cache, None)}  {rel}\n" for rel, full in _walk_files(root)
-    )
+    if cache is None:
+        return "".join(f"{_file_hex(full, algo, None, None)}  {rel}\n" for rel, full in _walk_files(root))
+    with cache.batch():
+        return "".join(
+            f"{_file_hex(full, algo, cache, None)}  {rel}\n" for rel, full in _walk_files(root)
+        )
 
 
 # The manifests of the last folders fingerprinted, by folder fingerprint: keeping a folder's

@@ -365,7 +365,8 @@ class LocalObjects(ObjectStore):
                 except OSError:
                     continue
                 rel = os.path.relpath(full, self._root).replace(os.sep, "/")
-                yield ObjectInfo(rel, st.st_size, st.st_mtime)
+                # ctime: when it was kept (a kept object may carry its source's mtime)
+                yield ObjectInfo(rel, st.st_size, max(st.st_mtime, st.st_ctime))
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

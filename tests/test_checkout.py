@@ -59,6 +59,7 @@ def test_overwritten_model_file_checks_out_v1_with_exact_bytes(
         v2 = train(lineage.Dataset(data, name="iris"), C=0.1)
     assert (v1.version, v2.version) == (1, 2)
     assert out.read_bytes() != first  # the second run overwrote model v1's file
+    assert store.get("iris").kept is not None  # a path given to a step is kept like a put
 
     got = store.checkout("clf@1")
     assert got.path == out and out.read_bytes() == first
