@@ -239,10 +239,26 @@ def artifact_to_proto(
     return proto
 
 
+def artifact_locations(proto: pb.Artifact) -> list[dict[str, str]]:
+    """Every location the content of ``proto`` was seen at: ``{"uri", "host"}``, MLMD's
+    ``uri`` first (host ``""`` when not recorded: records made before locations were kept,
+    and remote URIs, which are the same from every host)."""
+    out: list[dict[str, str]] = []
+    if "locations" in proto.properties:
+        stored = from_value(proto.properties["locations"])
+        if isinstance(stored, list):
+            out = [{"uri": str(item[0]), "host": str(item[1])} for item in stored
+                   if isinstance(item, list) and len(item) == 2]
+    if proto.uri and not any(loc["uri"] == proto.uri for loc in out):
+        out.insert(0, {"uri": proto.uri, "host": ""})
+    return out
+
+
 def recorded_fields(proto: pb.Artifact) -> dict[str, Any]:
     """The recorded fields of an artifact proto, as :class:`Artifact` attributes: ``uri``,
     ``fingerprint``, ``kept``, ``properties`` (the other typed and custom ones), ``id``,
-    ``version``, ``previous_version``, ``state``, ``external_id``, ``create_time``."""
+    ``version``, ``previous_version``, ``state``, ``external_id``, ``create_time``,
+    ``locations``."""
     props = props_to_dict(proto.properties)
     if proto.custom_properties:
         props.update(props_to_dict(proto.custom_properties))
@@ -250,7 +266,10 @@ def recorded_fields(proto: pb.Artifact) -> dict[str, Any]:
     fingerprint = props.pop("fingerprint", None)
     previous = props.pop("previous_version", None)
     kept = props.pop("kept") if isinstance(props.get("kept"), dict) else None  # lineage.keeping
+    props.pop("locations", None)
+    props.pop("current_version", None)
     return {
+        "locations": artifact_locations(proto),
         "uri": proto.uri,
         "fingerprint": fingerprint if isinstance(fingerprint, str) and fingerprint else None,
         "kept": kept,
@@ -274,7 +293,8 @@ def artifact_from_proto(proto: pb.Artifact, atype: pb.ArtifactType | None) -> Ar
     name = proto.name
     if version is not None and name.endswith(f"@{version}"):
         name = name[: -len(f"@{version}")]
-    art.__dict__.update(content=None, has_content=False, name=name or None, **fields)
+    art.__dict__.update(content=None, has_content=False, name=name or None, name_given=True,
+                        **fields)
     if cls is Artifact or type_name != cls.type_name:
         art.__dict__["type_name"] = type_name
     art.__dict__["base_type"] = (

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert
+from lineage import _convert, _identity
 from lineage.artifacts import Artifact
 from lineage.errors import LineageError, StepError, StoreError
 from lineage.keeping import keep_pending
@@ -80,22 +80,19 @@ def optimistic(store: Store, artifact: Artifact) -> pb.Artifact | None:
     """A new proto for the next version of a name this store object wrote or read before,
     without asking the store: if the same content is already recorded (``external_id``) or
     the version was taken meanwhile (``name``), MLMD's unique keys reject the write, which
-    is then redone with :meth:`Store._prepare`. Saves two reads per output."""
+    is then redone with :func:`lineage._identity.prepare`. Saves two reads per output.
+
+    Not for a path given without a name: that may be a record under another name."""
     if not artifact.uri and not artifact.has_content and not artifact.fingerprint:
+        return None
+    if not artifact.name_given:
         return None
     hint = store._version_hints.get((artifact.type_name, artifact.name))
     if hint is None:
         return None
     artifact.fingerprint = store.fingerprint_of(artifact)
-    cls = type(artifact)
-    return _convert.artifact_to_proto(
-        artifact,
-        type_id=artifact_type_id(store, cls),
-        version=hint[0] + 1,
-        previous=hint[1].id,
-        external_id=store._identity_key(artifact),
-        declared=cls.property_types,
-    )
+    return _identity.new_version(
+        artifact, artifact_type_id(store, type(artifact)), hint[0] + 1, hint[1].id)
 
 
 # Artifacts each store object recorded or read in this process (id -> external_id). An input
@@ -131,7 +128,8 @@ class Pending:
 
     MLMD allows one event per (artifact, execution, event type), so an artifact given
     twice (``f(a, [a])``) gets one event, at its first path; the later objects are
-    aliases, filled in like the first.
+    aliases, filled in like the first. New content of one name given several times (two
+    checkpoints named ``checkpoint``) becomes consecutive versions.
     """
 
     def __init__(self, store: Store, event_type: int) -> None:
@@ -139,6 +137,12 @@ class Pending:
         self.event_type = event_type
         self.items: list[tuple[list[str | int], Artifact, pb.Artifact | None]] = []
         self.aliases: list[tuple[Artifact, int]] = []
+        self.updates: list[pb.Artifact] = []
+        """Other stored artifacts written with the execution (no event): the newest
+        version of a name whose older content was recorded again."""
+        self.chained: list[tuple[int, int]] = []
+        """(item, earlier item): new versions whose ``previous_version`` is another new
+        version of this write, set once both have ids."""
 
     def add(self, entries: Sequence[tuple[list[str | int], Artifact]]) -> None:
         if not entries:
@@ -157,29 +161,60 @@ class Pending:
             else:
                 proto = stored.get(artifact.id) if artifact.id is not None else None
                 if proto is None:
-                    proto = optimistic(self.store, artifact) or self.store._prepare(artifact)
+                    proto = optimistic(self.store, artifact) or self._prepare(artifact)
                 key = proto.id or proto.external_id or id(artifact)
             if key in seen:
                 self.aliases.append((artifact, seen[key]))
                 continue
             seen[key] = len(self.items)
             self.items.append((path, artifact, proto))
+        self._number_new_versions()
+
+    def _prepare(self, artifact: Artifact) -> pb.Artifact:
+        prepared = _identity.prepare(
+            self.store, artifact, artifact_type_id(self.store, type(artifact)))
+        self.updates.extend(p for p in prepared.others
+                            if all(p.id != u.id for u in self.updates))
+        return prepared.proto
+
+    def _number_new_versions(self) -> None:
+        """Give new versions of one name in this write consecutive version numbers."""
+        self.chained = []
+        last: dict[tuple[int, str], tuple[int, int]] = {}  # -> (version, item index)
+        for index, (_path, _artifact, proto) in enumerate(self.items):
+            if proto is None or proto.id or "version" not in proto.properties:
+                continue
+            name = _identity.logical_name(proto)
+            key = (proto.type_id, name)
+            version = int(proto.properties["version"].int_value)
+            before = last.get(key)
+            if before is not None and version <= before[0]:
+                version = before[0] + 1
+                proto.name = _convert.mlmd_artifact_name(name, version)
+                proto.properties["version"].int_value = version
+                if "previous_version" in proto.properties:
+                    del proto.properties["previous_version"]
+                self.chained.append((index, before[1]))
+            last[key] = (version, index)
 
     def reprepare(self) -> None:
         """Prepare the new artifacts again (another writer may have recorded them)."""
+        self.updates = []
         self.items = [
             (path, artifact,
-             self.store._prepare(artifact) if proto is not None and not proto.id else proto)
+             self._prepare(artifact) if proto is not None and not proto.id else proto)
             for path, artifact, proto in self.items
         ]
+        self._number_new_versions()
 
-    def pairs(self) -> list[tuple[pb.Artifact | None, pb.Event]]:
-        out: list[tuple[pb.Artifact | None, pb.Event]] = []
+    def pairs(self) -> list[tuple[pb.Artifact | None, pb.Event | None]]:
+        out: list[tuple[pb.Artifact | None, pb.Event | None]] = []
         for path, artifact, proto in self.items:
             event = new_event(self.event_type, path)
             if proto is None:
                 event.artifact_id = int(artifact.id or 0)
             out.append((proto, event))
+        out.extend((update, None) for update in self.updates)
         return out
 
     def fingerprint(self, index: int) -> str:
@@ -189,22 +224,31 @@ class Pending:
         return found or f"artifact:{proto.id if proto is not None else artifact.id}"
 
     def fill(self, ids: Sequence[int]) -> None:
-        for (_path, artifact, proto), artifact_id in zip(self.items, ids, strict=True):
+        """Copy what was written into the artifact objects (``ids``: one per pair)."""
+        for (_path, _artifact, proto), artifact_id in zip(
+                self.items, ids[:len(self.items)], strict=True):
+            if proto is not None and not proto.id:
+                proto.id = artifact_id
+        if self.chained:  # new versions chained to new versions: link them now
+            patched = []
+            for index, earlier in self.chained:
+                proto, before = self.items[index][2], self.items[earlier][2]
+                assert proto is not None and before is not None
+                proto.properties["previous_version"].int_value = before.id
+                patched.append(proto)
+            self.store._call("put_artifacts", patched)
+        for _path, artifact, proto in self.items:
             if proto is None:
                 continue  # known to this store: already filled
-            if not proto.id:
-                proto.id = artifact_id
-            elif artifact.id == proto.id and artifact.version is not None:
-                remember(self.store, artifact)
-                continue  # a recorded artifact passed in: nothing new to copy into it
-            self.store._fill(artifact, proto)
-            remember(self.store, artifact)
+            if not (artifact.id == proto.id and artifact.version is not None):
+                _identity.fill(self.store, artifact, proto)
+            remember(self.store, artifact)  # (a recorded artifact passed in: nothing new)
         for artifact, index in self.aliases:
             _path, first, proto = self.items[index]
             if proto is not None:
-                self.store._fill(artifact, proto)
+                _identity.fill(self.store, artifact, proto)
             elif artifact is not first:
-                self.store._fill(artifact, self.store._resolve(int(first.id or 0)))
+                _identity.fill(self.store, artifact, self.store._resolve(int(first.id or 0)))
 
 
 def put_execution(
@@ -245,8 +289,9 @@ def put_execution(
             continue
         start = 0
         for p in pending:
-            p.fill(aids[start:start + len(p.items)])
-            start += len(p.items)
+            size = len(p.items) + len(p.updates)
+            p.fill(aids[start:start + size])
+            start += size
         return int(eid)
     raise StepError(
         f"could not record a call of step {spec.name!r}: other writers kept winning the "
@@ -266,17 +311,21 @@ def written(
         return None
     if proto.id and found.id != proto.id:
         return None
-    wanted = {(p.event_type, _convert.event_path(ev)) for p in pending for _a, ev in p.pairs()}
+    wanted = {(p.event_type, _convert.event_path(ev))
+              for p in pending for _a, ev in p.pairs() if ev is not None}
     events = store._call("get_events_by_execution_ids", [found.id])
     by_path = {(ev.type, _convert.event_path(ev)): ev.artifact_id for ev in events}
     if not wanted <= by_path.keys():
         return None
     for p in pending:
-        ids = [by_path[(p.event_type, _convert.event_path(ev))] for _a, ev in p.pairs()]
+        ids = [by_path[(p.event_type, _convert.event_path(ev))]
+               for _a, ev in p.pairs() if ev is not None]
         protos = {a.id: a for a in store._batched("get_artifacts_by_id", ids)}
         p.items = [(path, art, protos[i]) for (path, art, _old), i in zip(p.items, ids, strict=True)]
+        p.updates = []
         p.fill(ids)
     return int(found.id)
+
 
 def recorded_fingerprint(proto: pb.Artifact) -> str | None:
     value = proto.properties.get("fingerprint")

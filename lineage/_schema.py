@@ -8,7 +8,10 @@ Artifacts (types ``Dataset``, ``Model``, ``Metrics``, ``Config`` and user subcla
     ``external_id``      ``"lineage:<sha256 of type, name and content identity>"`` (unique, so
                          the same content under the same name is recorded once)
     typed properties     ``version`` (INT), ``fingerprint`` (STRING, ``"<algo>:<hex>"``),
-                         ``previous_version`` (INT, the artifact id of version n-1), and the
+                         ``previous_version`` (INT, the artifact id of version n-1),
+                         ``locations`` (PROTO, every ``[uri, host]`` the content was seen
+                         at), ``current_version`` (INT, on the newest version: the version
+                         most recently recorded, see :mod:`lineage._identity`), and the
                          properties the artifact class declares
     custom properties    any other keyword given to the artifact, and ``kept`` (STRUCT):
                          where the version's bytes are kept (``objects`` URL, object
@@ -37,6 +40,12 @@ ARTIFACT_PROPERTIES: dict[str, int] = {
     "version": pb.INT,
     "fingerprint": pb.STRING,
     "previous_version": pb.INT,
+    # every location the content was seen at: [[uri, host], ...] in a packed
+    # google.protobuf.Value (a list; unindexed, so it can grow)
+    "locations": pb.PROTO,
+    # on the newest version only: the version whose content was most recently recorded
+    # (absent: the newest version is current)
+    "current_version": pb.INT,
 }
 
 #: Typed properties every execution type of ours (one per step) declares.

@@ -87,6 +87,10 @@ class Artifact:
         id: MLMD artifact id once recorded, else ``None``.
         type_name: MLMD type name (``"Dataset"``).
         version: 1, 2, … per name once recorded.
+        uri: where this object's content is: the path given (recording never changes it),
+            or, for a record read from the store, the first location it was seen at.
+        locations: once recorded, every location (``{"uri", "host"}``) the content was
+            seen at.
         kept: where a recorded version's content is kept (object store URL, key, kind,
             size), or ``None`` when it was not kept; see :mod:`lineage.keeping`.
         properties: typed and custom properties (without ``version`` and ``fingerprint``).
@@ -154,6 +158,8 @@ class Artifact:
         self.content = None if content is _NO_CONTENT else content
         self.has_content = content is not _NO_CONTENT
         self.uri: str = _normalise_uri(uri) if uri is not None else ""
+        #: Whether ``name=`` was given (a path without one may be an existing record).
+        self.name_given: bool = name is not None
         if name is None:
             if not self.uri:
                 raise ArtifactError(
@@ -181,6 +187,8 @@ class Artifact:
         self.state: str | None = None
         self.external_id: str | None = None
         self.create_time: int | None = None  # ms since epoch, as MLMD keeps it
+        #: Every location the content was seen at, once recorded: ``{"uri", "host"}``.
+        self.locations: list[dict[str, str]] = []
 
     def __getattr__(self, attr: str) -> Any:
         props = self.__dict__.get("properties")

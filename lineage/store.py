@@ -7,7 +7,6 @@ and aborted transactions are retried.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -21,7 +20,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _fork
+from lineage import _convert, _fork, _identity
 from lineage._active import current_run
 from lineage._backends import Backend, open_mlmd, parse_uri
 from lineage._recording import remember
@@ -34,7 +33,6 @@ from lineage._schema import (
 from lineage.artifacts import Artifact
 from lineage.errors import (
     AmbiguousRef,
-    ArtifactError,
     ConcurrentWriteError,
     InvalidRef,
     NotFound,
@@ -469,103 +467,12 @@ class Store:
             return None
         return fingerprint(uri, cache=self._fingerprints())
 
-    @staticmethod
-    def _identity_key(artifact: Artifact) -> str:
-        identity = artifact.fingerprint or f"uri:{artifact.uri}"
-        digest = hashlib.sha256(
-            "\0".join((artifact.type_name, artifact.name, identity)).encode()
-        ).hexdigest()
-        return f"lineage:{digest}"
-
-    @staticmethod
-    def _exact(found: pb.Artifact | None, type_name: str, name: str) -> pb.Artifact | None:
-        """``found`` if it is the artifact named ``name`` of type ``type_name``, else None.
-
-        MySQL/MariaDB compare names without regard to case (their default collations), so a
-        lookup of ``model@1`` there can return ``Model@1``, or one of type ``model``.
-        """
-        if found is None or not found.id:
-            return None
-        if found.name != name or (found.type and found.type != type_name):
-            return None
-        return found
-
     def _latest_version(
         self, type_name: str, name: str, *, writing: bool = False
     ) -> pb.Artifact | None:
-        """The stored proto of the newest version of ``name``, probing O(log n) names.
-
-        Raises:
-            ArtifactError: ``writing`` and the store holds the name spelled in another case
-                (MySQL cannot store both).
-        """
-
-        def get(v: int) -> pb.Artifact | None:
-            wanted = _convert.mlmd_artifact_name(name, v)
-            found = self._call("get_artifact_by_type_and_name", type_name, wanted, missing=None)
-            exact = self._exact(found, type_name, wanted)
-            if writing and exact is None and found is not None and found.id and (
-                found.type in ("", type_name)
-            ):
-                stored = found.name.rsplit("@", 1)[0]
-                raise ArtifactError(
-                    f"cannot record the {type_name} {name!r}: {self.uri} already holds "
-                    f"{stored!r} and compares names without regard to case (MySQL/MariaDB "
-                    "collation), so it cannot hold both; use the stored spelling or a name "
-                    "that differs in more than case"
-                )
-            return exact
-
-        hint = self._version_hints.get((type_name, name))
-        if hint is not None and get(hint[0] + 1) is None:
-            return hint[1]  # versions are never deleted: the newest we saw is still the newest
-        found = last_present(get)
-        if found is None:
-            return None
-        self._version_hints[(type_name, name)] = found
-        return found[1]
-
-    def _prepare(self, artifact: Artifact) -> pb.Artifact:
-        """The MLMD artifact to write for ``artifact``: the stored one if the same content is
-        already recorded under its name, else a new version (no id yet).
-
-        Fills in ``artifact.fingerprint``. Callers write a new proto and, on a lost race
-        (``AlreadyExists``), call this again.
-        """
-        if not artifact.uri and not artifact.has_content and not artifact.fingerprint:
-            raise ArtifactError(
-                f"{artifact!r} has neither a uri nor content; give a path, a URI or content="
-            )
-        artifact.fingerprint = self.fingerprint_of(artifact)
-        cls = type(artifact)
-        type_id = self._artifact_type_id(cls)
-        key = self._identity_key(artifact)
-        found = self._call("get_artifacts_by_external_ids", [key], missing=[])
-        if found:
-            return found[0]
-        latest = self._latest_version(artifact.type_name, artifact.name, writing=True)
-        version = 1 if latest is None else int(latest.properties["version"].int_value) + 1
-        return _convert.artifact_to_proto(
-            artifact,
-            type_id=type_id,
-            version=version,
-            previous=latest.id if latest is not None else None,
-            external_id=key,
-            declared=cls.property_types,
-        )
-
-    def _fill(self, artifact: Artifact, proto: pb.Artifact) -> Artifact:
-        """Copy the recorded fields of ``proto`` into ``artifact``; return it."""
-        recorded = _convert.recorded_fields(proto)
-        for attr in ("id", "version", "previous_version", "fingerprint", "state",
-                     "external_id", "create_time", "uri", "kept"):
-            setattr(artifact, attr, recorded[attr])
-        artifact.properties = recorded["properties"]
-        key = (artifact.type_name, artifact.name)
-        # >=: a rewritten record (a version that gained its kept content) replaces the hint
-        if proto.id and artifact.version and artifact.version >= self._version_hints.get(key, (0,))[0]:
-            self._version_hints[key] = (artifact.version, proto)
-        return artifact
+        """The stored proto of the newest version of ``name`` (see
+        :func:`lineage._identity.latest_version`)."""
+        return _identity.latest_version(self, type_name, name, writing=writing)
 
     def _write_with_retry(self, attempt: Callable[[], T], what: str) -> T:
         """Run ``attempt`` again when it lost a creation race to another writer."""
@@ -604,11 +511,19 @@ class Store:
         """
         self._check_writable(f"put {artifact!r}")
 
+        type_id = self._artifact_type_id(type(artifact))
+
         def attempt() -> Artifact:
-            proto = self._prepare(artifact)
-            if keep(self, artifact, proto) or not proto.id:  # keeps the content first
-                [proto.id] = self._call("put_artifacts", [proto])
-            return self._fill(artifact, proto)
+            prepared = _identity.prepare(self, artifact, type_id)
+            proto = prepared.proto
+            kept = keep(self, artifact, proto)  # keeps the content before the record
+            writes = [proto] if not proto.id or prepared.dirty or kept else []
+            writes += prepared.others
+            if writes:
+                ids = self._call("put_artifacts", writes)
+                if not proto.id:
+                    proto.id = ids[0]
+            return _identity.fill(self, artifact, proto)
 
         recorded = self._write_with_retry(attempt, f"put {artifact!r}")
         remember(self, recorded)
@@ -664,13 +579,11 @@ class Store:
         hits: list[pb.Artifact] = []
         for tname in type_names:
             if match:
-                got = self._call("get_artifact_by_type_and_name", tname, ref, missing=None)
-                hit = self._exact(got, tname, ref)
-            else:
-                hit = self._latest_version(tname, ref)
+                hit = _identity.by_name(self, tname, ref)
+            else:  # the content most recently recorded under the name
+                hit = _identity.current_of(self, tname, ref)
                 if hit is None:  # a foreign artifact whose MLMD name is the plain name
-                    got = self._call("get_artifact_by_type_and_name", tname, ref, missing=None)
-                    hit = self._exact(got, tname, ref)
+                    hit = _identity.by_name(self, tname, ref)
             if hit is not None:
                 hits.append(hit)
         if not hits:

@@ -62,7 +62,7 @@ def artifact_type_decl(cls: type[Artifact]) -> ArtifactTypeDecl:
         >>> decl.name, ArtifactTypeDecl.BaseType.Name(decl.base_type)
         ('Dataset', 'DATASET')
         >>> [p.name for p in decl.properties]
-        ['fingerprint', 'previous_version', 'version']
+        ['current_version', 'fingerprint', 'locations', 'previous_version', 'version']
     """
     return ArtifactTypeDecl(
         name=cls.type_name,

@@ -143,7 +143,10 @@ def test_returning_to_old_content_returns_the_old_record(
     assert (a1.version, b.version, a2.version) == (1, 2, 1)
     assert a2.id == a1.id
     assert len(store.artifacts(name="d")) == 2
-    assert store.get("d").id == b.id  # "latest" is the highest version
+    # a bare name is the content most recently recorded under it (A again), and the
+    # versions stay as they were
+    assert store.get("d").id == a1.id
+    assert store.get("d@2").id == b.id
 
 
 def test_same_content_under_another_name_is_another_record(store: lineage.Store) -> None:
@@ -246,3 +249,34 @@ def test_artifacts_of_unknown_types_read_back_as_plain_artifacts(store: lineage.
     got = store.get(aid)
     assert type(got) is lineage.Artifact
     assert (got.name, got.uri, got.version, got.fingerprint) == ("ex", "/x", None, None)
+
+
+def test_new_content_after_a_return_is_current_again(
+    store: lineage.Store, write_file: Callable[..., Path]
+) -> None:
+    f = write_file("t.csv", "A\n")
+    a = store.put(lineage.Dataset(f, name="t"))
+    f.write_text("B\n")
+    store.put(lineage.Dataset(f, name="t"))
+    f.write_text("A\n")
+    store.put(lineage.Dataset(f, name="t"))
+    assert store.get("t").id == a.id
+    f.write_text("C\n")
+    c = store.put(lineage.Dataset(f, name="t"))
+    assert c.version == 3 and store.get("t").id == c.id
+    f.write_text("B\n")  # back to v2: the newest is v3, but B is the current content
+    assert store.put(lineage.Dataset(f, name="t")).version == 2
+    assert store.get("t").version == 2
+
+
+def test_another_writer_returning_to_old_content_is_seen(sqlite_uri: str, tmp_path: Path) -> None:
+    f = tmp_path / "t.csv"
+    reader, writer = lineage.connect(sqlite_uri), lineage.connect(sqlite_uri)
+    f.write_text("A\n")
+    writer.put(lineage.Dataset(f, name="t"))
+    f.write_text("B\n")
+    writer.put(lineage.Dataset(f, name="t"))
+    assert reader.get("t").version == 2  # the reader now knows version 2 is the newest
+    f.write_text("A\n")
+    writer.put(lineage.Dataset(f, name="t"))
+    assert reader.get("t").version == 1

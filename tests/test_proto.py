@@ -169,4 +169,5 @@ def test_user_subclass_declaration_includes_its_typed_properties() -> None:
     decl = artifact_type_decl(Embeddings)
     props = {p.name: types_pb2.PropertyType.Name(p.type) for p in decl.properties}
     assert props == {"dim": "INT", "encoder": "STRING", "fingerprint": "STRING",
-                     "previous_version": "INT", "version": "INT"}
+                     "previous_version": "INT", "version": "INT", "locations": "PROTO",
+                     "current_version": "INT"}

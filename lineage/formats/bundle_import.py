@@ -22,7 +22,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
 from lineage._proto.lineage.v1 import bundle_pb2 as bpb
-from lineage._schema import ARTIFACT_PROPERTIES, RECORDED_BY, RUN_TYPE
+from lineage._schema import RECORDED_BY, RUN_TYPE
 from lineage.errors import TypeConflict
 from lineage.formats.bundle import copy_props, read_bundle
 
@@ -163,7 +163,7 @@ def _plan(store: Store, bundle: bpb.Bundle, existed: dict[str, set[str]],
                  new={"artifact": {}, "execution": {}, "context": {}},
                  type_ids=type_ids, refs={})
     our_atypes = {t.name for t in bundle.types.artifact_types
-                  if all(any(p.name == k for p in t.properties) for k in ARTIFACT_PROPERTIES)}
+                  if {"version", "fingerprint"} <= {p.name for p in t.properties}}
     our_etypes = {t.name for t in bundle.types.execution_types
                   if any(p.name == RECORDED_BY for p in t.properties)}
     our_runs = {t.name for t in bundle.types.context_types
