@@ -57,7 +57,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
 from lineage.artifacts import Artifact
-from lineage.errors import ContentError, LineageError
+from lineage.errors import ContentError
 from lineage.fingerprint import (
     ALGORITHMS,
     content_bytes,
@@ -438,7 +438,8 @@ def keep(store: Store, artifact: Artifact, proto: pb.Artifact, *, step_keep: boo
                 info = None
             else:
                 info = _keep_file(store, objects, fp, uri, st.st_size)
-    except (OSError, LineageError, ValueError) as exc:
+    except Exception as exc:  # any failure to keep (a full disk, an unreachable bucket):
+        # the version is still recorded, without `kept`
         warnings.warn(f"{what} is recorded but not kept: {exc}", KeepWarning, stacklevel=3)
         return False
     if info is None:

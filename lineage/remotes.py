@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from lineage.artifacts import Artifact
-from lineage.errors import ContentError, CorruptObject
+from lineage.errors import ContentError, CorruptObject, LineageError
 from lineage.fingerprint import fingerprint
 from lineage.keeping import kept_info, objects_of
 from lineage.objects import ObjectStore, human_size, object_key, open_objects, parse_key
@@ -208,6 +208,20 @@ def _move(store: Store, direction: str, source: ObjectStore, target: ObjectStore
     return result
 
 
+def _guarded(store: Store, direction: str, source: ObjectStore, target: ObjectStore,
+             refs: Sequence[Ref] | None) -> Transfer:
+    """:func:`_move`, with the errors of object stores (a refused credential, an
+    unreachable server) as one :class:`ContentError` naming both ends."""
+    try:
+        return _move(store, direction, source, target, refs)
+    except LineageError:
+        raise
+    except Exception as exc:
+        raise ContentError(
+            f"{direction} from {source.url} to {target.url} failed: "
+            f"{type(exc).__name__}: {exc}") from exc
+
+
 def push(store: Store, remote: str | os.PathLike[str] | None = None,
          refs: Sequence[Ref] | None = None) -> Transfer:
     """Copy the kept objects of ``refs`` (and their provenance; ``None``: every artifact)
@@ -217,7 +231,7 @@ def push(store: Store, remote: str | os.PathLike[str] | None = None,
     are listed in ``Transfer.missing``.
     """
     target = open_objects(remote_of(remote))
-    return _move(store, "push", objects_of(store), target, refs)
+    return _guarded(store, "push", objects_of(store), target, refs)
 
 
 def pull(store: Store, remote: str | os.PathLike[str] | None = None,
@@ -228,6 +242,7 @@ def pull(store: Store, remote: str | os.PathLike[str] | None = None,
 
     Raises:
         CorruptObject: a remote object does not match its key (it is not copied).
+        ContentError: an object store failed (credentials, network).
     """
     source = open_objects(remote_of(remote))
-    return _move(store, "pull", source, objects_of(store), refs)
+    return _guarded(store, "pull", source, objects_of(store), refs)

@@ -457,6 +457,14 @@ def test_cli_checkout_gc_du(sqlite_store: lineage.Store, tmp_path: Path,
     assert "kept: file://" in capfdbinary.readouterr().out.decode()
     assert main(["--store", uri, "checkout", "nothing"]) == 1
     assert "no artifact" in capfdbinary.readouterr().err.decode()
+    elsewhere = tmp_path / "elsewhere"  # --objects: another object store (empty here)
+    assert main(["--store", uri, "--objects", str(elsewhere), "du"]) == 0
+    assert f"{elsewhere.as_uri()}: 0 object(s)" in capfdbinary.readouterr().out.decode()
+    assert main(["--store", uri, "push", "--remote", str(elsewhere)]) == 0
+    assert "2 object(s) copied" in capfdbinary.readouterr().out.decode()
+    assert main(["--store", uri, "--objects", str(elsewhere), "checkout", "clf",
+                 "-o", str(tmp_path / "again.pkl")]) == 0
+    assert (tmp_path / "again.pkl").read_bytes() == b"weights v1"
 
 
 def test_keeping_warns_and_records_when_the_object_store_cannot_be_written(
