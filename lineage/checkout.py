@@ -1,9 +1,13 @@
 """Giving kept content back: checkout, restores for cache hits and ``verify --restore``.
 
 ``store.checkout(ref, path=None)`` writes the exact bytes of any kept version (a file, a
-folder, or in-memory content) and verifies them against the recorded fingerprint before
-it returns; nothing is replaced until the new bytes are verified (they are written under a
-temporary name beside the target and renamed into place). Objects are looked for in the
+folder, or in-memory content) and checks them against the recorded fingerprint before
+it returns; nothing is replaced until the new bytes are checked (they are written under a
+temporary name beside the target and renamed into place). The bytes checked are the
+object's, hashed as they are copied (by a second thread for a big object, while the kernel
+copies it), or, for a local object whose digest keeping vouched for in the store's digest
+cache (unchanged size, mtime and inode since), that digest: DVC's trust in its cache.
+Downloaded objects and in-memory content are always hashed. Objects are looked for in the
 store's object store, then in the one the record names (``kept.objects``), if another.
 
 Example:
