@@ -33,6 +33,7 @@ from lineage.errors import (
     ReadOnlyStore,
     RefError,
     RenderError,
+    SearchError,
     StepError,
     StoreError,
     TypeConflict,
@@ -43,6 +44,7 @@ from lineage.graph import LineageGraph
 from lineage.housekeeping import Collection, Usage
 from lineage.keeping import KeepWarning
 from lineage.metrics import RunMetrics, log_metrics, run_metrics
+from lineage.plot import Chart
 from lineage.queries import (
     ArtifactCheck,
     Comparison,
@@ -55,6 +57,7 @@ from lineage.records import Execution, Run
 from lineage.remotes import Transfer
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
+from lineage.search import RunSearch, RunSummary, search_runs
 from lineage.steps import step
 from lineage.store import Store, connect
 
@@ -67,6 +70,7 @@ __all__ = [
     "ArtifactCheck",
     "ArtifactError",
     "BundleError",
+    "Chart",
     "Checkout",
     "Collection",
     "Comparison",
@@ -98,6 +102,9 @@ __all__ = [
     "RenderError",
     "Run",
     "RunMetrics",
+    "RunSearch",
+    "RunSummary",
+    "SearchError",
     "StepError",
     "Store",
     "StoreError",
@@ -115,5 +122,6 @@ __all__ = [
     "render",
     "run",
     "run_metrics",
+    "search_runs",
     "step",
 ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _identity
+from lineage import _convert, _identity, _timeline
 from lineage.artifacts import Artifact
 from lineage.errors import LineageError, StepError, StoreError
 from lineage.keeping import keep_pending
@@ -249,6 +249,18 @@ class Pending:
                 _identity.fill(self.store, artifact, proto)
             elif artifact is not first:
                 _identity.fill(self.store, artifact, self.store._resolve(int(first.id or 0)))
+
+
+def stamp_outputs(store: Store, proto: pb.Execution, outputs: Pending) -> None:
+    """Record where the outputs about to be written fall in the store's order of records
+    (``output_seq``: event path → :func:`lineage._timeline.stamp`)."""
+    if not outputs.items:
+        return
+    seq = _timeline.output_seq_of(proto) or {}
+    now = _timeline.stamp(store)
+    for path, _artifact, _proto in outputs.items:
+        seq[_convert.event_path(new_event(outputs.event_type, path))] = now
+    proto.properties["output_seq"].CopyFrom(_convert.to_value(seq, packed=True))
 
 
 def put_execution(

@@ -77,6 +77,10 @@ STEP_PROPERTIES: dict[str, int] = {
     # added by queries (issue 4): id of the Run context the step was called in, so queries
     # find the run without get_contexts_by_execution (a scan: Association has no index on it)
     "run_context": pb.INT,
+    # output event path -> the largest execution id in the store when that output was
+    # written: where the production falls in the store's own order of records (see
+    # lineage._timeline; PROTO: a packed google.protobuf.Value)
+    "output_seq": pb.PROTO,
 }
 
 #: The typed property that marks an execution type as written by ``lineage``.

@@ -14,10 +14,12 @@ Example:
 from __future__ import annotations
 
 import datetime
+import html
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from lineage import _fold
 from lineage.artifacts import Artifact
 
 if TYPE_CHECKING:
@@ -148,9 +150,7 @@ def provenance(p: Provenance) -> str:
     steps = {s["id"]: s for s in d["steps"]}
     arts = {a["id"]: a for a in d["artifacts"]}
     arts[d["target"]["id"]] = d["target"]
-    from lineage.queries import _distinct
-
-    _kept, alias = _distinct(p.steps)
+    _kept, alias = _fold.distinct(p.steps)
     producers: dict[int, list[int]] = {}
     for s in d["steps"]:
         for o in s["outputs"]:
@@ -310,6 +310,33 @@ def comparison(c: Comparison) -> str:
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def comparison_html(c: Comparison) -> str:
+    """The comparison as an HTML table (what Jupyter shows): one column per run, one row
+    per value; rows that differ come first, marked and shaded. Every value is escaped.
+
+    Example:
+        >>> import lineage
+        >>> comparison_html(lineage.connect(":memory:").compare([]))
+        '<p>(no runs)</p>'
+    """
+    if not c.runs:
+        return "<p>(no runs)</p>"
+    esc = html.escape
+    head = "".join(f"<th>{esc(r.name)}</th>" for r in c.runs)
+    rows = []
+    for col in c.columns:
+        mark = "* " if col.differs else ""
+        style = ' style="background:#fef3c7"' if col.differs else ""
+        cells = "".join(f"<td>{esc(cell(v.get(col.name, _ABSENT)))}</td>" for v in c.values)
+        rows.append(f"<tr{style}><th style=\"text-align:left\" title=\"{esc(col.kind)}\">"
+                    f"{esc(mark + col.name)}</th>{cells}</tr>")
+    differ = sum(1 for col in c.columns if col.differs)
+    caption = (f"{_plural(len(c.runs), 'run')}, {_plural(len(c.columns), 'value')}, "
+               f"{differ} differ (marked *)")
+    return (f"<table><caption>{esc(caption)}</caption><thead><tr><th></th>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def comparison_repr(c: Comparison) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lineage import _text
+from lineage._fold import DEFAULT_FAN_OUT
 from lineage.errors import LineageError
 from lineage.records import Execution
 from lineage.store import Store, connect
@@ -49,6 +50,8 @@ def _json(value: Any) -> None:
 
 def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
     what = args.what
+    if what != "runs" and (args.where or args.sort or args.limit is not None or args.offset):
+        raise _UsageError("--where, --sort, --limit and --offset are for `ls runs`")
     if what == "artifacts":
         if args.run is not None:
             raise _UsageError("ls artifacts has no --run; use `lineage graph --run` or ls executions --run")
@@ -71,16 +74,15 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
         else:
             _out("(no executions)")
     else:
-        runs = store.runs(experiment=args.experiment, name=args.name)
+        where = list(args.where or [])
+        if args.name:
+            where.append(f"name={args.name}")
+        found = store.search_runs(experiment=args.experiment, where=where, sort=args.sort,
+                                  limit=args.limit, offset=args.offset)
         if args.json:
-            _json([r.to_dict() for r in runs])
-        elif runs:
-            _out(_text.table([[r.ref, r.name, r.experiment or "-",
-                               str(r.properties.get("status") or "-"),
-                               _text.params(r.params) or "-"] for r in runs],
-                             ["ref", "name", "experiment", "status", "params"]))
+            _json(found.to_dict())
         else:
-            _out("(no runs)")
+            _out(str(found))
     return 0
 
 
@@ -171,11 +173,44 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(store: Store, args: argparse.Namespace) -> int:
-    c = store.compare([_ref(r) for r in args.runs])
+    searching = args.experiment is not None or args.best or args.sort or args.where
+    if args.runs and searching:
+        raise _UsageError("give RUNs, or --experiment/--best/--sort/--where, not both")
+    if args.best and args.sort:
+        raise _UsageError("--best KEY is --sort -KEY: give one of them")
+    if not args.runs and not searching:
+        raise _UsageError("give RUNs to compare, or --experiment E, or --best KEY")
+    if args.runs:
+        if args.limit is not None:
+            raise _UsageError("--limit goes with --experiment or --best")
+        refs: list[str | int] = [_ref(r) for r in args.runs]
+    else:
+        sort = f"-{args.best}" if args.best else args.sort
+        found = store.search_runs(experiment=args.experiment, where=args.where or [], sort=sort,
+                                  limit=args.limit, step_params=False)
+        refs = [r.ref for r in found]
+    c = store.compare(refs)
     if args.json:
         _json(c.to_dict())
     else:
         _out(str(c))
+    return 0
+
+
+def _cmd_plot(store: Store, args: argparse.Namespace) -> int:
+    written = store.plot(list(args.runs), args.metric or None, args.output,
+                         title=args.title)
+    if args.json:
+        _json({"written": str(written)})
+    else:
+        _out(f"wrote {written}")
+    return 0
+
+
+def _cmd_ui(store: Store, args: argparse.Namespace) -> int:
+    from lineage.ui import serve
+
+    serve(host=args.host, port=args.port, open_browser=args.open, token=args.token, store=store)
     return 0
 
 
@@ -193,7 +228,7 @@ def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
         obj = store.impact(_ref(args.ref))
     else:
         obj = store.provenance(_ref(args.ref))
-    written = render(obj, args.output)
+    written = render(obj, args.output, fold=not args.no_fold, fan_out=args.fan_out)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -217,7 +252,7 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
     if args.ref is None or args.output is None:
         raise _UsageError("audit needs REF and -o FILE (or --check FILE)")
     assert store is not None
-    written = report.audit(store, _ref(args.ref), args.output)
+    written = report.audit(store, _ref(args.ref), args.output, fold=not args.no_fold)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -322,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="RUNNING, COMPLETE, FAILED, CACHED or CANCELED (executions)")
     p.add_argument("--run", help="run name or context id (executions)")
     p.add_argument("--experiment", help="experiment name (runs)")
+    p.add_argument("--where", action="append", metavar="EXPR",
+                   help="runs: a filter KEY OP VALUE, OP one of = != < <= > >= (repeatable: "
+                        "--where 'f1>0.9' --where 'train.lr=0.05')")
+    p.add_argument("--sort", metavar="[-]KEY", help="runs: sort by KEY, lowest first; -KEY "
+                                                    "highest first (--sort -f1: best first)")
+    p.add_argument("--limit", type=int, metavar="N", help="runs: at most N")
+    p.add_argument("--offset", type=int, default=0, metavar="N", help="runs: skip the first N")
 
     p = add("show", _cmd_show, "show one artifact (REF) or execution (execution:ID)")
     p.add_argument("ref", metavar="REF")
@@ -367,8 +409,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("du", _cmd_du, "what the kept objects take, per name and version")
 
-    p = add("compare", _cmd_compare, "runs side by side: params and final metrics")
+    p = add("compare", _cmd_compare,
+            "runs side by side: params and final metrics (RUNs, or the runs of --experiment, "
+            "or the --best N by a metric)")
+    p.add_argument("runs", metavar="RUN", nargs="*")
+    p.add_argument("--experiment", help="compare the runs of this experiment")
+    p.add_argument("--best", metavar="KEY", help="the runs with the highest KEY first "
+                                                 "(with --limit N: the best N); --sort -KEY")
+    p.add_argument("--sort", metavar="[-]KEY", help="order by KEY (lowest first) or -KEY")
+    p.add_argument("--where", action="append", metavar="EXPR", help="only runs matching EXPR "
+                                                                   "(as ls runs --where)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N runs")
+
+    p = add("plot", _cmd_plot,
+            "draw metric curves of runs (or steps, execution:ID) overlaid: one line per run "
+            "and metric (svg, png, pdf)")
     p.add_argument("runs", metavar="RUN", nargs="+")
+    p.add_argument("--metric", action="append", metavar="NAME",
+                   help="only this metric (repeatable; default: every metric with a series)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    p.add_argument("--title", help="a caption over the curves")
+
+    p = add("ui", _cmd_ui,
+            "serve the store read-only in a web browser (runs, curves, lineage diagrams, "
+            "audit reports) until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument("--token", help="require this token (give the printed URL to your team)")
 
     p = add("graph", _cmd_graph, "draw the store, a run, or the lineage of REF (svg, png, pdf, dot)")
     p.add_argument("ref", metavar="REF", nargs="?")
@@ -377,11 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     way.add_argument("--upstream", action="store_true", help="the provenance of REF (default)")
     way.add_argument("--downstream", action="store_true", help="the impact of REF")
     p.add_argument("--run", metavar="NAME", help="only this run")
+    p.add_argument("--no-fold", action="store_true",
+                   help="draw every execution (by default repeats of a call and cache hits "
+                        "are one box)")
+    p.add_argument("--fan-out", type=int, default=DEFAULT_FAN_OUT, metavar="N",
+                   help="draw a step called N times or more in one run as one box "
+                        f"(default {DEFAULT_FAN_OUT}; 0: never)")
 
     p = add("audit", _cmd_audit, "write an audit report of REF (.html or .md), or --check one")
     p.add_argument("ref", metavar="REF", nargs="?")
     p.add_argument("-o", "--output", metavar="FILE", help="report file (.html or .md)")
     p.add_argument("--check", metavar="FILE", help="check a report's digest instead")
+    p.add_argument("--no-fold", action="store_true",
+                   help="draw every execution in the report's diagram")
 
     p = add("export", _cmd_export,
             "export the provenance of REF: a bundle (.pb, or .json), OpenLineage events "
@@ -406,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_joined_values(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # argparse printed usage or help
         return int(exc.code or 0)
     store: Store | None = None
@@ -436,6 +513,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if store is not None:
             store.close()
+
+
+#: Options whose value may start with "-" (``--sort -f1``): argparse would read it as an option.
+_SIGNED = ("--sort", "--best")
+
+
+def _joined_values(argv: list[str]) -> list[str]:
+    """``["--sort", "-f1"]`` -> ``["--sort=-f1"]``, so a descending sort key parses."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _SIGNED and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and argv[i + 1] not in ("-h", "--help"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def _one_line(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     │   ├── NotKept                the version's content was never kept
     │   ├── MissingObject          a kept object is not in the object store (carries .key)
     │   └── CorruptObject          a kept object does not match its fingerprint (carries .key)
+    ├── SearchError                a run search expression is malformed or names no key
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
@@ -52,6 +53,7 @@ __all__ = [
     "ReadOnlyStore",
     "RefError",
     "RenderError",
+    "SearchError",
     "StepError",
     "StoreError",
     "TypeConflict",
@@ -198,6 +200,19 @@ class CorruptObject(ContentError):
     def __init__(self, message: str, *, ref: object = None, key: str | None = None) -> None:
         super().__init__(message, ref=ref)
         self.key = key
+
+
+class SearchError(LineageError):
+    """Raised when a run search cannot be run as asked: a malformed ``--where`` or ``--sort``
+    expression, or a key that no run has.
+
+    Attributes:
+        expression: the expression as given.
+    """
+
+    def __init__(self, message: str, *, expression: str | None = None) -> None:
+        super().__init__(message)
+        self.expression = expression
 
 
 # --- the MLMD boundary -------------------------------------------------------------

@@ -43,7 +43,7 @@ import networkx as nx
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert
+from lineage import _convert, _timeline
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE, OUTPUT_EVENTS
 from lineage.errors import InvalidRef, NotFound
 
@@ -94,9 +94,32 @@ class LineageGraph(nx.MultiDiGraph):  # type: ignore[misc]  # networkx is untype
         >>> g = store.graph()
         >>> type(g).__name__, type(g.subgraph(["artifact:1"])).__name__
         ('LineageGraph', 'LineageGraph')
+        >>> g
+        <LineageGraph: 1 artifact, 0 executions>
         >>> g._repr_svg_().lstrip().startswith("<?xml")
         True
     """
+
+    def __repr__(self) -> str:
+        """What the graph holds: ``<LineageGraph: 12 artifacts, 7 executions, 2 runs>``
+        (contexts: the distinct ``runs`` of its executions, and context nodes if any)."""
+        kinds: dict[str, int] = {}
+        runs: set[str] = set()
+        foreign = False
+        for data in self._node.values():
+            kind = data.get("kind", "artifact")
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind == "execution" and data.get("runs"):
+                runs.update(map(str, data["runs"]))
+                foreign = foreign or not data.get("ours", True)
+        parts = [f"{kinds.get(k, 0)} {k}{'' if kinds.get(k, 0) == 1 else 's'}"
+                 for k in ("artifact", "execution")]
+        if runs:
+            word = "context" if foreign else "run"  # foreign: pipelines, nodes, runs
+            parts.append(f"{len(runs)} {word}{'' if len(runs) == 1 else 's'}")
+        if kinds.get("context"):
+            parts.append(f"{kinds['context']} context node{'' if kinds['context'] == 1 else 's'}")
+        return f"<{type(self).__name__}: {', '.join(parts)}>"
 
     def _repr_svg_(self) -> str:
         from lineage.render import to_svg
@@ -948,22 +971,68 @@ def load_graph(
 FOLLOWED_EVENTS = frozenset({"INPUT", "OUTPUT"})
 
 
+class _GraphEvents:
+    """The INPUT/OUTPUT edges of a graph as :class:`lineage._timeline.Events`: the same
+    rule as the store's queries, over what is in memory."""
+
+    def __init__(self, graph: nx.MultiDiGraph) -> None:
+        self.graph = graph
+
+    def _place(self, execution: str, path: str) -> int:
+        seq = (self.graph.nodes[execution].get("properties") or {}).get("output_seq")
+        return _timeline.production_key(node_id(execution)[1],
+                                        seq if isinstance(seq, dict) else None, path)
+
+    def _edges(self, nodes: Iterable[str], out: bool, kind: str) -> list[tuple[int, int, int]]:
+        found = []
+        for node in nodes:
+            if node not in self.graph:
+                continue
+            edges = self.graph.out_edges if out else self.graph.in_edges
+            for u, v, data in edges(node, data=True):
+                if data.get("event_type") != kind:
+                    continue
+                art, exe = (u, v) if kind == "INPUT" else (v, u)
+                aid, eid = node_id(art)[1], node_id(exe)[1]
+                place = (_timeline.read_key(eid) if kind == "INPUT"
+                         else self._place(exe, data.get("path") or ""))
+                found.append((aid, eid, place))
+        return found
+
+    def producers(self, artifacts: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._edges(map(artifact_node, artifacts), False, "OUTPUT")
+
+    def consumers(self, artifacts: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._edges(map(artifact_node, artifacts), True, "INPUT")
+
+    def inputs(self, executions: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._edges(map(execution_node, executions), False, "INPUT")
+
+    def outputs(self, executions: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._edges(map(execution_node, executions), True, "OUTPUT")
+
+
 def upstream(graph: nx.MultiDiGraph, node: str) -> Iterator[str]:
-    """Yield the nodes upstream of ``node`` along INPUT and OUTPUT edges, nearest first.
+    """Yield the nodes upstream of an artifact node, nearest first, as provenance counts
+    them: along INPUT and OUTPUT edges, a production only where it was recorded before
+    the read (see :mod:`lineage._timeline`). From an execution node: its inputs and what
+    is upstream of them, by the same rule.
 
     Example:
         >>> import networkx as nx
         >>> g = nx.MultiDiGraph()
+        >>> g.add_node("execution:2", id=2)
         >>> _ = g.add_edge("artifact:1", "execution:2", event_type="INPUT")
-        >>> _ = g.add_edge("execution:2", "artifact:3", event_type="OUTPUT")
+        >>> _ = g.add_edge("execution:2", "artifact:3", event_type="OUTPUT", path="[0]")
         >>> list(upstream(g, "artifact:3"))
         ['execution:2', 'artifact:1']
     """
-    return _walk(graph, node, graph.in_edges)
+    return _traverse(graph, node, up=True)
 
 
 def downstream(graph: nx.MultiDiGraph, node: str) -> Iterator[str]:
-    """Yield the nodes downstream of ``node`` along INPUT and OUTPUT edges, nearest first.
+    """Yield the nodes downstream of an artifact node, nearest first, as impact counts
+    them: a consumer only where it read an artifact after it was produced.
 
     Example:
         >>> import networkx as nx
@@ -972,19 +1041,38 @@ def downstream(graph: nx.MultiDiGraph, node: str) -> Iterator[str]:
         >>> list(downstream(g, "artifact:1"))
         ['execution:2']
     """
-    return _walk(graph, node, graph.out_edges)
+    return _traverse(graph, node, up=False)
 
 
-def _walk(graph: nx.MultiDiGraph, node: str, edges: Any) -> Iterator[str]:
+def _traverse(graph: nx.MultiDiGraph, node: str, *, up: bool) -> Iterator[str]:
+    kind, num = node_id(node)
+    source = _GraphEvents(graph)
+    edges: set[tuple[str, str]] = set()
+    if kind == "execution":  # what it read (or wrote), from the time it did
+        if up:
+            ends = source.inputs([num])
+            closures = [_timeline.upstream(source, a, read=place) for a, _e, place in ends]
+            edges = {(artifact_node(a), node) for a, _e, _p in ends}
+        else:
+            ends = source.outputs([num])
+            closures = [_timeline.downstream(source, a, made=place) for a, _e, place in ends]
+            edges = {(node, artifact_node(a)) for a, _e, _p in ends}
+    else:
+        closures = [(_timeline.upstream if up else _timeline.downstream)(source, num)]
+    for c in closures:
+        edges |= {(artifact_node(a), execution_node(e)) for a, e in c.inputs}
+        edges |= {(execution_node(e), artifact_node(a)) for a, e in c.outputs}
+    # nearest first, along the edges that counted
+    step: dict[str, list[str]] = {}
+    for u, v in edges:
+        near, far = (v, u) if up else (u, v)
+        step.setdefault(near, []).append(far)
     seen = {node}
     frontier = [node]
     while frontier:
         nxt: list[str] = []
         for current in frontier:
-            for u, v, etype in sorted(edges(current, data="event_type")):
-                if etype not in FOLLOWED_EVENTS:
-                    continue
-                other = u if v == current else v
+            for other in sorted(step.get(current, ())):
                 if other not in seen:
                     seen.add(other)
                     nxt.append(other)

@@ -44,6 +44,19 @@ class RunMetrics:
         """JSON shape."""
         return {"final": self.final, "series": {k: [list(p) for p in v] for k, v in self.series.items()}}
 
+    def _repr_svg_(self) -> str | None:
+        """The curves in Jupyter (:func:`lineage.plot.curves`); nothing without series or
+        without matplotlib."""
+        if not self.series:
+            return None
+        from lineage.errors import RenderError
+        from lineage.plot import curves
+
+        try:
+            return curves({"run": self.series}).to_svg()
+        except RenderError:
+            return None
+
 
 def run_metrics(store: Store, ref: str | int | Run) -> RunMetrics:
     """The final metrics and metric series of a run.

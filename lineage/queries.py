@@ -21,9 +21,8 @@ the queried artifact included) and displays as SVG in Jupyter.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +30,14 @@ import attrs
 import networkx as nx
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _text
+from lineage import _convert, _fold, _text, _timeline
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.checkout import restore_checks
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint
 from lineage.graph import (
+    LineageGraph,
     artifact_attrs,
     artifact_node,
     build_graph,
@@ -77,43 +77,102 @@ _TIME_KEYS = ("start_time", "end_time", "duration")
 
 @attrs.define
 class _Walk:
-    """What a frontier-by-frontier walk read."""
+    """What a time-respecting walk (:mod:`lineage._timeline`) read."""
 
     artifacts: dict[int, pb.Artifact]
     executions: dict[int, pb.Execution]
     events: list[pb.Event]
-    """Every event of the executions walked (edges to rows outside the answer included)."""
+    """Every event of the executions walked (edges to rows outside the answer included):
+    an execution's record lists all its inputs and outputs."""
+    counted: set[tuple[int, int, int]] = attrs.field(factory=set)
+    """(event type, artifact, execution) of the events that counted: the answer's edges."""
 
 
 def _batched(store: Store, method: str, ids: Iterable[int]) -> list[Any]:
     return store._batched(method, sorted(set(ids)))
 
 
-def _walk(store: Store, start: int, *, up: bool) -> _Walk:
-    """Upstream (``up``) or downstream closure of artifact ``start`` along INPUT/OUTPUT.
+class _StoreEvents:
+    """The events of a store, read in batches as a walk needs them (one batched call per
+    hop and direction), each row read once (:class:`lineage._timeline.Events`)."""
 
-    Per hop: the events of the frontier artifacts (one batched call), then the events of
-    the executions reached (one batched call).
-    """
-    toward_exec = pb.Event.OUTPUT if up else pb.Event.INPUT
-    toward_art = pb.Event.INPUT if up else pb.Event.OUTPUT
-    seen_art: set[int] = {start}
-    seen_exec: set[int] = set()
-    events: list[pb.Event] = []
-    frontier = {start}
-    while frontier:
-        art_events = _batched(store, "get_events_by_artifact_ids", frontier)
-        new_exec = {e.execution_id for e in art_events if e.type == toward_exec} - seen_exec
-        if not new_exec:
-            break
-        seen_exec |= new_exec
-        exec_events = _batched(store, "get_events_by_execution_ids", new_exec)
-        events.extend(exec_events)
-        frontier = {e.artifact_id for e in exec_events if e.type == toward_art} - seen_art
-        seen_art |= frontier
-    artifacts = {a.id: a for a in _batched(store, "get_artifacts_by_id", seen_art)}
-    executions = {e.id: e for e in _batched(store, "get_executions_by_id", seen_exec)}
-    return _Walk(artifacts, executions, events)
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.by_artifact: dict[int, list[pb.Event]] = {}
+        self.by_execution: dict[int, list[pb.Event]] = {}
+        self.executions: dict[int, pb.Execution] = {}
+        self._seq: dict[int, dict[str, Any] | None] = {}
+
+    def _events(self, ids: Collection[int], cache: dict[int, list[pb.Event]],
+                method: str, key: str) -> list[pb.Event]:
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            for i in missing:
+                cache[i] = []
+            for ev in _batched(self.store, method, missing):
+                cache[getattr(ev, key)].append(ev)
+        return [ev for i in ids for ev in cache[i]]
+
+    def _of_artifacts(self, ids: Collection[int]) -> list[pb.Event]:
+        return self._events(ids, self.by_artifact, "get_events_by_artifact_ids", "artifact_id")
+
+    def _of_executions(self, ids: Collection[int]) -> list[pb.Event]:
+        return self._events(ids, self.by_execution, "get_events_by_execution_ids",
+                            "execution_id")
+
+    def read_executions(self, ids: Iterable[int]) -> None:
+        missing = {i for i in ids if i not in self.executions}
+        if missing:
+            self.executions.update(
+                (e.id, e) for e in _batched(self.store, "get_executions_by_id", missing))
+
+    def _produced(self, events: Iterable[pb.Event]) -> list[tuple[int, int, int]]:
+        outs = [ev for ev in events if ev.type == pb.Event.OUTPUT]
+        self.read_executions(ev.execution_id for ev in outs)
+        found = []
+        for ev in outs:
+            proto = self.executions.get(ev.execution_id)
+            if proto is None:
+                continue  # an event of an execution that is not in the store
+            if proto.id not in self._seq:
+                self._seq[proto.id] = _timeline.output_seq_of(proto)
+            place = _timeline.production_key(proto.id, self._seq[proto.id],
+                                             _convert.event_path(ev))
+            found.append((ev.artifact_id, ev.execution_id, place))
+        return found
+
+    @staticmethod
+    def _read(events: Iterable[pb.Event]) -> list[tuple[int, int, int]]:
+        return [(ev.artifact_id, ev.execution_id, _timeline.read_key(ev.execution_id))
+                for ev in events if ev.type == pb.Event.INPUT]
+
+    def producers(self, artifacts: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._produced(self._of_artifacts(artifacts))
+
+    def consumers(self, artifacts: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._read(self._of_artifacts(artifacts))
+
+    def inputs(self, executions: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._read(self._of_executions(executions))
+
+    def outputs(self, executions: Collection[int]) -> list[tuple[int, int, int]]:
+        return self._produced(self._of_executions(executions))
+
+
+def _walk(store: Store, start: int, *, up: bool) -> _Walk:
+    """The time-respecting closure of artifact ``start``, upstream (``up``) or downstream
+    (the rule and the walk: :mod:`lineage._timeline`), with the rows of the answer."""
+    source = _StoreEvents(store)
+    found = _timeline.upstream(source, start) if up else _timeline.downstream(source, start)
+    source.read_executions(found.executions)
+    events = [ev for eid in sorted(found.executions)
+              for ev in source._of_executions([eid])]
+    counted = {(pb.Event.INPUT, a, e) for a, e in found.inputs}
+    counted |= {(pb.Event.OUTPUT, a, e) for a, e in found.outputs}
+    artifacts = {a.id: a for a in _batched(store, "get_artifacts_by_id", found.artifacts)}
+    executions = {e: source.executions[e] for e in sorted(found.executions)
+                  if e in source.executions}
+    return _Walk(artifacts, executions, events, counted)
 
 
 def _contexts_of(store: Store, executions: Iterable[pb.Execution]) -> dict[int, list[Run]]:
@@ -173,7 +232,8 @@ def _subgraph(
             [r.name for r in runs.get(i, [])]))
         for i in sorted(walk.executions)
     ]
-    edges = sorted((event_edge(e) for e in walk.events if e.artifact_id in walk.artifacts),
+    edges = sorted((event_edge(e) for e in walk.events
+                    if (e.type, e.artifact_id, e.execution_id) in walk.counted),
                    key=lambda e: e[:3])
     return build_graph(nodes, edges)
 
@@ -343,11 +403,11 @@ def provenance(store: Store, ref: Ref) -> Provenance:
     runs = _contexts_of(store, walk.executions.values())
     target = arts.pop(target_proto.id)
     upstream = [arts[i] for i in sorted(arts)]
-    # Roots: upstream artifacts whose producers (if any) read no artifact.
+    # Roots: upstream artifacts whose producers (those that count) read no artifact.
     produced_by: dict[int, list[Execution]] = {}
-    for ex in execs.values():
-        for a in ex.outputs:
-            produced_by.setdefault(a, []).append(ex)
+    for kind, a, e in walk.counted:
+        if kind == pb.Event.OUTPUT and e in execs:
+            produced_by.setdefault(a, []).append(execs[e])
     roots = [
         a.id for a in upstream
         if a.id is not None and all(not p.inputs for p in produced_by.get(a.id, []))
@@ -460,22 +520,10 @@ def _artifact_key(a: Artifact) -> tuple[str, str]:
 
 
 def _distinct(steps: Sequence[Execution]) -> tuple[list[Execution], dict[int, int]]:
-    """Leave out repeats: an execution with the same step, params, inputs and outputs as
-    another execution of the same lineage (a cache hit re-emits the outputs of the call it
-    reused, as TFX does; a re-run that made the same content) says nothing new about why
-    two lineages differ. The non-CACHED, oldest one of each group stays.
-
-    Returns the remaining steps (order kept) and dropped id → the id kept in its place.
-    """
-    def key(e: Execution) -> tuple[str, str, tuple[int, ...], tuple[int, ...]]:
-        params = json.dumps(_jsonable(e.params), sort_keys=True, default=str)
-        return (e.name, params, tuple(sorted(e.inputs)), tuple(sorted(e.outputs)))
-
-    first: dict[tuple[str, str, tuple[int, ...], tuple[int, ...]], Execution] = {}
-    for e in sorted(steps, key=lambda x: (x.state == "CACHED", x.id)):
-        first.setdefault(key(e), e)
-    alias = {e.id: first[key(e)].id for e in steps if first[key(e)] is not e}
-    return [e for e in steps if e.id not in alias], alias
+    """Leave out repeats of a call (see :mod:`lineage._fold`): a cache hit re-emitting the
+    outputs of the call it reused, or an identical re-run, says nothing new about why two
+    lineages differ. Returns the remaining steps (order kept) and dropped id → kept id."""
+    return _fold.distinct(steps)
 
 
 def _pair_steps(
@@ -744,6 +792,31 @@ class Verification:
 
     results: list[ArtifactCheck]
     """One check per artifact, by artifact id."""
+    target: Artifact | None = None
+    """The artifact whose lineage was checked (``None``: every artifact)."""
+    _graph: nx.MultiDiGraph | None = attrs.field(default=None, alias="graph", repr=False)
+    _load: Callable[[], nx.MultiDiGraph] | None = attrs.field(default=None, alias="load",
+                                                              repr=False)
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The lineage checked (the provenance of ``target``, else the whole store, read on
+        first use); every checked artifact has ``verify`` = its status."""
+        if self._graph is None:
+            graph = self._load() if self._load is not None else LineageGraph()
+            for r in self.results:
+                node = artifact_node(r.artifact.id or 0)
+                if node in graph:
+                    graph.nodes[node]["verify"] = r.status
+            self._graph = graph
+        return self._graph
+
+    def _repr_svg_(self) -> str:
+        from lineage.render import to_svg
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        return self._repr_svg_()
 
     @property
     def ok(self) -> bool:
@@ -820,12 +893,14 @@ def verify(store: Store, ref: Ref | None = None, *, restore: bool = False) -> Ve
     """
     if ref is None:
         arts = store.artifacts()
+        target, load = None, store.graph
     else:
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
+        target, load = p.target, p.graph.copy
     checks = [_check(a) for a in sorted(arts, key=lambda a: a.id or 0)]
     restore_checks(store, checks, restore=restore)  # what kept copies can put back
-    return Verification(checks)
+    return Verification(checks, target=target, load=load)
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -885,6 +960,10 @@ class Comparison:
     def __str__(self) -> str:
         """A plain-text table: one column per run, one row per value, ``*`` where they differ."""
         return _text.comparison(self)
+
+    def _repr_html_(self) -> str:
+        """The same table in HTML (Jupyter), the differing rows marked."""
+        return _text.comparison_html(self)
 
     def __repr__(self) -> str:
         return _text.comparison_repr(self)

@@ -19,6 +19,8 @@ context (``contexts=``)   grey octagon
 run                       dashed cluster around its executions and what they produced
 provenance target /       thick blue double border and a "target" / "source" badge
 impact source
+verification              a status badge and border: ok green, changed / missing red,
+                          unreadable amber, skipped grey
 diff                      thick border and a badge: "changed (A)" / "changed (B)" orange,
                           "only in A" red dashed, "only in B" green
 ========================  ==================================================================
@@ -36,6 +38,16 @@ non-ASCII written as numeric character references and long texts shortened: a na
 ``x"]; evil -> y; <script>`` is shown as text, never interpreted. The DOT file is pure
 ASCII.
 
+Each call is drawn once (``fold=True``, see :mod:`lineage._fold`): identical re-runs and
+cache hits of a call are one box with a count and the runs they belong to
+(``\u00d74 \u00b7 runs baseline, tuned, tuned-2``), every execution listed in the SVG tooltip;
+a step called ``fan_out`` times or more in one run with other params is one box with the
+range of its params (``k = 0\u20269``); the picture of a target draws its steps in the runs
+that made it, naming other runs where a cache hit reused them. Edge labels (event paths)
+are shown where they tell the ends apart (a step with several inputs or outputs of the
+same type); run clusters are ordered by time. A ``Verification`` is drawn as the lineage
+it checked, each artifact badged and bordered by its status.
+
 ``max_nodes`` keeps big graphs readable: structurally identical nodes (same kind, type and
 state, with equivalent neighbours, e.g. 500 copies of one preprocessing step) are drawn as
 one counted node (``\u00d7500``), largest groups first, until at most ``max_nodes`` nodes remain.
@@ -48,8 +60,9 @@ import itertools
 import json
 import os
 import re
+import urllib.parse
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +70,11 @@ import attrs
 import graphviz
 import networkx as nx
 
+from lineage import _fold
 from lineage.errors import RenderError
 
-__all__ = ["DEFAULT_MAX_NODES", "FORMATS", "render", "to_dot", "to_graphviz", "to_svg"]
+__all__ = ["DEFAULT_FAN_OUT", "DEFAULT_MAX_NODES", "FORMATS", "render", "to_dot", "to_graphviz",
+           "to_svg"]
 
 #: Output formats :func:`render` writes, by file suffix.
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -116,6 +131,14 @@ _EXECUTION_STYLES: dict[str, _Style] = {
 _CONTEXT_STYLE = _Style("octagon", "#f3f4f6", "#6b7280")
 _DIFF_COLORS = {"changed": "#ea580c", "only_a": "#dc2626", "only_b": "#16a34a"}
 _HIGHLIGHT = "#1d4ed8"
+#: Verification status → badge and border colour.
+_VERIFY_BADGES = {
+    "ok": ("\u2713 ok", "#15803d"),
+    "changed": ("\u2260 changed", "#dc2626"),
+    "missing": ("\u2717 missing", "#dc2626"),
+    "unreadable": ("? unreadable", "#b45309"),
+    "skipped": ("\u2013 skipped", "#6b7280"),
+}
 _EDGE_STYLES = {
     "DECLARED_INPUT": "dashed",
     "DECLARED_OUTPUT": "dashed",
@@ -233,6 +256,8 @@ class _View:
     highlight: dict[str, str] = attrs.field(factory=dict)  # node → badge text
     sides: dict[str, str] = attrs.field(factory=dict)  # node → "A", "B" or "A+B"
     run_of: dict[str, str | None] = attrs.field(factory=dict)  # execution node → run label
+    targets: list[str] = attrs.field(factory=list)  # what the picture focuses on (upstream)
+    captions: list[str] = attrs.field(factory=list)  # lines under the title
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -284,7 +309,8 @@ def _typed_runs(obj: Any) -> dict[str, str | None]:
             for ctx in contexts or ():
                 type_name = _get(ctx, "type_name")
                 if type_name in _RUN_TYPES:
-                    label = str(_get(ctx, "run_name") or _get(ctx, "name"))
+                    # the unique name: two runs both called "tuned" are tuned and tuned-2
+                    label = str(_get(ctx, "name") or _get(ctx, "run_name"))
                     rank = (_RUN_TYPES.index(type_name), label)
                     best = rank if best is None or rank < best else best
             out[f"execution:{exec_id}"] = best[1] if best else None
@@ -307,7 +333,7 @@ def _view_of_kind(obj: Any) -> _View:
     if not isinstance(graph, nx.Graph):
         raise RenderError(
             f"cannot draw a {cls}: give a lineage graph (store.graph()), a Provenance, an "
-            "Impact or a LineageDiff"
+            "Impact, a LineageDiff or a Verification"
         )
     if not isinstance(graph, nx.MultiDiGraph):
         graph = nx.MultiDiGraph(graph)
@@ -328,17 +354,67 @@ def _view_of_kind(obj: Any) -> _View:
             f"Diff: A = {_describe(getattr(a, 'target', None))}   "
             f"B = {_describe(getattr(b, 'target', None))}"
         )
-        return _View(graph, title, highlight, sides)
+        return _View(graph, title, highlight, sides, targets=sorted(highlight))
+    if cls == "Verification" or (hasattr(obj, "results") and hasattr(obj, "counts")):
+        target = getattr(obj, "target", None)
+        key = _artifact_key(target)
+        counts = getattr(obj, "counts", None) or {}
+        verdict = "OK" if getattr(obj, "ok", True) else "FAILED"
+        summary = ", ".join(f"{n} {status}" for status, n in dict(counts).items())
+        what = _describe(target) if target is not None else "every recorded artifact"
+        return _View(graph, f"Verification of {what}: {verdict}"
+                     + (f" ({summary})" if summary else ""),
+                     {key: "target"} if key else {}, targets=[key] if key else [])
     if cls == "Provenance" or hasattr(obj, "target"):
         target = getattr(obj, "target", None)
         key = _artifact_key(target)
         return _View(graph, f"Provenance of {_describe(target)}",
-                     {key: "target"} if key else {})
+                     {key: "target"} if key else {}, targets=[key] if key else [])
     if cls == "Impact" or hasattr(obj, "source"):
         source = getattr(obj, "source", None)
         key = _artifact_key(source)
         return _View(graph, f"Impact of {_describe(source)}", {key: "source"} if key else {})
     return _View(graph, None)
+
+
+# --- folding repeats ------------------------------------------------------------------
+
+#: From this many calls of one step in one run (other params or inputs), one box.
+DEFAULT_FAN_OUT = _fold.DEFAULT_FAN_OUT
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
+
+
+def _fold_view(view: _View, fan_out: int | None, focus: bool) -> _View:
+    """The view with each call drawn once (see :mod:`lineage._fold`)."""
+    folded = _fold.fold_graph(
+        view.graph, run_of=_run_resolver(view), targets=view.targets if focus else (),
+        fan_out=fan_out, keep=set(view.highlight),
+    )
+    where = folded.where
+    highlight: dict[str, str] = {}
+    for node, badge in view.highlight.items():
+        highlight.setdefault(where.get(node, node), badge)
+    sides: dict[str, str] = {}
+    for node, side in sorted(view.sides.items()):
+        drawn = where.get(node, node)
+        sides[drawn] = side if sides.get(drawn) in (None, side) else "A+B"
+    captions = list(view.captions)
+    if folded.boxes < folded.executions:
+        captions.append(f"{_plural(folded.executions, 'execution')} drawn as "
+                        f"{_plural(folded.boxes, 'box', 'boxes')}: repeats of a call and "
+                        "cache hits folded")
+    if folded.fanned:
+        names = ", ".join(_text(n, 24) for n in folded.fanned[:4])
+        more = f" +{len(folded.fanned) - 4}" if len(folded.fanned) > 4 else ""
+        captions.append(f"fan-out: the calls of {names}{more} in one run drawn as one box")
+    if folded.reused:
+        captions.append("cache hits reuse " + ", ".join(
+            f"run {run} ({_plural(n, 'call')})" for run, n in folded.reused.items()))
+    return _View(folded.graph, view.title, highlight, sides, dict(folded.run_of),
+                 list(view.targets), captions)
 
 
 # --- collapsing repeated structure ----------------------------------------------------
@@ -450,6 +526,11 @@ def _badges(view: _View, node: Any, data: Mapping[str, Any]) -> tuple[list[str],
             text = "+ only in B"
         rows.append(_font(_esc(text), size=9, color=color, bold=True))
         border = color
+    status = data.get("verify")
+    if status in _VERIFY_BADGES:
+        text, color = _VERIFY_BADGES[str(status)]
+        rows.append(_font(_esc(text), size=9, color=color, bold=True))
+        border = color
     badge = view.highlight.get(str(node))
     if badge:
         rows.append(_font(_esc(f"\u25ce {badge}"), size=9, color=_HIGHLIGHT, bold=True))
@@ -502,20 +583,83 @@ def _artifact_rows(node: Any, data: Mapping[str, Any], params: int) -> list[str]
     return rows
 
 
-def _execution_rows(data: Mapping[str, Any], params: int) -> list[str]:
-    name = _esc(_text(data.get("name") or data.get("type_name") or "execution"))
-    state = str(data.get("state") or "UNKNOWN")
-    rows = [_font(name, bold=True) + " " + _font(_esc(_text(state, 12)), size=8,
-                                                  color="#374151")]
-    rows.extend(_kv_rows(data.get("params") or {}, params))
-    error = data.get("error")
-    if error:
-        rows.append(_font(_esc(_text(error, 48)), size=8, color="#991b1b"))
+def _runs_text(runs: Sequence[str], limit: int = 3) -> str:
+    """``runs baseline, tuned, tuned-2 +2``."""
+    shown = ", ".join(_text(r, 24) for r in runs[:limit])
+    more = f" +{len(runs) - limit}" if len(runs) > limit else ""
+    return f"{'run' if len(runs) == 1 else 'runs'} {shown}{more}"
+
+
+def _fold_rows(fold: _fold.Fold) -> list[str]:
+    """What a folded box adds: how many executions, their runs, the run a cache hit reused."""
+    rows = []
+    if fold.kind == "repeat" and len(fold.members) > 1:
+        text = f"\u00d7{len(fold.members)}" + (f" \u00b7 {_runs_text(fold.runs)}" if fold.runs else "")
+        rows.append(_font(_esc(text), size=8, color="#374151"))
+    elif fold.kind == "fan_out" and len(fold.members) > len(fold.calls):
+        rows.append(_font(_esc(f"{_plural(len(fold.calls), 'call')}, "
+                               f"{_plural(len(fold.members), 'execution')}"), size=8,
+                          color="#374151"))
+    if fold.reused is not None:
+        rows.append(_font(_esc(f"cached \u2190 run {_text(fold.reused, 30)}"), size=8,
+                          color="#4b5563"))
     return rows
 
 
-def _group_rows(graph: nx.MultiDiGraph, members: Sequence[Any], params: int) -> list[str]:
-    datas = [graph.nodes[m] for m in members]
+def _param_range(values: Sequence[Any]) -> str:
+    """``0\u20269`` for numbers, ``a \u2026 z (3 values)`` for anything else."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if numbers and len(numbers) == len(values):
+        low, high = min(numbers), max(numbers)
+        return f"{_format_value(low)}\u2026{_format_value(high)}"
+    texts = sorted({_format_value(v) for v in values})
+    return f"{_text(texts[0], 12)} \u2026 {_text(texts[-1], 12)} ({len(texts)} values)"
+
+
+def _split_params(all_params: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Params every call shares, and the others with each call's value."""
+    keys = sorted({k for p in all_params for k in p}, key=str)
+    common: dict[str, Any] = {}
+    varying: dict[str, list[Any]] = {}
+    for key in keys:
+        values = {_format_value(p.get(key)) for p in all_params}
+        if len(values) == 1 and all(key in p for p in all_params):
+            common[key] = all_params[0][key]
+        else:
+            varying[key] = [p.get(key) for p in all_params]
+    return common, varying
+
+
+def _execution_rows(data: Mapping[str, Any], params: int) -> list[str]:
+    fold = data.get("fold")
+    name = _esc(_text(data.get("name") or data.get("type_name") or "execution"))
+    state = str(data.get("state") or "UNKNOWN")
+    head = _font(name, bold=True) + " " + _font(_esc(_text(state, 12)), size=8, color="#374151")
+    if isinstance(fold, _fold.Fold) and fold.kind == "fan_out":
+        first = {m: d for m, d in zip(fold.members, fold.data, strict=True)}
+        common, varying = _split_params([first[call[0]].get("params") or {}
+                                         for call in fold.calls])
+        rows = [_font(_esc(f"\u00d7{len(fold.calls)}"), bold=True, color="#111827") + " " + head]
+        rows.extend(_kv_rows(common, params))
+        for key in list(varying)[:max(params, 1)]:
+            rows.append(_font(_esc(f"{_text(key, 18)} = {_param_range(varying[key])}"), size=9,
+                              color="#374151"))
+        if len(varying) > max(params, 1):
+            rows.append(_font(_esc(f"+{len(varying) - max(params, 1)} more varying"), size=8,
+                              color="#6b7280"))
+    else:
+        rows = [head]
+        rows.extend(_kv_rows(data.get("params") or {}, params))
+    error = data.get("error")
+    if error:
+        rows.append(_font(_esc(_text(error, 48)), size=8, color="#991b1b"))
+    if isinstance(fold, _fold.Fold):
+        rows.extend(_fold_rows(fold))
+    return rows
+
+
+def _group_rows(members: Sequence[Any], datas: Sequence[Mapping[str, Any]],
+                params: int) -> list[str]:
     first = datas[0]
     kind = _kind(members[0], first)
     names = sorted({_display_name(m, d) for m, d in zip(members, datas, strict=True)})
@@ -524,18 +668,10 @@ def _group_rows(graph: nx.MultiDiGraph, members: Sequence[Any], params: int) -> 
     rows = [count + " " + _font(_esc(_text(name)), bold=True)]
     if kind == "execution":
         rows[0] += " " + _font(_esc(_text(first.get("state") or "", 12)), size=8)
-        all_params = [d.get("params") or {} for d in datas]
-        keys = sorted({k for p in all_params for k in p}, key=str)
-        common: dict[str, Any] = {}
-        varying: list[str] = []
-        for key in keys:
-            values = {_format_value(p.get(key)) for p in all_params}
-            if len(values) == 1 and all(key in p for p in all_params):
-                common[key] = all_params[0][key]
-            else:
-                varying.append(f"{key}: {len(values)} values")
+        common, varying = _split_params([d.get("params") or {} for d in datas])
         rows.extend(_kv_rows(common, params))
-        for text in varying[:2]:
+        for key, values in list(varying.items())[:2]:
+            text = f"{key}: {len({_format_value(v) for v in values})} values"
             rows.append(_font(_esc(_text(text)), size=8, color="#6b7280"))
     else:
         rows.append(_font(_esc(_text(first.get("type_name") or kind, 24)), size=9,
@@ -551,31 +687,178 @@ def _group_rows(graph: nx.MultiDiGraph, members: Sequence[Any], params: int) -> 
 # --- DOT ------------------------------------------------------------------------------
 
 
-def _dot_id(members: Sequence[Any]) -> str:
+def _dot_id(graph: nx.MultiDiGraph, members: Sequence[Any]) -> str:
     match = _KEY.match(str(members[0]))
     base = f"{match.group(1)[0]}{match.group(2)}" if match else f"n{_digest(str(members[0]))}"
-    return base if len(members) == 1 else f"g_{base}"
+    if len(members) > 1:
+        return f"g_{base}"
+    fold = graph.nodes[members[0]].get("fold")
+    if isinstance(fold, _fold.Fold) and fold.kind in ("fan_out", "artifacts"):
+        return f"f_{base}"
+    return base
 
 
-def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int) -> str:
+def _href(link: Callable[[str], str | None] | None, members: Sequence[Any]) -> list[str]:
+    """``URL``/``target`` attributes of a node drawn for one record, from
+    ``link(node key)``; characters outside a safe set are percent-encoded, so nothing in a
+    URL can end the DOT string or start a Graphviz escape."""
+    if link is None or len(members) != 1:
+        return []
+    url = link(str(members[0]))
+    if not url:
+        return []
+    safe = urllib.parse.quote(str(url), safe="/:?=&%#._~-+,;@")
+    return [f'URL="{safe}"', 'target="_top"']
+
+
+
+# --- tooltips ---------------------------------------------------------------------------
+
+_TIP_LINES = 40
+
+
+def _tip_esc(text: str) -> str:
+    """Escape tooltip text for a quoted DOT string (ASCII; ``\\n`` between lines).
+
+    Graphviz expands backslash escapes in tooltips twice in some versions, so a backslash
+    from the store is shown as U+29F5 (a reverse solidus operator) rather than risking
+    ``\\N`` becoming the node name.
+    """
+    out: list[str] = []
+    for ch in text:
+        if ch == "\n":
+            out.append("\\n")
+        elif ch == "\\":
+            out.append("&#10741;")
+        elif ch == "&":
+            out.append("&amp;")
+        elif ch == '"':
+            out.append("&quot;")
+        elif ch == "<":
+            out.append("&lt;")
+        elif ch == ">":
+            out.append("&gt;")
+        elif ord(ch) > 126 or ord(ch) < 32:
+            out.append(f"&#{ord(ch)};")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _ref(node: Any, data: Mapping[str, Any]) -> str:
+    return str(node) if _KEY.match(str(node)) else f"{_kind(node, data)}:{data.get('id', '?')}"
+
+
+def _params_line(values: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={_format_value(v)}" for k, v in sorted(values.items(), key=str))
+
+
+def _artifact_tip(node: Any, data: Mapping[str, Any]) -> list[str]:
+    version = data.get("version")
+    lines = [f"{_ref(node, data)} \u00b7 {data.get('type_name') or 'artifact'} "
+             f"{_display_name(node, data)}" + (f" v{version}" if version is not None else "")]
+    if data.get("fingerprint"):
+        lines.append(str(data["fingerprint"]))
+    if data.get("verify"):
+        lines.append(f"verified: {data['verify']}")
+    return lines
+
+
+def _execution_tip(node: Any, data: Mapping[str, Any], run: str | None) -> list[str]:
+    lines = [f"{_ref(node, data)} \u00b7 {data.get('name') or data.get('type_name')} "
+             f"\u00b7 {data.get('state') or 'UNKNOWN'}" + (f" \u00b7 run {run}" if run else "")]
+    if data.get("params"):
+        lines.append(_params_line(data["params"]))
+    cached = (data.get("properties") or {}).get("cached_from")
+    if data.get("state") == "CACHED" and isinstance(cached, int):
+        lines.append(f"cached from execution:{cached}")
+    if data.get("error"):
+        lines.append(str(data["error"]))
+    return lines
+
+
+def _member_line(node: Any, data: Mapping[str, Any], run: str | None) -> str:
+    line = f"{_ref(node, data)} {data.get('state') or 'UNKNOWN'}" + (f" \u00b7 run {run}" if run else "")
+    cached = (data.get("properties") or {}).get("cached_from")
+    if data.get("state") == "CACHED" and isinstance(cached, int):
+        line += f" \u00b7 cached from execution:{cached}"
+    return line
+
+
+def _tooltip(view: _View, members: Sequence[Any], run_of: Callable[[Any], str | None]) -> str:
+    """The full story of a drawn node, for the SVG tooltip."""
     graph = view.graph
     node = members[0]
     data = graph.nodes[node]
     kind = _kind(node, data)
+    fold = data.get("fold")
+    lines: list[str]
+    if len(members) > 1:
+        lines = [f"\u00d7{len(members)} {data.get('type_name') or kind}"]
+        lines += [f"{_ref(m, graph.nodes[m])} {_display_name(m, graph.nodes[m])}" for m in members]
+    elif isinstance(fold, _fold.Fold) and fold.kind == "repeat" and len(fold.members) > 1:
+        datas = dict(zip(fold.members, fold.data, strict=True))
+        lines = [f"{data.get('name')}: one call, {len(fold.members)} executions"]
+        if data.get("params"):
+            lines.append(_params_line(data["params"]))
+        lines += [_member_line(m, datas[m], fold.run_of.get(m)) for m in fold.members]
+    elif isinstance(fold, _fold.Fold) and fold.kind == "fan_out":
+        datas = dict(zip(fold.members, fold.data, strict=True))
+        lines = [f"{data.get('name')}: {len(fold.calls)} calls"
+                 + (f" in run {fold.home}" if fold.home else "")]
+        for call in fold.calls:
+            first = datas[call[0]]
+            refs = ", ".join(f"{_ref(m, datas[m])}" + (
+                f" {datas[m].get('state')}" if datas[m].get("state") != first.get("state") else "")
+                for m in call)
+            lines.append(f"{_params_line(first.get('params') or {}) or '(no params)'}: {refs}")
+    elif isinstance(fold, _fold.Fold) and fold.kind == "artifacts":
+        lines = [f"\u00d7{len(fold.members)} {data.get('type_name') or 'artifact'}"]
+        for m, d in zip(fold.members, fold.data, strict=True):
+            version = d.get("version")
+            lines.append(f"{_ref(m, d)} {_display_name(m, d)}"
+                         + (f" v{version}" if version is not None else "")
+                         + (f" {_short_fingerprint(d.get('fingerprint'))}"
+                            if d.get("fingerprint") else ""))
+    elif kind == "execution":
+        lines = _execution_tip(node, data, run_of(node))
+    elif kind == "artifact":
+        lines = _artifact_tip(node, data)
+    else:
+        lines = [f"{_ref(node, data)} \u00b7 {data.get('type_name') or 'context'} "
+                 f"{_display_name(node, data)}"]
+    if isinstance(fold, _fold.Fold) and fold.reused and len(members) == 1:
+        lines.append(f"reuses a call of run {fold.reused}")
+    if len(lines) > _TIP_LINES:
+        lines = [*lines[:_TIP_LINES - 1], f"\u2026 and {len(lines) - _TIP_LINES + 1} more"]
+    return "\n".join(_text(line, 160) for line in lines)
+
+
+def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int,
+               run_of: Callable[[Any], str | None],
+               link: Callable[[str], str | None] | None = None) -> str:
+    graph = view.graph
+    node = members[0]
+    data = graph.nodes[node]
+    kind = _kind(node, data)
+    fold = data.get("fold")
     if kind == "execution":
         style = _EXECUTION_STYLES.get(str(data.get("state")), _EXECUTION_STYLES["other"])
     elif kind == "context":
         style = _CONTEXT_STYLE
     else:
         style = _ARTIFACT_STYLES[_artifact_category(data)]
-    if len(members) == 1:
+    several = len(members) > 1 or (isinstance(fold, _fold.Fold) and fold.kind != "repeat")
+    if isinstance(fold, _fold.Fold) and fold.kind == "artifacts":
+        rows = _group_rows(fold.members, fold.data, params)
+    elif len(members) == 1:
         rows = _artifact_rows(node, data, params) if kind == "artifact" else (
             _execution_rows(data, params) if kind == "execution" else
             [_font(_esc(_text(_display_name(node, data))), bold=True),
              _font(_esc(_text(data.get("type_name") or "context", 24)), size=9)]
         )
     else:
-        rows = _group_rows(graph, members, params)
+        rows = _group_rows(members, [graph.nodes[m] for m in members], params)
     badges, border = _badges(view, node, data)
     attrs_ = [
         f"shape={style.shape}",
@@ -584,7 +867,7 @@ def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int) ->
         f'color="{border or style.border}"',
         f"penwidth={3.0 if border else style.penwidth}",
     ]
-    if len(members) > 1:
+    if several:
         attrs_.append("peripheries=2" if style.shape not in ("box3d", "cylinder") else
                       "penwidth=2.5")
     elif border == _HIGHLIGHT and style.shape not in ("box3d", "cylinder", "note", "tab",
@@ -592,13 +875,16 @@ def _node_line(view: _View, dot_id: str, members: Sequence[Any], params: int) ->
         attrs_.append("peripheries=2")
     if data.get("diff") == "only_a":
         attrs_[1] = f'style="{style.style},dashed"'
+    attrs_.append(f'tooltip="{_tip_esc(_tooltip(view, members, run_of))}"')
+    attrs_.extend(_href(link, members))
     attrs_.append(f"label={_table(badges + rows)}")
     return f"{dot_id} [{', '.join(attrs_)}];"
 
 
-def _cluster_names(view: _View, groups: Sequence[Sequence[Any]]) -> dict[int, str]:
-    """Group index → the run it is drawn in (executions by their runs, artifacts with their
-    producers when those all belong to one run)."""
+def _run_resolver(view: _View) -> Callable[[Any], str | None]:
+    """Execution node → the run it is drawn in: the run of the query result, else the
+    ``Run`` (or TFX ``pipeline_run``) context among its ``runs``, else the widest named
+    context that is no cache key; ``None`` for none."""
     graph = view.graph
     context_types = {
         str(data.get("name")): data.get("type_name")
@@ -622,6 +908,14 @@ def _cluster_names(view: _View, groups: Sequence[Sequence[Any]]) -> dict[int, st
         named = [r for r in runs if not _HASH_NAME.search(r)]
         return max(named, key=lambda r: (sizes[r], r)) if named else None
 
+    return run_of
+
+
+def _cluster_names(view: _View, groups: Sequence[Sequence[Any]],
+                   run_of: Callable[[Any], str | None]) -> dict[int, str]:
+    """Group index → the run it is drawn in (executions by their runs, artifacts with their
+    producers when those all belong to one run)."""
+    graph = view.graph
     exec_run: dict[Any, str | None] = {}
     for node, data in graph.nodes(data=True):
         if _kind(node, data) == "execution":
@@ -647,15 +941,51 @@ def _cluster_names(view: _View, groups: Sequence[Sequence[Any]]) -> dict[int, st
     return out
 
 
+def _first_time(graph: nx.MultiDiGraph, groups: Sequence[Sequence[Any]],
+                indexes: Iterable[int]) -> tuple[float, int]:
+    """When the first execution of a cluster was recorded (create time, then id)."""
+    times: list[tuple[float, int]] = []
+    for index in indexes:
+        for node in groups[index]:
+            data = graph.nodes[node]
+            if _kind(node, data) == "execution":
+                created = data.get("create_time")
+                ident = data.get("id")
+                times.append((float(created) if isinstance(created, (int, float)) else
+                              float("inf"), ident if isinstance(ident, int) else 0))
+    return min(times, default=(float("inf"), 0))
+
+
 def _edge_lines(graph: nx.MultiDiGraph, where: Mapping[Any, str],
-                edge_labels: bool) -> list[str]:
+                edge_labels: bool | str) -> list[str]:
     merged: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     order: dict[str, tuple[int, int, str]] = {}
+    ends: dict[str, tuple[str, Any]] = {}  # dot id → (kind, type name) of its first node
     for u, v, data in graph.edges(data=True):
         event = str(data.get("event_type") or "")
         merged[(where[u], where[v], event)].append(str(data.get("path") or ""))
-        order.setdefault(where[u], _node_sort_key(u))
-        order.setdefault(where[v], _node_sort_key(v))
+        for node in (u, v):
+            if where[node] not in order:
+                order[where[node]] = _node_sort_key(node)
+                node_data = graph.nodes[node]
+                ends[where[node]] = (_kind(node, node_data), node_data.get("type_name"))
+    # "auto": a path is shown where it tells the ends apart: a step with several inputs
+    # (or outputs) of the same type.
+    alike: dict[tuple[str, bool, Any], set[str]] = defaultdict(set)
+    if edge_labels == "auto":
+        for u, v, _event in merged:
+            if ends[u][0] == "artifact" and ends[v][0] == "execution":
+                alike[(v, True, ends[u][1])].add(u)
+            elif ends[u][0] == "execution" and ends[v][0] == "artifact":
+                alike[(u, False, ends[v][1])].add(v)
+
+    def telling(u: str, v: str) -> bool:
+        if edge_labels != "auto":
+            return bool(edge_labels)
+        if ends[u][0] == "artifact":
+            return len(alike.get((v, True, ends[u][1]), ())) > 1
+        return len(alike.get((u, False, ends[v][1]), ())) > 1
+
     lines = []
     for (u, v, event), paths in sorted(
         merged.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]], kv[0])
@@ -668,7 +998,7 @@ def _edge_lines(graph: nx.MultiDiGraph, where: Mapping[Any, str],
             attrs_.append('color="#9ca3af"')
         distinct = sorted(set(paths))
         text = ""
-        if edge_labels and len(distinct) == 1 and distinct[0]:
+        if len(distinct) == 1 and distinct[0] and telling(u, v):
             text = _text(distinct[0], 24)
         if len(paths) > 1:
             text = (text + " " if text else "") + f"\u00d7{len(paths)}"
@@ -703,7 +1033,7 @@ def _legend_lines() -> list[str]:
 
 
 _OPTIONS = ("max_nodes", "rankdir", "title", "params", "clusters", "edge_labels", "legend",
-            "highlight", "dpi")
+            "highlight", "dpi", "fold", "fan_out", "focus", "link")
 
 
 def to_dot(
@@ -714,26 +1044,43 @@ def to_dot(
     title: str | None = None,
     params: int = 4,
     clusters: bool = True,
-    edge_labels: bool = True,
+    edge_labels: bool | str = "auto",
     legend: bool = False,
     highlight: Iterable[str] = (),
     dpi: int | None = None,
+    fold: bool = True,
+    fan_out: int | None = DEFAULT_FAN_OUT,
+    focus: bool = True,
+    link: Callable[[str], str | None] | None = None,
 ) -> str:
     """The Graphviz DOT source of a lineage graph or query result (deterministic, ASCII).
 
     Args:
         obj: a ``networkx`` lineage graph (``store.graph()``), a ``Provenance``, an
-            ``Impact`` or a ``LineageDiff``.
+            ``Impact``, a ``LineageDiff`` or a ``Verification``.
         max_nodes: collapse repeated structure until at most this many nodes are drawn;
             ``None`` or ``0`` draws every node.
         rankdir: ``"LR"`` (left to right, the default) or ``"TB"`` (top to bottom).
         title: a caption; query results get one by default (``"Provenance of clf v2"``).
         params: how many parameters (metric values) to show per execution (metrics).
-        clusters: draw runs as clusters.
-        edge_labels: label edges with their event path (``"data"``, ``"examples[0]"``).
+        clusters: draw runs as clusters (ordered by time).
+        edge_labels: label edges with their event path (``"data"``, ``"examples[0]"``):
+            ``"auto"`` (the default) where it tells the ends apart (a step with several
+            inputs or outputs of the same type), ``True`` everywhere, ``False`` nowhere.
         legend: add a legend of shapes and colours.
         highlight: graph keys (``"artifact:3"``) to emphasise.
         dpi: resolution of PNG output (Graphviz's default is 96).
+        fold: draw each call once: identical re-runs and cache hits become one box with a
+            count and its runs (the SVG tooltip lists every execution); ``False`` draws
+            every execution.
+        fan_out: with ``fold``, a step called this many times or more in one run with
+            other params or inputs is drawn as one box with the range of its params;
+            ``None`` or ``0`` never.
+        focus: with ``fold``, draw the steps of a target (provenance, diff, verification)
+            in the runs that made it; other runs are named where a cache hit reused them.
+        link: node key (``"artifact:3"``, ``"execution:5"``) → a URL for that node, or
+            ``None`` for none; SVG output makes each node drawn for one record a link
+            (collapsed groups get none). The web UI links nodes to their pages.
 
     Raises:
         RenderError: ``obj`` is not something that can be drawn, or an option is wrong.
@@ -756,21 +1103,29 @@ def to_dot(
         raise RenderError(f"max_nodes={max_nodes!r}: give a positive number, or None for all")
     if dpi is not None and (not isinstance(dpi, int) or not 24 <= dpi <= 1200):
         raise RenderError(f"dpi={dpi!r}: give a whole number between 24 and 1200")
+    if edge_labels not in (True, False, "auto"):
+        raise RenderError(f"edge_labels={edge_labels!r}: use 'auto', True or False")
+    if fan_out is not None and (not isinstance(fan_out, int) or isinstance(fan_out, bool)
+                                or fan_out < 0):
+        raise RenderError(f"fan_out={fan_out!r}: give a number of calls (2 or more), or None")
     view = _view_of(obj)
     if title is not None:
         view.title = title
     for key in highlight:
         view.highlight.setdefault(str(key), "highlighted")
+    if fold:
+        view = _fold_view(view, fan_out if fan_out and fan_out >= 2 else None, focus)
     graph = view.graph
+    run_of = _run_resolver(view)
     groups = _groups(graph, max_nodes, keep=set(view.highlight) & set(graph.nodes))
     where: dict[Any, str] = {}
     ids: list[str] = []
     for members in groups:
-        dot_id = _dot_id(members)
+        dot_id = _dot_id(graph, members)
         ids.append(dot_id)
         for node in members:
             where[node] = dot_id
-    in_run = _cluster_names(view, groups) if clusters else {}
+    in_run = _cluster_names(view, groups, run_of) if clusters else {}
 
     lines = [
         "// lineage diagram, drawn by lineage.render (deterministic: same store, same DOT)",
@@ -780,28 +1135,29 @@ def to_dot(
         f'  node [fontname="{_FONT}", fontsize=10, margin="0.1,0.05"];',
         f'  edge [fontname="{_FONT}", fontsize=8, color="#4b5563", arrowsize=0.7];',
     ]
-    if view.title:
-        lines.append(
-            f"  label={_table([_font(_esc(_text(view.title, 100)), size=13, bold=True)])}; "
-            "labelloc=t; labeljust=l;"
-        )
+    heading = ([_font(_esc(_text(view.title, 100)), size=13, bold=True)] if view.title else [])
+    heading += [_font(_esc(_text(c, 120)), size=9, color="#4b5563") for c in view.captions]
+    if heading:
+        lines.append(f"  label={_table(heading)}; labelloc=t; labeljust=l;")
     if legend:
         lines.extend("  " + line for line in _legend_lines())
     by_run: dict[str, list[int]] = defaultdict(list)
     for index, run in in_run.items():
         by_run[run].append(index)
-    for number, run in enumerate(sorted(by_run)):
+    for number, run in enumerate(sorted(by_run, key=lambda r: (_first_time(graph, groups,
+                                                                          by_run[r]), r))):
         lines.append(f"  subgraph cluster_run{number} {{")
         lines.append(
             f"    label={_table([_font(_esc('run: ' + _text(run, 60)), size=10, color='#374151')])}; "
             'style="rounded,dashed"; color="#9ca3af"; bgcolor="#f9fafb"; labeljust=l;'
         )
         for index in sorted(by_run[run]):
-            lines.append("    " + _node_line(view, ids[index], groups[index], params))
+            lines.append("    " + _node_line(view, ids[index], groups[index], params, run_of,
+                                             link))
         lines.append("  }")
     for index, members in enumerate(groups):
         if index not in in_run:
-            lines.append("  " + _node_line(view, ids[index], members, params))
+            lines.append("  " + _node_line(view, ids[index], members, params, run_of, link))
     lines.extend("  " + line for line in _edge_lines(graph, where, edge_labels))
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -855,16 +1211,18 @@ def render(
     obj: Any, path: str | os.PathLike[str] | None = None, format: str | None = None,
     **options: Any,
 ) -> graphviz.Source | Path:
-    """Draw a lineage graph, ``Provenance``, ``Impact`` or ``LineageDiff`` with Graphviz.
+    """Draw a lineage graph, ``Provenance``, ``Impact``, ``LineageDiff`` or ``Verification``
+    with Graphviz.
 
     Args:
-        obj: ``store.graph()``, ``store.provenance(ref)``, ``store.impact(ref)`` or
-            ``store.diff(a, b)``.
+        obj: ``store.graph()``, ``store.provenance(ref)``, ``store.impact(ref)``,
+            ``store.diff(a, b)`` or ``store.verify(ref)``.
         path: the file to write; ``None`` returns the ``graphviz.Source`` instead.
         format: ``svg``, ``png``, ``pdf`` or ``dot``; by default taken from the suffix of
             ``path``.
         **options: ``max_nodes``, ``rankdir``, ``title``, ``params``, ``clusters``,
-            ``edge_labels``, ``legend``, ``highlight``, ``dpi`` (see :func:`to_dot`).
+            ``edge_labels``, ``legend``, ``highlight``, ``dpi``, ``fold``, ``fan_out``,
+            ``focus`` (see :func:`to_dot`).
 
     Returns:
         The path written, or the ``graphviz.Source`` when ``path`` is ``None``.
@@ -913,5 +1271,6 @@ def _format(format: str | None, path: Path | None) -> str:
 
 # ``lineage.render`` is this module's ``render`` function (re-exported by the package), so
 # ``lineage.render.to_svg`` and friends are reachable from it too.
-for _name in ("to_dot", "to_graphviz", "to_svg", "render", "FORMATS", "DEFAULT_MAX_NODES"):
+for _name in ("to_dot", "to_graphviz", "to_svg", "render", "FORMATS", "DEFAULT_MAX_NODES",
+              "DEFAULT_FAN_OUT"):
     setattr(render, _name, globals()[_name])

@@ -287,7 +287,7 @@ def _runs_of(prov: Any, execution_id: int) -> list[tuple[int | str, str]]:
     return []
 
 
-def _collect(store: Store, ref: Ref) -> _Report:
+def _collect(store: Store, ref: Ref, *, fold: bool = True) -> _Report:
     from lineage import __version__
     from lineage.render import to_dot, to_svg
 
@@ -320,8 +320,8 @@ def _collect(store: Store, ref: Ref) -> _Report:
              for i in step_ids if i in executions]
     svg = dot = diagram_error = None
     try:
-        dot = to_dot(prov)
-        svg = _inline_svg(to_svg(prov))
+        dot = to_dot(prov, fold=fold)
+        svg = _inline_svg(to_svg(prov, fold=fold))
     except RenderError as exc:
         diagram_error = str(exc)
     return _Report(
@@ -341,10 +341,18 @@ def _collect(store: Store, ref: Ref) -> _Report:
 
 
 def _inline_svg(svg: str) -> str:
-    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining."""
+    """Graphviz's SVG without the XML prolog, DOCTYPE and comments, for inlining.
+
+    Graphviz writes a node's tooltip as an ``<a xlink:title="…">`` around it; the report
+    turns it into an SVG ``<title>`` element (what browsers show on hover), so that it holds
+    no links and no store text in attributes. Store text cannot contain ``<a`` or ``</a>``
+    here: Graphviz escapes ``<``.
+    """
     svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
     svg = re.sub(r"<!DOCTYPE[^>]*>", "", svg)
     svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)
+    svg = re.sub(r'<a xlink:title="([^"]*)">', r"<title>\1</title>", svg)
+    svg = svg.replace("</a>", "")
     return svg.strip()
 
 
@@ -752,7 +760,7 @@ def check(path: str | os.PathLike[str]) -> ReportCheck:
 
 def audit(
     store: Store, ref: Ref, path: str | os.PathLike[str] | None = None, *,
-    format: str | None = None,
+    format: str | None = None, fold: bool = True,
 ) -> str | Path:
     """Write (or return) the audit report of one artifact.
 
@@ -763,6 +771,8 @@ def audit(
         path: where to write; ``.md`` writes Markdown, anything else HTML. ``None``
             returns the text instead.
         format: ``"html"`` or ``"md"``, overriding the suffix.
+        fold: draw each call of the provenance once (repeats and cache hits folded, see
+            :func:`lineage.render.to_dot`); ``False`` draws every execution.
 
     Returns:
         The path written, or the report text when ``path`` is ``None``.
@@ -785,7 +795,7 @@ def audit(
         fmt = "html"
     else:
         raise RenderError(f"unknown report format {fmt!r}: write a .html or a .md file")
-    report = _collect(store, ref)
+    report = _collect(store, ref, fold=fold)
     text = _seal(_markdown(report) if fmt == "md" else _html(report))
     if path is None:
         return text

@@ -60,6 +60,7 @@ from lineage._recording import (
     put_execution,
     recorded_by,
     set_prop,
+    stamp_outputs,
 )
 from lineage._schema import CACHE_CONTEXT_TYPE, STEP_KINDS, STEP_PROPERTIES
 from lineage.artifacts import Artifact, artifact_class
@@ -489,6 +490,7 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
             shape = "other"  # an artifact returned twice: one event, not rebuildable
         _finish(call, pb.Execution.COMPLETE, start)
         proto.properties["returns"].string_value = shape
+        stamp_outputs(store, proto, outputs)
         cache_contexts = []
         if cache_key is not None and shape != "other":
             cache_type = store._register_type("context", pb.ContextType(name=CACHE_CONTEXT_TYPE))

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from lineage.housekeeping import Collection, Usage
     from lineage.objects import ObjectStore
     from lineage.remotes import Transfer
+    from lineage.plot import Chart
+    from lineage.search import RunSearch
 
 __all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
 
@@ -818,6 +820,53 @@ class Store:
         from lineage.queries import compare
 
         return compare(self, runs)
+
+    def search_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        where: str | Sequence[str] = (),
+        sort: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        step_params: bool = True,
+    ) -> RunSearch:
+        """Find runs: status, times, params and final metrics, filtered and sorted (see
+        :func:`lineage.search.search_runs`).
+
+        Example:
+            >>> import lineage
+            >>> lineage.connect(":memory:").search_runs(where="f1>0.9", sort="-f1").runs
+            []
+        """
+        from lineage.search import search_runs
+
+        return search_runs(self, experiment=experiment, where=where, sort=sort, limit=limit,
+                           offset=offset, step_params=step_params)
+
+    def plot(
+        self,
+        runs: Sequence[str | int | Run],
+        metrics: Sequence[str] | None = None,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: str | None = None,
+        title: str | None = None,
+    ) -> Chart | Path:
+        """Metric curves of runs (or steps, ``"execution:12"``) overlaid: one line per run and
+        metric (see :func:`lineage.plot.plot_runs`). Needs matplotlib (the ``plot`` extra).
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> with lineage.run("r", store=store):
+            ...     lineage.log_metrics({"loss": 0.5}, step=0)
+            >>> store.plot(["r"]).title
+            'loss'
+        """
+        from lineage.plot import plot_runs
+
+        return plot_runs(self, runs, metrics, path, format=format, title=title)
 
     def metrics(self, run: str | int | Run) -> Any:
         """A run's final metrics and per-step series (see :func:`lineage.run_metrics`).

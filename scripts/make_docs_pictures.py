@@ -3,9 +3,12 @@
 Builds a small store of its own (in a temporary folder) with the public API only: an iris
 dataset in two versions, a config file, two runs of a prep → train → evaluate pipeline
 (the first with a failed training attempt), and a third run whose prep step is a
-cache hit (CACHED), then
+cache hit (CACHED) before it trains the same model again, then
 writes ``docs/provenance.{svg,png}``, ``docs/impact.{svg,png}``, ``docs/diff.{svg,png}``
-and ``docs/legend.{svg,png}``. Running it again gives byte-identical DOT.
+and ``docs/legend.{svg,png}``. Then it runs ``examples/digits/pipeline.py`` (a 7-step
+pipeline, five runs with cache hits) and draws the provenance of its last deployed model
+twice: every execution (``docs/fold-before.svg``, ``fold=False``) and each call once
+(``docs/fold-after.{svg,png}``, the default). Running it again gives byte-identical DOT.
 
 Usage: ``.venv/bin/python scripts/make_docs_pictures.py [OUT_DIR]``
 """
@@ -13,6 +16,7 @@ Usage: ``.venv/bin/python scripts/make_docs_pictures.py [OUT_DIR]``
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +25,7 @@ import networkx as nx
 
 import lineage
 
+ROOT = Path(__file__).resolve().parent.parent
 ROWS = [
     "5.1,3.5,1.4,0.2,setosa", "4.9,3.0,1.4,0.2,setosa", "7.0,3.2,4.7,1.4,versicolor",
     "6.4,3.2,4.5,1.5,versicolor", "6.3,3.3,6.0,2.5,virginica", "5.8,2.7,5.1,1.9,virginica",
@@ -82,8 +87,22 @@ def build(folder: Path) -> lineage.Store:
         model = train(parts["train"], lr=0.05, epochs=30)
         evaluate(model, parts["test"])
     with lineage.run("rerun", experiment="iris", store=store):  # prep is a cache hit
-        prep(lineage.Dataset(data, name="iris"), lineage.Config(config))
+        parts = prep(lineage.Dataset(data, name="iris"), lineage.Config(config))
+        train(parts["train"], lr=0.05, epochs=30)  # the same model again: a second producer
     return store
+
+
+def digits_provenance(folder: Path) -> lineage.Provenance:
+    """The provenance of the last model deployed by ``examples/digits/pipeline.py``, run
+    five times with cache hits into a new store under ``folder``."""
+    spec = importlib.util.spec_from_file_location(
+        "digits_pipeline", ROOT / "examples" / "digits" / "pipeline.py")
+    assert spec is not None and spec.loader is not None
+    digits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(digits)
+    digits.OUT = folder / "digits"
+    store = lineage.connect(folder / "digits.sqlite")
+    return store.provenance(digits.main(store))
 
 
 def legend_graph() -> nx.MultiDiGraph:
@@ -107,6 +126,11 @@ def main(argv: list[str]) -> int:
         lineage.render(legend_graph(), out / "legend.svg", legend=True)
         lineage.render(legend_graph(), out / "legend.png", legend=True, dpi=144)
         store.close()
+        # before/after: every execution, and each call once (the default)
+        prov = digits_provenance(Path(tmp))
+        lineage.render(prov, out / "fold-before.svg", fold=False)
+        lineage.render(prov, out / "fold-after.svg")
+        lineage.render(prov, out / "fold-after.png", dpi=96)
     for path in sorted(out.iterdir()):
         print(path)
     return 0

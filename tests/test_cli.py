@@ -59,7 +59,7 @@ def as_json(value: Any) -> Any:
 
 
 COMMANDS = ["ls", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
-            "export", "import", "checkout", "push", "pull", "gc", "du"]
+            "export", "import", "plot", "ui", "checkout", "push", "pull", "gc", "du"]
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,7 +83,7 @@ def test_json_output_is_exactly_to_dict(cli_store: str, capsys: pytest.CaptureFi
         (["verify"], store.verify().to_dict()),
         (["verify", "clf"], store.verify("clf").to_dict()),
         (["compare", "baseline", "tuned"], store.compare(["baseline", "tuned"]).to_dict()),
-        (["ls", "runs"], [r.to_dict() for r in store.runs()]),
+        (["ls", "runs"], store.search_runs().to_dict()),
         (["ls", "executions", "--step", "train"], [e.to_dict() for e in store.executions(step="train")]),
     ]
     for argv, expected in cases:

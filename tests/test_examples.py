@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +58,10 @@ def test_tabular_demo_twice_keeps_versions_and_hits_the_cache(tmp_path: Path) ->
     assert raw.fingerprint in [d.fingerprint for d in prov.datasets]
     assert raw.id in prov.roots
     assert "trained by train(C=" in second and raw.fingerprint[:15] in second
+    # It ends with the one command that opens the web UI on this store.
+    last = second.strip().splitlines()[-1].split()
+    assert last[1:] == ["--store", ".lineage/metadata.sqlite", "ui", "--open"]
+    assert last[0].endswith("lineage")
 
     # Both runs wrote models/clf.pkl: the first model comes back exactly from its kept copy,
     # and the deployed model has its bytes (the best F1 was put back in place first).
@@ -69,6 +75,16 @@ def test_tabular_demo_twice_keeps_versions_and_hits_the_cache(tmp_path: Path) ->
     diff = store.diff("clf@1", "clf@2")
     assert diff.params == {"train": {"C": (1.0, 0.1)}}
     assert "train.C: 1 -> 0.1" in first.split("Why do the two models differ?")[1]
+
+    # The audit report of the deployed model, after two demos, draws one box per distinct
+    # call (same step, params, inputs and outputs), however often the call was made.
+    calls = {(s["name"], json.dumps(s["params"], sort_keys=True), tuple(sorted(s["inputs"])),
+              tuple(sorted(s["outputs"]))) for s in prov.to_dict()["steps"]}
+    assert len(prov.steps) >= 2 * len(calls)  # the two demos and their cache hits
+    report = (out / "audit.html").read_text()
+    svg = report[report.index("<svg"):report.index("</svg>")]
+    boxes = re.findall(r'<g id="node\d+" class="node">\s*<title>(?:[fg]_)?e\d+</title>', svg)
+    assert len(boxes) == len(calls)
 
 
 def test_notebook_runs_as_a_plain_script(tmp_path: Path) -> None:

@@ -531,7 +531,12 @@ def test_docs_pictures_script_draws_the_three_pictures(tmp_path: Path) -> None:
         assert title in _all_text(svg)
         assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     assert "changed (A)" in _all_text((tmp_path / "diff.svg").read_text())
-    assert "CACHED" in _all_text((tmp_path / "provenance.svg").read_text())
+    # the cache hit of the third run is folded into the call it reused
+    assert "\u00d72 \u00b7 runs tuned, rerun" in _all_text((tmp_path / "provenance.svg").read_text())
+    before, after = ((tmp_path / f"fold-{n}.svg").read_text() for n in ("before", "after"))
+    assert "Provenance of digits-serving" in _all_text(before)
+    assert before.count('class="node"') > 2 * after.count('class="node"')
+    assert "executions drawn as" in _all_text(after)
 
 
 def test_unnamed_foreign_artifacts_are_labelled_by_their_uri() -> None:

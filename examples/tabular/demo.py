@@ -18,6 +18,7 @@ back instead of running again).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -117,7 +118,21 @@ def main() -> int:
 
     _heading("In one line")
     print(in_words(prov))
+
+    _heading("In a browser")
+    print("Browse this store (runs, curves, diagrams, audit reports), read-only:")
+    print(f"  {_ui_command(store)}")
     return 0
+
+
+def _ui_command(store: lineage.Store) -> str:
+    """The one command that opens the web UI on this store (it serves until Ctrl-C)."""
+    import shlex
+
+    uri = os.path.relpath(store.uri) if store.kind == "sqlite" else store.uri
+    command = Path(sys.executable).parent / "lineage"
+    shown = os.path.relpath(command) if command.exists() else "lineage"
+    return f"{shown} --store {shlex.quote(uri)} ui --open"
 
 
 if __name__ == "__main__":
