@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from lineage.checkout import Checkout
     from lineage.housekeeping import Collection, Usage
     from lineage.objects import ObjectStore
-    from lineage.remotes import Transfer
     from lineage.plot import Chart
+    from lineage.remotes import Transfer
     from lineage.search import RunSearch
 
 __all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
