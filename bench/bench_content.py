@@ -14,16 +14,16 @@ past so that no digest cache skips a file) and measures, for each data set:
 (b) the same with keeping on (the default): fingerprint + record + keep the bytes in
     ``.lineage/objects`` (a copy-on-write clone where the file system can, else a copy);
 (c) ``dvc add`` (DVC 3, its own virtualenv ``bench/.dvc-venv``, created here when missing,
-    timed inside that process with DVC's Python API: no interpreter start-up or import
-    counted): md5 + copy into ``.dvc/cache``;
+    in one process that times what it is asked with DVC's Python API: no interpreter
+    start-up or import counted): md5 + copy into ``.dvc/cache``;
 (d) ``store.checkout(ref)`` after the working copy was deleted: copy back, checked against
     the fingerprint;
 (e) ``dvc checkout`` after the working copy was deleted: copy back from the cache.
 
 Everything is in the page cache (the machine has 24 GiB) and every timed operation starts
 after ``sync`` (not timed), so that none pays for the writeback of another's data: this
-measures the work each tool does. The tools take turns going first; medians over the
-rounds are reported, with the medians of the per-round ratios.
+measures the work each tool does. The tools take turns going first, and each round has
+several pairs of checkouts; medians are reported, with the medians of the paired ratios.
 
 Usage: ``python bench/run.py content`` (or ``python bench/bench_content.py [--quick]``);
 writes the "Kept content" section of ``bench/RESULTS.md``.
@@ -115,78 +115,132 @@ def _timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def lineage_round(work: Path, name: str, data: Path) -> dict[str, float]:
-    """(a), (b) and (d) for one data set, in fresh stores."""
-    out: dict[str, float] = {}
-    target = work / "data" / data.name
-    target.parent.mkdir(parents=True)
-    _link_copy(data, target)
-    off = lineage.connect(work / "off" / "metadata.sqlite", keep=False)
-    out["put_off"], rec = _timed(lambda: off.put(lineage.Dataset(target, name=name)))
-    assert rec.kept is None
-    on = lineage.connect(work / "on" / "metadata.sqlite")  # the default: up to 1 GiB
-    out["put_on"], rec = _timed(lambda: on.put(lineage.Dataset(target, name=name)))
-    assert rec.kept is not None
-    if target.is_dir():
-        shutil.rmtree(target)
-    else:
-        target.unlink()
-    out["checkout"], got = _timed(lambda: on.checkout(name))
-    assert got.path == target and got.fingerprint == rec.fingerprint
-    off.close()
-    on.close()
-    return out
+class Lineage:
+    """(a), (b) and (d) for one data set: fresh stores, the data linked in."""
+
+    def __init__(self, work: Path, name: str, data: Path) -> None:
+        self.name = name
+        self.target = work / "data" / data.name
+        self.target.parent.mkdir(parents=True)
+        _link_copy(data, self.target)
+        self.off = lineage.connect(work / "off" / "metadata.sqlite", keep=False)
+        self.on = lineage.connect(work / "on" / "metadata.sqlite")  # the default: up to 1 GiB
+        self.fingerprint: str | None = None
+
+    def add(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        out["put_off"], rec = _timed(lambda: self.off.put(lineage.Dataset(self.target, name=self.name)))
+        assert rec.kept is None
+        out["put_on"], rec = _timed(lambda: self.on.put(lineage.Dataset(self.target, name=self.name)))
+        assert rec.kept is not None
+        self.fingerprint = rec.fingerprint
+        return out
+
+    def checkout(self) -> float:
+        if self.target.is_dir():
+            shutil.rmtree(self.target)
+        else:
+            self.target.unlink()
+        took, got = _timed(lambda: self.on.checkout(self.name))
+        assert got.path == self.target and got.fingerprint == self.fingerprint
+        return float(took)
+
+    def close(self) -> None:
+        self.off.close()
+        self.on.close()
 
 
-def dvc_round(python: Path, work: Path, data: Path) -> dict[str, float]:
-    """(c) and (e) for one data set, in a fresh DVC repository."""
-    repo = work / "repo"
+class Dvc:
+    """(c) and (e): DVC in its own virtualenv, in a process that times what it is asked."""
+
+    def __init__(self, python: Path) -> None:
+        self.proc = subprocess.Popen(
+            [str(python), str(HERE / "_dvc_driver.py")], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,  # DVC's chatter
+        )
+        self.version = str(self._answer()["version"])
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the DVC driver stopped")
+        got: dict[str, Any] = json.loads(line)
+        if "error" in got:
+            raise RuntimeError(f"DVC: {got['error']}")
+        return got
+
+    def ask(self, op: str, repo: Path, target: str) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, "repo": str(repo), "target": target}) + "\n")
+        self.proc.stdin.flush()
+        return float(self._answer()["seconds"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def one_round(r: int, work: Path, kind: str, data: Path, dvc: Dvc | None,
+              checkouts: int) -> dict[str, list[float]]:
+    """Both tools on one data set: add, then ``checkouts`` pairs of checkouts, taking
+    turns going first (the noise of the shared machine falls on both)."""
+    got: dict[str, list[float]] = {}
+    ours = Lineage(work / "lineage", kind, data)
+    repo = work / "dvc"
     repo.mkdir(parents=True)
     _link_copy(data, repo / data.name)
-    done = subprocess.run(
-        [str(python), str(HERE / "_dvc_driver.py"), str(repo), data.name],
-        capture_output=True, text=True, timeout=1800, check=True,
-    )
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"add": float(got["add"]), "checkout": float(got["checkout"])}
+    turns = ("lineage", "dvc") if r % 2 == 0 else ("dvc", "lineage")
+    for tool in turns:
+        if tool == "lineage":
+            for key, value in ours.add().items():
+                got.setdefault(key, []).append(value)
+        elif dvc is not None:
+            got.setdefault("dvc_add", []).append(dvc.ask("add", repo, data.name))
+    for i in range(checkouts):
+        for tool in (turns if i % 2 == 0 else turns[::-1]):
+            if tool == "lineage":
+                got.setdefault("checkout", []).append(ours.checkout())
+            elif dvc is not None:
+                got.setdefault("dvc_checkout", []).append(dvc.ask("checkout", repo, data.name))
+    ours.close()
+    return got
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     rounds = 1 if "--quick" in argv else 5
+    checkouts = 1 if "--quick" in argv else 3
     python = None if "--no-dvc" in argv else ensure_dvc_venv()
-    dvc_version = ""
-    if python is not None:
-        dvc_version = subprocess.run([str(python), "-c", "import dvc; print(dvc.__version__)"],
-                                     capture_output=True, text=True).stdout.strip()
+    dvc = Dvc(python) if python is not None else None
     times: dict[str, dict[str, list[float]]] = {"file": {}, "folder": {}}
-    with tempfile.TemporaryDirectory(prefix="lineage-bench-content-") as tmp:
-        root = Path(tmp)
-        (root / "src").mkdir()
-        print("bench: writing 1 GiB and 2,000 files ...", flush=True)
-        data = make_data(root / "src")
-        for r in range(rounds):
-            for kind, path in data.items():
-                work = root / f"round{r}-{kind}"
-                got: dict[str, float] = {}
-                # take turns going first: the noise of the shared machine falls on both
-                for tool in (("lineage", "dvc") if r % 2 == 0 else ("dvc", "lineage")):
-                    if tool == "lineage":
-                        got.update(lineage_round(work / "lineage", kind, path))
-                    elif python is not None:
-                        got.update({f"dvc_{k}": v
-                                    for k, v in dvc_round(python, work / "dvc", path).items()})
-                for key, value in got.items():
-                    times[kind].setdefault(key, []).append(value)
-                shutil.rmtree(work)
-                print(f"round {r + 1}/{rounds} {kind}: "
-                      + ", ".join(f"{k} {v:.3f} s" for k, v in got.items()), flush=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lineage-bench-content-") as tmp:
+            root = Path(tmp)
+            (root / "src").mkdir()
+            print("bench: writing 1 GiB and 2,000 files ...", flush=True)
+            data = make_data(root / "src")
+            for r in range(rounds):
+                for kind, path in data.items():
+                    work = root / f"round{r}-{kind}"
+                    got = one_round(r, work, kind, path, dvc, checkouts)
+                    for key, values in got.items():
+                        times[kind].setdefault(key, []).extend(values)
+                    shutil.rmtree(work)
+                    print(f"round {r + 1}/{rounds} {kind}: " + ", ".join(
+                        f"{k} {' '.join(f'{v:.3f}' for v in vs)} s" for k, vs in got.items()),
+                        flush=True)
+    finally:
+        if dvc is not None:
+            dvc.close()
     result: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "fs": _fs_type(HERE.parent),
+        "fs": _fs_type(Path(tempfile.gettempdir())),
         "rounds": rounds,
-        "dvc": dvc_version,
+        "checkouts": checkouts,
+        "dvc": dvc.version if dvc is not None else "",
         "times": times,
     }
     if "--no-write" not in argv:
@@ -240,8 +294,10 @@ def _section(result: dict[str, Any]) -> str:
             lines.append(f"| {label} | **{_ratio(file_t, a, b):.2f}x** | "
                          f"**{_ratio(folder_t, a, b):.2f}x** | {'<= ' + str(goal) + 'x' if goal else ''} |")
     lines += ["", f"Medians of {result['rounds']} round(s), each on fresh stores and a fresh "
-              "DVC repository, data in the page cache; ratios are medians of the per-round "
-              "ratios. `python bench/run.py content`.", ""]
+              f"DVC repository, with {result['checkouts']} pair(s) of checkouts per round "
+              "(the tools taking turns going first); data in the page cache, `sync` before "
+              "every timed operation; ratios are medians of the paired ratios. "
+              "`python bench/run.py content`.", ""]
     return "\n".join(lines)
 
 
