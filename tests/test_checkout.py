@@ -479,3 +479,14 @@ def test_keeping_warns_and_records_when_the_object_store_cannot_be_written(
         recorded = store.put(lineage.Dataset(tmp_path / "d.csv", name="d"))
     assert recorded.id is not None and recorded.kept is None
     assert any(issubclass(w.category, lineage.KeepWarning) for w in seen)
+
+
+def test_a_pickled_store_keeps_where_and_what_it_keeps(tmp_path: Path) -> None:
+    import pickle
+
+    store = lineage.connect(tmp_path / "s.sqlite", objects=tmp_path / "elsewhere", keep="1K")
+    again = pickle.loads(pickle.dumps(store))  # what a spawn process pool does
+    assert again.objects.url == (tmp_path / "elsewhere").as_uri()
+    (tmp_path / "big.bin").write_bytes(b"z" * 2048)
+    with pytest.warns(lineage.KeepWarning):
+        assert again.put(lineage.Dataset(tmp_path / "big.bin", name="big")).kept is None
