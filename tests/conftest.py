@@ -117,8 +117,9 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def pg_uri(postgres: PostgresServer) -> str:
+def pg_uri(postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URI of a fresh (not yet created) PostgreSQL database."""
+    monkeypatch.setenv("LINEAGE_OBJECTS", str(tmp_path / "objects"))  # not ./.lineage/objects
     return postgres.uri()
 
 
@@ -239,8 +240,9 @@ def mariadb() -> Iterator[MariaDBServer]:
 
 
 @pytest.fixture
-def mysql_uri(mariadb: MariaDBServer) -> str:
+def mysql_uri(mariadb: MariaDBServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URI of a fresh (not yet created) MySQL database on MariaDB."""
+    monkeypatch.setenv("LINEAGE_OBJECTS", str(tmp_path / "objects"))  # not ./.lineage/objects
     return mariadb.uri()
 
 
