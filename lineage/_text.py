@@ -73,6 +73,28 @@ def value(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def full(v: Any, indent: int = 4, width: int = 100) -> str:
+    """One value in full, never cut: long text wrapped onto continuation lines indented by
+    ``indent`` spaces (what ``lineage show`` and ``lineage diff`` print).
+
+    Example:
+        >>> print(full("x" * 12, indent=2, width=8))
+        xxxxxxxx
+          xxxx
+    """
+    if isinstance(v, float):
+        text = repr(v)
+    else:
+        text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
+    lines = []
+    for line in text.splitlines() or [""]:
+        while len(line) > width:
+            lines.append(line[:width])
+            line = line[width:]
+        lines.append(line)
+    return ("\n" + " " * indent).join(lines)
+
+
 def params(values: dict[str, Any], limit: int = 6) -> str:
     """``"epochs=10 lr=0.05"``: parameters by name, at most ``limit`` of them.
 
@@ -250,7 +272,7 @@ def diff(dif: LineageDiff) -> str:
             lines.append(f"{title}:")
             for step, changes in d[title].items():
                 for k, ab in changes.items():
-                    lines.append(f"  {step}.{k}: {value(ab['a'])} -> {value(ab['b'])}")
+                    lines.append(f"  {step}.{k}: {full(ab['a'])} -> {full(ab['b'])}")
     if d["only_in_a"]:
         lines.append("steps only in a: " + ", ".join(d["only_in_a"]))
     if d["only_in_b"]:
@@ -272,15 +294,23 @@ def verification(v: Verification) -> str:
     rows = [[f"artifact:{r.artifact.id}", label(r.artifact), r.status.upper(),
              short_fp(r.recorded), short_fp(r.current), r.detail] for r in v.results]
     lines = [table(rows, ["ref", "artifact", "status", "recorded", "now", "detail"])] if rows else []
-    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
-    lines.append(f"{'OK' if v.ok else 'FAILED'}: {counts}")
+    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "no artifacts"
+    lines.append(f"{_verdict(v)}: {counts}")
     return "\n".join(lines)
+
+
+def _verdict(v: Verification) -> str:
+    if v.ok:
+        return "OK"
+    if all(r.status in ("skipped", "elsewhere") for r in v.results):
+        return "NOT VERIFIED (nothing could be checked here)"
+    return "FAILED"
 
 
 def verification_repr(v: Verification) -> str:
     """``<Verification FAILED: 1 changed, 3 ok>``."""
-    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "nothing to check"
-    return f"<Verification {'OK' if v.ok else 'FAILED'}: {counts}>"
+    counts = ", ".join(f"{n} {s}" for s, n in v.counts.items()) or "no artifacts"
+    return f"<Verification {_verdict(v)}: {counts}>"
 
 
 _ABSENT: Any = object()

@@ -105,13 +105,18 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
             _json(d)
         else:
             _out(f"{ex.name}  {ex.ref}  {ex.state}")
-            for key in ("params", "inputs", "outputs", "error"):
+            for key in ("inputs", "outputs", "error"):
                 if d.get(key) not in (None, {}, []):
-                    _out(f"  {key}: {_text.value(d[key])}")
+                    _out(f"  {key}: {_text.full(d[key])}")
+            if ex.params:
+                _out("  params:")
+                for k, v in sorted(ex.params.items()):
+                    _out(f"    {k}: {_text.full(v, indent=6)}")
             if ex.properties:
                 _out("  properties:")
                 for k, v in sorted(ex.properties.items()):
-                    _out(f"    {k}: {_text.time(v) if k.endswith('_time') else _text.value(v)}")
+                    text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
+                    _out(f"    {k}: {text}")
         return 0
     art = store.get(_ref(ref))
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
@@ -124,11 +129,15 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
         for key in ("uri", "fingerprint", "base_type", "state", "previous_version"):
             if d.get(key) not in (None, ""):
                 _out(f"  {key}: {d[key]}")
+        if len(art.locations) > 1 or any(loc["host"] for loc in art.locations):
+            _out("  seen at:")
+            for loc in art.locations:
+                _out(f"    {loc['uri']}" + (f"  (on {loc['host']})" if loc["host"] else ""))
         if d["kept"]:
             _out(f"  kept: {d['kept'].get('objects')}/{d['kept'].get('key')} "
                  f"({d['kept'].get('kind')}, {d['kept'].get('size')} bytes)")
         for k, v in sorted(art.properties.items()):
-            _out(f"  {k}: {_text.value(v)}")
+            _out(f"  {k}: {_text.full(v)}")
     return 0
 
 
@@ -164,7 +173,14 @@ def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
-    v = store.verify(_ref(args.ref) if args.ref else None, restore=args.restore)
+    prefixes: dict[str, str] = {}
+    for item in args.map or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise _UsageError(f"--map {item!r}: expected RECORDED_PREFIX=LOCAL_PREFIX, e.g. "
+                              "--map /home/alice=/mnt/alice")
+        prefixes[old] = new
+    v = store.verify(_ref(args.ref) if args.ref else None, map=prefixes, restore=args.restore)
     if args.json:
         _json(v.to_dict())
     else:
@@ -379,8 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="REF")
 
     p = add("verify", _cmd_verify,
-            "re-fingerprint recorded content (all, or the lineage of REF); exit 1 if any changed")
+            "re-fingerprint recorded content (all, or the lineage of REF) at every location it "
+            "was seen at; exit 1 if any changed or is missing, or if nothing could be checked")
     p.add_argument("ref", metavar="REF", nargs="?")
+    p.add_argument("--map", action="append", metavar="RECORDED=LOCAL",
+                   help="read paths recorded under RECORDED (e.g. another host's /home/alice) "
+                        "under LOCAL instead; repeatable")
+
     p.add_argument("--restore", action="store_true",
                    help="put back the kept copy of every changed or missing file and folder")
 

@@ -21,8 +21,9 @@ the queried artifact included) and displays as SVG in Jupyter.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from lineage.graph import (
     event_edge,
     execution_attrs,
     execution_node,
+    node_id,
 )
 from lineage.records import Execution, Run
 
@@ -526,40 +528,110 @@ def _distinct(steps: Sequence[Execution]) -> tuple[list[Execution], dict[int, in
     return _fold.distinct(steps)
 
 
+def _places(p: Provenance) -> dict[int, tuple[str, ...]]:
+    """Execution id → its place in the target's producer chain: the shortest sequence of
+    hops (a producer's step name and output path, then the input path of the artifact it
+    read, …) from the target to it, along the edges that counted (ties broken by the
+    sequence itself, so the same structure gives the same places in two lineages)."""
+    g = p.graph
+    start = artifact_node(p.target.id or 0)
+    best: dict[str, tuple[str, ...]] = {start: ()}
+    frontier = [start]
+    while frontier:
+        found: dict[str, tuple[str, ...]] = {}
+        for node in frontier:
+            here = best[node]
+            for u, _v, data in g.in_edges(node, data=True):
+                if u in best:
+                    continue
+                hop = (f"{g.nodes[u].get('name') or u}.{data.get('path') or ''}"
+                       if data.get("event_type") == "OUTPUT" else str(data.get("path") or ""))
+                cand = (*here, hop)
+                if u not in found or cand < found[u]:
+                    found[u] = cand
+        best.update(found)
+        frontier = sorted(found)
+    return {node_id(n)[1]: place for n, place in best.items() if n.startswith("execution:")}
+
+
 def _pair_steps(
-    sa: Sequence[Execution], sb: Sequence[Execution]
+    pa: Provenance, sa: Sequence[Execution], pb_: Provenance, sb: Sequence[Execution],
 ) -> tuple[list[tuple[str, Execution, Execution]], list[tuple[str, Execution]],
            list[tuple[str, Execution]]]:
-    """Match the steps of two lineages: executions in both are left out; the others are
-    paired by step name in topological order. Labels are the step name, ``"prep#2"`` for
-    the second pair of the same step."""
-    shared = {e.id for e in sa} & {e.id for e in sb}
-    rest_b: dict[str, list[Execution]] = {}
-    for e in sb:
-        if e.id not in shared:
-            rest_b.setdefault(e.name, []).append(e)
-    count: dict[str, int] = {}
+    """Match the steps of two lineages by their place in each target's producer chain
+    (:func:`_places`), in topological order among steps at the same place. A step in both
+    lineages is paired like any other: with what the other lineage has at its place (a
+    side path of one lineage reaching it does not hide a change on the main path).
 
-    def label(name: str) -> str:
-        count[name] = count.get(name, 0) + 1
-        return name if count[name] == 1 else f"{name}#{count[name]}"
+    Labels are the step name for the nearest call of each step name, else the step name
+    with where it was read (``"Trainer (via Evaluator.baseline_model)"``), or ``"prep#2"``.
+    """
+    place_a, place_b = _places(pa), _places(pb_)
+    at_b: dict[tuple[str, ...], list[Execution]] = {}
+    for e in sb:
+        at_b.setdefault(place_b.get(e.id, ()), []).append(e)
+    used: set[str] = set()
+
+    def label(e: Execution, place: tuple[str, ...]) -> str:
+        name = e.name
+        if name not in used:
+            used.add(name)
+            return name
+        via = place[-2] if len(place) >= 2 else ""
+        reader = place[-3].rsplit(".", 1)[0] if len(place) >= 3 else ""
+        text = f"{name} (via {reader}.{via})" if reader and via else name
+        n = 2
+        while text in used:
+            text = f"{name}#{n}"
+            n += 1
+        used.add(text)
+        return text
 
     pairs: list[tuple[str, Execution, Execution]] = []
     only_a: list[tuple[str, Execution]] = []
+    taken: set[int] = set()
     for e in sa:
-        if e.id in shared:
+        place = place_a.get(e.id, ())
+        match = next((x for x in at_b.get(place, []) if x.name == e.name and id(x) not in taken),
+                     None)
+        if match is None:
+            only_a.append((label(e, place), e))
             continue
-        if rest_b.get(e.name):
-            pairs.append((label(e.name), e, rest_b[e.name].pop(0)))
+        taken.add(id(match))
+        if match.id != e.id:
+            pairs.append((label(e, place), e, match))
         else:
-            only_a.append((label(e.name), e))
-    only_b = [(label(e.name), e) for e in sb if e.id not in shared
-              and any(e is x for x in rest_b.get(e.name, []))]
+            label(e, place)
+    only_b = [(label(e, place_b.get(e.id, ())), e) for e in sb if id(e) not in taken]
     return pairs, only_a, only_b
 
 
-def _changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+def _unfold(value: Any) -> Any:
+    """A dict, or a JSON string holding an object (TFX keeps settings that way), as a
+    dict; anything else unchanged."""
+    if isinstance(value, str) and value[:1] == "{":
+        try:
+            found = json.loads(value)
+        except ValueError:
+            return value
+        return found if isinstance(found, dict) else value
+    return value
+
+
+def _changes(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ; dicts and JSON-object strings on both sides are compared
+    key by key (``custom_config.learning_rate``), so a change is never hidden in a blob."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for k in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(k), b.get(k)
+        if va == vb:
+            continue
+        da, db = _unfold(va), _unfold(vb)
+        if isinstance(da, dict) and isinstance(db, dict):
+            out.update(_changes(da, db, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = (va, vb)
+    return out
 
 
 def _environment(ex: Execution) -> dict[str, Any]:
@@ -646,8 +718,10 @@ class LineageDiff:
 def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
     """How the lineages of two artifacts differ.
 
-    Datasets are matched by type and name (the uri for unnamed ones); steps by name, in
-    topological order (the second call of a step is ``"name#2"``).
+    Datasets are matched by type and name (the uri for unnamed ones); steps by their
+    place in each target's producer chain (the same step name reached by the same path
+    of inputs), whether or not the other lineage also reaches them by a side path.
+    Params that are dicts, or JSON strings of objects, are compared key by key.
 
     Example:
         >>> import lineage
@@ -681,7 +755,7 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         })
     steps_a, alias_a = _distinct(pa.steps)
     steps_b, alias_b = _distinct(pb_.steps)
-    pairs, only_a, only_b = _pair_steps(steps_a, steps_b)
+    pairs, only_a, only_b = _pair_steps(pa, steps_a, pb_, steps_b)
     params: dict[str, dict[str, tuple[Any, Any]]] = {}
     code: dict[str, dict[str, tuple[Any, Any]]] = {}
     env: dict[str, dict[str, tuple[Any, Any]]] = {}
@@ -758,9 +832,10 @@ class ArtifactCheck:
     artifact: Artifact
     """The recorded artifact."""
     status: str
-    """``ok``, ``changed``, ``missing``, ``unreadable``, ``skipped`` (no local content to
-    re-read: in-memory content, a remote URI, or no recorded fingerprint), or ``restored``
-    (changed or missing, and put back from its kept copy by ``verify(restore=True)``)."""
+    """``ok``, ``changed``, ``missing``, ``unreadable``, ``elsewhere`` (recorded on another
+    host and not reachable here), ``skipped`` (no local content to re-read: in-memory
+    content, a remote URI, or no recorded fingerprint), or ``restored`` (changed or
+    missing, and put back from its kept copy by ``verify(restore=True)``)."""
     recorded: str | None
     """The fingerprint recorded in the store."""
     current: str | None
@@ -786,8 +861,9 @@ class Verification:
 
     Example:
         >>> import lineage
-        >>> lineage.connect(":memory:").verify().ok
-        True
+        >>> v = lineage.connect(":memory:").verify()
+        >>> v.ok, str(v)  # nothing was checked: not OK
+        (False, 'NOT VERIFIED (nothing could be checked here): no artifacts')
     """
 
     results: list[ArtifactCheck]
@@ -820,9 +896,11 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        """No artifact changed, went missing or became unreadable (skipped ones are fine,
-        and so are those restored from their kept copies)."""
-        return all(r.status in ("ok", "skipped", "restored") for r in self.results)
+        """At least one artifact was checked (or restored), and none changed, went missing
+        or became unreadable (skipped ones, and ones recorded on another host, are neither;
+        ones restored from their kept copies are fine)."""
+        return any(r.status in ("ok", "restored") for r in self.results) and all(
+            r.status in ("ok", "skipped", "elsewhere", "restored") for r in self.results)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -846,32 +924,66 @@ class Verification:
         return _text.verification_repr(self)
 
 
-def _check(a: Artifact) -> ArtifactCheck:
+def _mapped(uri: str, prefixes: Mapping[str, str]) -> str:
+    """``uri`` with the longest matching prefix replaced (``--map /home/alice=/mnt/alice``)."""
+    for old in sorted(prefixes, key=len, reverse=True):
+        if uri == old or uri.startswith(old.rstrip("/") + "/"):
+            return prefixes[old] + uri[len(old):]
+    return uri
+
+
+def _check(a: Artifact, prefixes: Mapping[str, str] | None = None) -> ArtifactCheck:
+    """Re-fingerprint ``a`` at every location it was seen at (mapped through
+    ``prefixes``); the first that still holds the recorded bytes makes it ``ok``."""
+    from lineage._identity import host
+
     recorded = a.fingerprint
-    path = a.path
-    if path is None:
+    seen = a.locations or ([{"uri": a.uri, "host": ""}] if a.uri else [])
+    local = [(loc, _mapped(loc["uri"], prefixes or {})) for loc in seen
+             if loc["uri"] and "://" not in loc["uri"]]
+    if not local:
         why = "in-memory content" if not a.uri else f"remote URI {a.uri}"
         return ArtifactCheck(a, "skipped", recorded, None, f"{why}: nothing local to re-read")
+    present = [(loc, path) for loc, path in local if Path(path).exists()]
+    if not present:
+        here = host()
+        away = sorted({loc["host"] for loc, path in local
+                       if loc["host"] and loc["host"] != here and path == loc["uri"]})
+        if away and all(loc["host"] and loc["host"] != here for loc, _p in local):
+            where = ", ".join(f"{loc['uri']} on {loc['host']}" for loc, _p in local)
+            return ArtifactCheck(
+                a, "elsewhere", recorded, None,
+                f"recorded on another host ({where}), not reachable here; map the folder "
+                "with --map REMOTE_PREFIX=LOCAL_PREFIX if it is shared")
+        paths = ", ".join(path for _loc, path in local)
+        return ArtifactCheck(a, "missing", recorded, None, f"{paths} does not exist")
     if recorded is None:
         return ArtifactCheck(a, "skipped", None, None, "no fingerprint was recorded")
     algo = recorded.split(":", 1)[0]
     if algo not in ALGORITHMS:
         return ArtifactCheck(a, "unreadable", recorded, None,
                              f"unknown fingerprint algorithm {algo!r}")
-    if not Path(path).exists():
-        return ArtifactCheck(a, "missing", recorded, None, f"{path} does not exist")
-    try:
-        # No digest cache: an audit re-reads the bytes.
-        current = fingerprint(path, algo=algo, progress=False)
-    except FingerprintError as exc:
-        return ArtifactCheck(a, "unreadable", recorded, None, str(exc))
-    if current != recorded:
-        return ArtifactCheck(a, "changed", recorded, current, f"{path} changed since it was recorded")
-    return ArtifactCheck(a, "ok", recorded, current)
+    first: tuple[str, str | None, str] | None = None
+    for _loc, path in present:
+        try:
+            # No digest cache: an audit re-reads the bytes.
+            current = fingerprint(path, algo=algo, progress=False)
+        except FingerprintError as exc:
+            first = first or (path, None, str(exc))
+            continue
+        if current == recorded:
+            detail = "" if path == local[0][1] else f"the recorded bytes are at {path}"
+            return ArtifactCheck(a, "ok", recorded, current, detail)
+        first = first or (path, current, f"{path} changed since it was recorded")
+    assert first is not None
+    _where, now, detail = first
+    return ArtifactCheck(a, "changed" if now else "unreadable", recorded, now, detail)
 
 
-def verify(store: Store, ref: Ref | None = None, *, restore: bool = False) -> Verification:
-    """Re-fingerprint the content behind recorded artifacts.
+def verify(store: Store, ref: Ref | None = None, *,
+           map: Mapping[str, str] | None = None, restore: bool = False) -> Verification:
+    """Re-fingerprint the content behind recorded artifacts, at every location each was
+    seen at.
 
     A changed or missing file or folder says whether a kept copy can restore it
     (``ArtifactCheck.restorable``); with ``restore`` those copies are put back.
@@ -879,6 +991,8 @@ def verify(store: Store, ref: Ref | None = None, *, restore: bool = False) -> Ve
     Args:
         store: the store.
         ref: check this artifact and its provenance; ``None`` checks every artifact.
+        map: path prefixes to read elsewhere: ``{"/home/alice": "/mnt/alice"}`` checks
+            what was recorded under ``/home/alice`` in ``/mnt/alice``.
         restore: put back the kept copy of every changed or missing file and folder
             (see :mod:`lineage.checkout`).
 
@@ -898,7 +1012,7 @@ def verify(store: Store, ref: Ref | None = None, *, restore: bool = False) -> Ve
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
         target, load = p.target, p.graph.copy
-    checks = [_check(a) for a in sorted(arts, key=lambda a: a.id or 0)]
+    checks = [_check(a, map) for a in sorted(arts, key=lambda a: a.id or 0)]
     restore_checks(store, checks, restore=restore)  # what kept copies can put back
     return Verification(checks, target=target, load=load)
 

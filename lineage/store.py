@@ -12,7 +12,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,12 +46,15 @@ from lineage.keeping import configure, keep, settings
 from lineage.records import Execution, Run
 
 if TYPE_CHECKING:
-    import networkx as nx
-
     from lineage.checkout import Checkout
+    from lineage.formats import Exported
+    from lineage.formats.bundle_import import ImportResult
+    from lineage.graph import LineageGraph
     from lineage.housekeeping import Collection, Usage
+    from lineage.metrics import RunMetrics
     from lineage.objects import ObjectStore
     from lineage.plot import Chart
+    from lineage.queries import Comparison, Impact, LineageDiff, Provenance, Verification
     from lineage.remotes import Transfer
     from lineage.search import RunSearch
 
@@ -784,38 +787,42 @@ class Store:
     def graph(
         self, *, run: str | int | None = None, experiment: str | None = None,
         contexts: bool = False,
-    ) -> nx.MultiDiGraph:
+    ) -> LineageGraph:
         """The lineage graph of the store (see :func:`lineage.graph.load_graph`)."""
         from lineage.graph import load_graph
 
         return load_graph(self, run=run, experiment=experiment, contexts=contexts)
 
-    def provenance(self, ref: Ref) -> Any:
+    def provenance(self, ref: Ref) -> Provenance:
         """Which data, code and parameters produced ``ref`` (see :mod:`lineage.queries`)."""
         from lineage.queries import provenance
 
         return provenance(self, ref)
 
-    def impact(self, ref: Ref) -> Any:
+    def impact(self, ref: Ref) -> Impact:
         """Everything downstream of ``ref`` (see :mod:`lineage.queries`)."""
         from lineage.queries import impact
 
         return impact(self, ref)
 
-    def diff(self, ref_a: Ref, ref_b: Ref) -> Any:
+    def diff(self, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         """How the lineages of two artifacts differ (see :mod:`lineage.queries`)."""
         from lineage.queries import diff
 
         return diff(self, ref_a, ref_b)
 
-    def verify(self, ref: Ref | None = None, *, restore: bool = False) -> Any:
-        """Re-fingerprint recorded content and report what changed; with ``restore``, put
-        back kept copies of changed files (see :func:`lineage.queries.verify`)."""
+    def verify(
+        self, ref: Ref | None = None, *, map: Mapping[str, str] | None = None,
+        restore: bool = False,
+    ) -> Verification:
+        """Re-fingerprint recorded content at every location it was seen at and report what
+        changed; ``map`` reads path prefixes elsewhere; ``restore`` puts back kept copies of
+        changed or missing files (see :func:`lineage.queries.verify`)."""
         from lineage.queries import verify
 
-        return verify(self, ref, restore=restore)
+        return verify(self, ref, map=map, restore=restore)
 
-    def compare(self, runs: Sequence[str | int]) -> Any:
+    def compare(self, runs: Sequence[str | int | Run]) -> Comparison:
         """Runs side by side with params and final metrics (see :mod:`lineage.queries`)."""
         from lineage.queries import compare
 
@@ -868,7 +875,7 @@ class Store:
 
         return plot_runs(self, runs, metrics, path, format=format, title=title)
 
-    def metrics(self, run: str | int | Run) -> Any:
+    def metrics(self, run: str | int | Run) -> RunMetrics:
         """A run's final metrics and per-step series (see :func:`lineage.run_metrics`).
 
         Example:
@@ -885,14 +892,14 @@ class Store:
 
     def export(
         self, ref: Ref, format: str = "bundle", path: str | os.PathLike[str] | None = None
-    ) -> Any:
+    ) -> Exported:
         """Export the provenance of ``ref``: ``bundle``, ``openlineage`` or ``prov`` (see
         :func:`lineage.export.export`)."""
         from lineage.export import export
 
         return export(self, ref, format, path)
 
-    def import_bundle(self, source: str | os.PathLike[str] | bytes | Any) -> Any:
+    def import_bundle(self, source: str | os.PathLike[str] | bytes | Any) -> ImportResult:
         """Import a bundle written by :meth:`export` (see :func:`lineage.export.import_bundle`)."""
         from lineage.export import import_bundle
 
@@ -943,7 +950,7 @@ class Store:
 
         return du(self)
 
-    def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Any:
+    def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> str | Path:
         """An audit report of ``ref`` (see :mod:`lineage.report`)."""
         from lineage.report import audit
 

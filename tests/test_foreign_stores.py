@@ -232,8 +232,9 @@ def test_impact_of_the_examples_reaches_every_pushed_model(taxi: tuple[lineage.S
 def test_diff_of_two_models(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     store, ids = taxi
     d = store.diff(ids["model1"], ids["model3"])
-    # Shared executions (ExampleGen … Transform) are left out; Trainers are paired in order.
-    assert d.params == {"Trainer": {"train_args": ({"num_steps": 1000}, {"num_steps": 5000})}}
+    # Shared executions (ExampleGen … Transform) are the same; the Trainers are paired by
+    # their place, and the changed key of their JSON settings is named.
+    assert d.params == {"Trainer": {"train_args.num_steps": (1000, 5000)}}
     assert d.datasets == []  # the same Examples
     # Run 2's cached Trainer re-emitted run 1's model: not a step of its own in the diff,
     # and drawn like the call it reused.
@@ -243,10 +244,13 @@ def test_diff_of_two_models(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     assert nodes[f"execution:{ids['train2']}"] == "changed"
     assert nodes[f"execution:{ids['gen']}"] == "same" and nodes[f"artifact:{ids['model3']}"] == "changed"
     json.dumps(d.to_dict())
-    # Run 3's pushed model depends on run 1's model too (the Evaluator's baseline): its
-    # lineage holds every Trainer of the other one, plus its own.
+    # Run 3's pushed model depends on run 1's model too (the Evaluator's baseline). That
+    # side path does not hide the change: the Trainers at the Pusher's model input are
+    # paired, and run 1's Trainer, read as the baseline, is named by where it was read.
     d = store.diff(ids["pushed1"], ids["pushed3"])
-    assert d.params == {} and d.only_in_a == [] and d.only_in_b == ["Trainer"]
+    assert d.params == {"Trainer": {"train_args.num_steps": (1000, 5000)}}
+    assert d.only_in_a == [] and d.only_in_b == ["Trainer (via Evaluator.baseline_model[0])"]
+    assert "Trainer.train_args.num_steps: 1000 -> 5000" in str(d)
 
 
 def test_graph_of_a_pipeline_run_and_compare(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:

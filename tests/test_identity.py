@@ -138,3 +138,65 @@ def test_two_new_versions_of_one_name_in_one_call(store: lineage.Store) -> None:
     assert store.get("checkpoint@2").properties == {} and store.get("checkpoint").id == second.id
     third, fourth = train(epochs=2)  # the same content again: the same records
     assert (third.id, fourth.id) == (first.id, second.id)
+
+
+def test_verify_uses_whichever_location_still_holds_the_bytes(
+    store: lineage.Store, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("1 2\n")
+    store.put(lineage.Dataset(a, name="d"))
+    shutil.copy(a, b)
+    store.put(lineage.Dataset(b, name="d"))
+    a.write_text("edited\n")
+    [check] = store.verify("d").results
+    assert check.status == "ok" and str(b) in check.detail
+    b.unlink()
+    [check] = store.verify("d").results
+    assert check.status == "changed"
+    a.unlink()
+    [check] = store.verify("d").results
+    assert check.status == "missing"
+
+
+def test_verify_tells_another_host_from_missing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "team.sqlite"
+    alice = tmp_path / "alice" / "data.csv"
+    alice.parent.mkdir()
+    alice.write_text("5 6\n")
+    script = (
+        "import socket; socket.gethostname = lambda: 'alice-laptop'\n"
+        "import sys, lineage\n"
+        "lineage.connect(sys.argv[1]).put(lineage.Dataset(sys.argv[2], name='data'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(db), str(alice)], check=True)
+    shared = tmp_path / "mnt" / "alice"
+    shared.mkdir(parents=True)
+    alice.rename(shared / "data.csv")  # not reachable at alice's path from here
+    store = lineage.connect(db)
+    [check] = store.verify("data").results
+    assert check.status == "elsewhere" and "alice-laptop" in check.detail
+    v = store.verify("data")
+    assert not v.ok and "NOT VERIFIED" in str(v)
+    mapped = store.verify("data", map={str(alice.parent): str(shared)})
+    assert mapped.ok and mapped.results[0].status == "ok"
+    from lineage.cli import main
+
+    assert main(["--store", str(db), "verify", "data"]) == 1
+    assert main(["--store", str(db), "verify", "data", "--map",
+                 f"{alice.parent}={shared}"]) == 0
+
+
+def test_a_local_uri_that_does_not_exist_is_missing_without_a_fingerprint(
+    store: lineage.Store, tmp_path: Path
+) -> None:
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    tid = store.mlmd.put_artifact_type(pb.ArtifactType(name="Examples"))
+    [aid] = store.mlmd.put_artifacts([pb.Artifact(type_id=tid, uri=str(tmp_path / "gone"))])
+    [check] = store.verify(aid).results
+    assert check.status == "missing"
+    assert not store.verify(aid).ok

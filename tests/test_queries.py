@@ -367,8 +367,9 @@ def test_verify_one_lineage(iris: tuple[lineage.Store, dict[str, Any]], write_fi
     v = store.verify("clf")
     assert sorted(r.artifact.id for r in v.results) == sorted(
         [ids["model"], ids["raw"], ids["cfg"], ids["clean"]])
-    assert {r.artifact.id: r.status for r in v.results}[ids["model"]] == "skipped"
-    assert v.ok
+    # the model's local uri does not exist: missing, whether or not a fingerprint was kept
+    assert {r.artifact.id: r.status for r in v.results}[ids["model"]] == "missing"
+    assert not v.ok
 
 
 def _run_with(store: lineage.Store, w: RawWriter, exp: int, data: int, name: str, lr: float,
@@ -635,3 +636,19 @@ def test_cache_hits_are_not_extra_steps_in_a_diff_or_the_provenance_tree(
     text = str(store.provenance("m@1"))
     assert text.count("prep  execution:") == 1
     assert "also produced by the same call: execution:" in text and "CACHED (run a-2)" in text
+
+
+def test_diff_text_names_changed_keys_and_never_cuts_values(store: lineage.Store) -> None:
+    @lineage.step(store=store)
+    def train(custom_config: str = "{}", note: str = "") -> lineage.Model:
+        return lineage.Model(content=(custom_config + note).encode(), name="m")
+
+    long_a, long_b = "a" * 150 + "X", "a" * 150 + "Y"
+    train(custom_config=json.dumps({"learning_rate": 0.01, "epochs": 5}), note=long_a)
+    train(custom_config=json.dumps({"learning_rate": 0.05, "epochs": 5}), note=long_b)
+    d = store.diff("m@1", "m@2")
+    assert d.params == {"train": {"custom_config.learning_rate": (0.01, 0.05),
+                                  "note": (long_a, long_b)}}
+    text = str(d).replace("\n    ", "")  # long values wrap onto indented lines
+    assert "train.custom_config.learning_rate: 0.01 -> 0.05" in text
+    assert long_a in text and long_b in text

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from lineage import _convert
 from lineage.errors import InvalidRef, NotFound, RefError
+from lineage.records import Execution
 from lineage.search import RunSearch, RunSummary, _summary, duration_text, experiments, shown_params
 
 if TYPE_CHECKING:
     from lineage.artifacts import Artifact
-    from lineage.records import Execution, Run
+    from lineage.records import Run
     from lineage.store import Store
 
 #: Runs per page of the home page and default page of ``/api/runs``.
@@ -320,13 +321,14 @@ def artifact_page(store: Store, ref: int | str) -> dict[str, Any]:
     impact_rows: list[dict[str, Any]] = []
     for kind, records in sorted(imp.by_type.items()):
         for rec in records[:ROWS]:
-            is_exec = rec.__class__.__name__ == "Execution"
+            is_exec = isinstance(rec, Execution)
+            version = None if isinstance(rec, Execution) else rec.version
             impact_rows.append({
                 "group": kind, "id": rec.id,
                 "url": f"/executions/{rec.id}" if is_exec else f"/artifacts/{rec.id}",
                 "ref": rec.ref, "name": rec.name,
-                "detail": getattr(rec, "state", None) if is_exec else
-                f"v{rec.version}" if getattr(rec, "version", None) else ""})
+                "detail": rec.state if isinstance(rec, Execution) else
+                f"v{version}" if version else ""})
     return {
         "a": a,
         "ref": f"artifact:{a.id}",
