@@ -20,13 +20,16 @@ from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
     BundleError,
+    CacheWarning,
     ConcurrentWriteError,
     ConnectionFailed,
     ContentError,
     CorruptObject,
     FingerprintError,
     InvalidRef,
+    KeepWarning,
     LineageError,
+    LineageWarning,
     MissingObject,
     NotFound,
     NotKept,
@@ -36,14 +39,21 @@ from lineage.errors import (
     SearchError,
     StepError,
     StoreError,
+    TagError,
     TypeConflict,
 )
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.formats.tensorboard import log_tensorboard
 from lineage.graph import LineageGraph
 from lineage.housekeeping import Collection, Usage
-from lineage.keeping import KeepWarning
-from lineage.metrics import RunMetrics, log_metrics, run_metrics
+from lineage.metrics import (
+    ConfusionMatrix,
+    RunMetrics,
+    log_confusion_matrix,
+    log_metrics,
+    run_metrics,
+)
 from lineage.plot import Chart
 from lineage.queries import (
     ArtifactCheck,
@@ -60,22 +70,35 @@ from lineage.runs import ActiveRun, current_run, log_params, run
 from lineage.search import RunSearch, RunSummary, search_runs
 from lineage.steps import step
 from lineage.store import Store, connect
+from lineage.tags import (
+    AliasMove,
+    Annotations,
+    alias_history,
+    all_annotations,
+    annotations_of,
+    note,
+    tag,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActiveRun",
+    "AliasMove",
     "AmbiguousRef",
+    "Annotations",
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
     "BundleError",
+    "CacheWarning",
     "Chart",
     "Checkout",
     "Collection",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
+    "ConfusionMatrix",
     "ConnectionFailed",
     "ContentError",
     "CorruptObject",
@@ -89,6 +112,7 @@ __all__ = [
     "KeepWarning",
     "LineageDiff",
     "LineageError",
+    "LineageWarning",
     "LineageGraph",
     "Metrics",
     "MissingObject",
@@ -108,20 +132,28 @@ __all__ = [
     "StepError",
     "Store",
     "StoreError",
+    "TagError",
     "Transfer",
     "TypeConflict",
     "Usage",
     "Verification",
     "__version__",
+    "alias_history",
+    "all_annotations",
+    "annotations_of",
     "connect",
     "current_run",
     "fingerprint",
     "fingerprint_content",
+    "log_confusion_matrix",
     "log_metrics",
     "log_params",
+    "log_tensorboard",
+    "note",
     "render",
     "run",
     "run_metrics",
     "search_runs",
     "step",
+    "tag",
 ]

@@ -79,7 +79,8 @@ class _Call:
     proto: pb.Execution
     params: dict[str, Any]
     metrics: dict[str, Any] = attrs.field(factory=dict)
-    series: dict[str, list[list[Any]]] = attrs.field(factory=dict)
+    buffer: Any = None
+    """The series buffer of the call (:class:`lineage._series.Buffer`), made on its first point."""
     logged: set[str] = attrs.field(factory=set)
     """Params (re)set by ``log_params`` while the body ran."""
     lock: threading.Lock = attrs.field(factory=threading.Lock)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert
+from lineage import _convert, _params
 from lineage._recording import (
     Pending,
     ms,
@@ -27,10 +27,11 @@ from lineage._recording import (
     set_prop,
 )
 from lineage._schema import CACHE_CONTEXT_TYPE
-from lineage.artifacts import Artifact
+from lineage.artifacts import Artifact, artifact_class
 from lineage.checkout import load_contents, restore_outputs
 from lineage.errors import LineageError
-from lineage.fingerprint import fingerprint, json_safe
+from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.keeping import kept_info
 
 if TYPE_CHECKING:
     from lineage.runs import ActiveRun
@@ -43,27 +44,125 @@ def rebuild(shape: str, outputs: list[tuple[str, Artifact]]) -> Any:
         return None
     if shape == "artifact":
         return outputs[0][1]
+    if shape in ("path", "pathlib"):  # a step annotated -> Model that returned a path
+        return outputs[0][1].uri if shape == "path" else Path(outputs[0][1].uri)
     if shape in ("tuple", "list"):
         ordered = [a for _p, a in sorted(outputs, key=lambda pa: int(pa[0].strip("[]")))]
         return tuple(ordered) if shape == "tuple" else ordered
     return {p: a for p, a in outputs}
 
-# --- caching -----------------------------------------------------------------------------
+# --- cache keys ------------------------------------------------------------------------
 
 
-def key_of(spec: StepSpec, inputs: Pending, params: Mapping[str, Any]) -> str:
+#: Passed as ``instance`` for a function (not a method): no object state in the key.
+NOT_A_METHOD: Any = object()
+
+
+class Uncacheable(Exception):
+    """A call whose inputs cannot be keyed exactly: it runs, and is not looked up."""
+
+
+_DEPTH = 30
+
+
+def _key_value(value: Any, where: str, depth: int = 0) -> Any:
+    """A canonical, exact stand-in for an argument in the cache key: plain values as they
+    are, containers item by item, arrays/DataFrames/bytes by a digest of their whole
+    content, config objects and estimators by their fields; anything else cannot be keyed
+    (its ``repr`` may not tell two values apart)."""
+    if depth > _DEPTH:
+        raise Uncacheable(f"{where} is nested more than {_DEPTH} levels deep")
+    ok, scalar = _params._scalar(value)
+    if ok and not (type(value).__module__ == "numpy" and getattr(value, "shape", ()) != ()):
+        if isinstance(scalar, float):
+            return {"__float__": repr(scalar)}  # 2 and 2.0 are different arguments
+        return scalar
+    if isinstance(value, Mapping):
+        return {"__dict__": sorted(
+            ([_key_value(k, f"{where} key", depth + 1), _key_value(v, f"{where}[{k!r}]", depth + 1)]
+             for k, v in value.items()), key=lambda kv: json.dumps(kv, sort_keys=True))}
+    if isinstance(value, (list, tuple)):
+        return {"__" + type(value).__name__ + "__": [
+            _key_value(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]}
+    if isinstance(value, (set, frozenset)):
+        items = [_key_value(v, f"{where}[]", depth + 1) for v in value]
+        return {"__set__": sorted(items, key=lambda kv: json.dumps(kv, sort_keys=True))}
+    module = type(value).__module__.split(".")[0]
+    if isinstance(value, (bytes, bytearray, memoryview)) or module in ("numpy", "pandas"):
+        try:
+            return {"__content__": fingerprint_content(value)}
+        except LineageError as exc:
+            raise Uncacheable(f"{where}: {exc}") from None
+    fields = _params._object_fields(value)
+    if fields is not None:
+        return {"__object__": _params._class_path(value), "fields": _key_value(
+            fields, where, depth + 1)}
+    if _params._is_estimator(value):
+        return {"__object__": _params._class_path(value), "params": _key_value(
+            _params._estimator_params(value), where, depth + 1)}
+    raise Uncacheable(
+        f"{where} is a {type(value).__name__}, whose content cannot be keyed exactly (its "
+        "repr may not tell two values apart); pass plain values, arrays, DataFrames or a "
+        "dataclass/attrs/pydantic object")
+
+
+def _instance_key(instance: Any, where: str) -> Any:
+    """The state of the object a method step is called on: its fields (dataclass, attrs,
+    pydantic), an estimator's params, or its ``__dict__`` (``__slots__`` too)."""
+    fields = _params._object_fields(instance)
+    if fields is None and _params._is_estimator(instance):
+        fields = _params._estimator_params(instance)
+    if fields is None:
+        state = dict(getattr(instance, "__dict__", {}))
+        for slot in getattr(type(instance), "__slots__", ()):
+            if hasattr(instance, slot):
+                state[slot] = getattr(instance, slot)
+        fields = state
+    return {"__object__": _params._class_path(instance), "state": _key_value(fields, where)}
+
+
+def key_of(
+    spec: StepSpec, inputs: Pending, params: Mapping[str, Any], instance: Any = NOT_A_METHOD,
+) -> str:
+    """The cache key of a call: step name and version, its code, input content, the whole
+    content of every other argument and, for a method, the state of its object.
+
+    Raises:
+        Uncacheable: an argument (or the object) cannot be keyed exactly, or an input has
+            no fingerprint (a remote URI): the call must run.
+    """
+    fingerprints = []
+    for i, (path, artifact, proto) in enumerate(inputs.items):
+        found = recorded_fingerprint(proto) if proto is not None else artifact.fingerprint
+        if not found:
+            raise Uncacheable(
+                f"the input {artifact.name!r} ({artifact.uri or 'no uri'}) has no fingerprint: "
+                "its content cannot be compared; give fingerprint= for remote data")
+        fingerprints.append([_convert.event_path(new_event(pb.Event.INPUT, path)),
+                             inputs.fingerprint(i)])
     identity = {
         "step": spec.name,
+        "version": spec.cache_version,
         "source": spec.code["source_hash"],
-        "inputs": sorted(
-            [_convert.event_path(new_event(pb.Event.INPUT, path)), inputs.fingerprint(i)]
-            for i, (path, _a, _p) in enumerate(inputs.items)
-        ),
-        "params": json_safe(params),
+        "code": spec.code.get("code_hash", ""),
+        "inputs": sorted(fingerprints),
+        "params": _key_value(dict(params), "an argument"),
     }
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=repr)
+    if instance is not NOT_A_METHOD:
+        identity["self"] = _instance_key(instance, f"the {type(instance).__name__} object")
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return "lineage:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+
+def _given_back(store: Store, proto: pb.Artifact) -> bool:
+    """Whether a hit can hand this output back as the call made it: a file or folder (or
+    a remote URI), in-memory content whose bytes were kept (:mod:`lineage.keeping`), and
+    in-memory content the record holds whole (Metrics) can; other in-memory content
+    cannot, so the call runs."""
+    if proto.uri or kept_info(proto) is not None:
+        return True
+    atype = store._types("artifact", [proto.type_id]).get(proto.type_id)
+    return atype is not None and artifact_class(atype.name).content_in_record
 
 
 def unchanged(store: Store, proto: pb.Artifact) -> bool:
@@ -115,7 +214,8 @@ def cache_hit(
         ]
         if shape in ("", "other"):
             continue
-        if restore_outputs(store, [proto for _p, proto in outs], unchanged):  # kept copies too
+        if all(_given_back(store, proto) for _p, proto in outs) and restore_outputs(
+                store, [proto for _p, proto in outs], unchanged):  # kept copies restore files
             return execution, shape, outs
     return None
 

@@ -170,6 +170,13 @@ def from_value(value: pb.Value) -> Any:
         wide = wrappers_pb2.Int64Value()
         if value.proto_value.Unpack(wide):
             return wide.value
+        from lineage._series import chunk_of_bytes  # metric points: shown as series
+
+        chunk = chunk_of_bytes(value.proto_value)
+        if chunk is not None and (chunk.series or chunk.matrices):
+            return {s.name: [[st, _from_pb_value(struct_pb2.Value(number_value=v))]
+                             for st, v in zip(s.steps, s.values, strict=False)]
+                    for s in chunk.series}
         return json_format.MessageToDict(value.proto_value)
     return None
 

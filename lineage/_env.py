@@ -77,11 +77,110 @@ def code_facts(func: Callable[..., Any]) -> dict[str, str]:
         file = inspect.getsourcefile(inner) or inspect.getfile(inner)
     except TypeError:
         file = ""
+    path = os.path.abspath(file) if file and not file.startswith("<") else ""
     return {
         "function": f"{module}.{qualname}",
         "source_hash": "sha256:" + hashlib.sha256(source).hexdigest(),
-        "file": os.path.abspath(file) if file and not file.startswith("<") else "",
+        "code_hash": code_hash(inner, source, path),
+        "file": path,
     }
+
+
+#: How many functions, classes and modules a code hash follows at most.
+_CODE_LIMIT = 300
+
+
+def _project_of(file: str) -> Path | None:
+    """The folder whose code counts as the project's own: the git repository of ``file``,
+    else its folder."""
+    if not file:
+        return None
+    folder = Path(file).resolve().parent
+    return _repo_root(folder) or folder
+
+
+def _installed(file: Path) -> bool:
+    parts = set(file.parts)
+    return "site-packages" in parts or "dist-packages" in parts or any(
+        file.is_relative_to(Path(p)) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}
+        if p and Path(p) != Path("/"))
+
+
+def _local_file(obj: object, project: Path) -> Path | None:
+    try:
+        found = inspect.getsourcefile(obj)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if not found:
+        return None
+    path = Path(found).resolve()
+    return path if path.is_relative_to(project) and not _installed(path) else None
+
+
+def _names(code: Any) -> set[str]:
+    """Global names a code object (and the code objects nested in it) refers to."""
+    out = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            out |= _names(const)
+    return out
+
+
+def code_hash(func: Callable[..., Any], source: bytes, file: str) -> str:
+    """A digest of a step's code: its own source, the source of the project's functions
+    and classes it refers to by name (followed transitively), and the whole files of the
+    project's modules it refers to. A project is the git repository of the step's file
+    (else its folder); installed packages are left out (their versions are recorded).
+
+    Not seen: code reached by name at run time (``getattr``, ``importlib``), imports inside
+    a function body of modules never referred to by a global name, data files the code
+    reads, and anything outside the project.
+
+    Example:
+        >>> def f(x):
+        ...     return x + 1
+        >>> code_hash(f, b"def f(x): return x + 1", "")[:7]
+        'sha256:'
+    """
+    project = _project_of(file)
+    parts: dict[str, bytes] = {"": source}
+    if project is not None:
+        seen: set[int] = {id(func)}
+        queue: list[Any] = [func]
+        while queue and len(seen) < _CODE_LIMIT:
+            obj = queue.pop()
+            codes = []
+            if inspect.isfunction(obj):
+                codes.append(obj.__code__)
+                scope = obj.__globals__
+            elif inspect.isclass(obj):
+                codes += [m.__code__ for m in vars(obj).values() if inspect.isfunction(m)]
+                scope = vars(sys.modules.get(obj.__module__, sys)) if obj.__module__ else {}
+            else:
+                continue
+            for name in sorted(set().union(*map(_names, codes)) if codes else ()):
+                value = scope.get(name)
+                if value is None or id(value) in seen:
+                    continue
+                if inspect.ismodule(value):
+                    path = _local_file(value, project)
+                    if path is not None:
+                        seen.add(id(value))
+                        parts[f"module {value.__name__}"] = path.read_bytes()
+                elif inspect.isfunction(value) or inspect.isclass(value):
+                    if _local_file(value, project) is None:
+                        continue
+                    seen.add(id(value))
+                    try:
+                        text = inspect.getsource(value).encode("utf-8")
+                    except (OSError, TypeError):
+                        continue
+                    parts[f"{value.__module__}.{value.__qualname__}"] = text
+                    queue.append(value)
+    digest = hashlib.sha256()
+    for key in sorted(parts):
+        digest.update(key.encode() + b"\0" + hashlib.sha256(parts[key]).digest())
+    return "sha256:" + digest.hexdigest()
 
 
 def _repo_root(folder: Path) -> Path | None:

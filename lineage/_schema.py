@@ -25,10 +25,16 @@ Executions (one execution type per step, named like the step, base type from ``k
                          CANCELED)
 
 Contexts: ``Experiment`` and ``Run`` (a run's parent context is its experiment).
-    Run custom properties are the run's params; its typed ``metrics`` and
-    ``metric_series`` hold the final metric values and the per-step series (see
-    :mod:`lineage.steps`). ``execution_cache`` contexts (named by a cache key) group the
-    COMPLETE executions a cached step call can reuse.
+    Run custom properties are the run's params; its typed ``metrics`` holds the final
+    metric values. ``execution_cache`` contexts (named by a cache key) group the COMPLETE
+    executions a cached step call can reuse.
+
+Data held in contexts (:data:`HIDDEN_CONTEXT_TYPES`, not shown as graph nodes):
+    ``MetricChunk``      metric points and confusion matrices of a run or step call,
+                         children of the run (:mod:`lineage._series`)
+    ``MetricSeries``     parent of the chunks of a step called outside any run
+    ``Annotation``       tags and note of an artifact or run (:mod:`lineage.tags`)
+    ``Alias``            ``name@alias`` → one artifact version, with its moves
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ STEP_PROPERTIES: dict[str, int] = {
     "recorded_by": pb.STRING,
     "function": pb.STRING,
     "source_hash": pb.STRING,
+    # the step's source and the project's own code it refers to (lineage._env.code_hash)
+    "code_hash": pb.STRING,
     "git_commit": pb.STRING,
     "git_dirty": pb.BOOLEAN,
     "git_repo": pb.STRING,
@@ -106,6 +114,11 @@ RUN_PROPERTIES: dict[str, int] = {
     "config": pb.STRUCT,  # config file name -> artifact id of its Config artifact
 }
 EXPERIMENT_PROPERTIES: dict[str, int] = {"recorded_by": pb.STRING}
+
+#: Context types that hold data, not groups of records (metric chunks and their holders,
+#: tags, notes and aliases): never runs, never nodes of the graph (:mod:`lineage._series`,
+#: :mod:`lineage.tags`).
+HIDDEN_CONTEXT_TYPES = frozenset({"MetricChunk", "MetricSeries", "Annotation", "Alias"})
 
 #: ``kind=`` of a step → MLMD execution base type.
 STEP_KINDS: dict[str, int] = {

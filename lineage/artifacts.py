@@ -108,6 +108,9 @@ class Artifact:
     base_type: ClassVar[str | None] = None
     #: Declared (typed) properties: name → MLMD property type.
     property_types: ClassVar[dict[str, int]] = {}
+    #: Whether the record holds the whole in-memory content (a cache hit can hand the
+    #: content back without a kept copy): Metrics, whose values are its properties.
+    content_in_record: ClassVar[bool] = False
 
     def __init_subclass__(
         cls, *, type_name: str | None = None, base_type: str | None = None, **kwargs: Any
@@ -293,6 +296,8 @@ class Metrics(Artifact, base_type="METRICS"):
         >>> m.values
         {'acc': 0.93, 'f1': 0.91}
     """
+
+    content_in_record: ClassVar[bool] = True
 
     def __init__(
         self,

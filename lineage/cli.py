@@ -214,8 +214,15 @@ def _cmd_compare(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(store: Store, args: argparse.Namespace) -> int:
-    written = store.plot(list(args.runs), args.metric or None, args.output,
-                         title=args.title)
+    if args.confusion_matrix or args.step is not None:
+        from lineage.metrics import confusion_chart
+
+        if len(args.runs) != 1 or args.metric:
+            raise _UsageError("--confusion-matrix draws one run's matrix: one RUN, no --metric")
+        written: Any = confusion_chart(store, args.runs[0], args.step).save(args.output)
+    else:
+        written = store.plot(list(args.runs), args.metric or None, args.output,
+                             title=args.title)
     if args.json:
         _json({"written": str(written)})
     else:
@@ -277,7 +284,8 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
 
 
 def _cmd_export(store: Store, args: argparse.Namespace) -> int:
-    exported = store.export(_ref(args.ref), args.format, path=args.output)
+    ref = args.ref if args.format == "tensorboard" else _ref(args.ref)  # a run ref
+    exported = store.export(ref, args.format, path=args.output)
     if args.json:
         _json({"written": str(args.output), "format": exported.format})
     else:
@@ -287,6 +295,56 @@ def _cmd_export(store: Store, args: argparse.Namespace) -> int:
 
 def _cmd_import(store: Store, args: argparse.Namespace) -> int:
     result = store.import_bundle(args.file)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
+def _kind(args: argparse.Namespace) -> str | None:
+    return "run" if args.run else "artifact" if args.artifact else None
+
+
+def _cmd_tag(store: Store, args: argparse.Namespace) -> int:
+    from lineage import tags
+
+    if args.history:
+        if args.pairs or args.remove or args.alias:
+            raise _UsageError("tag --history NAME@ALIAS takes no KEY=VALUE, --remove or --alias")
+        moves = tags.alias_history(store, args.ref)
+        if args.json:
+            _json([m.to_dict() for m in moves])
+        else:
+            _out(_text.table([[_text.time(m.time), f"artifact:{m.artifact_id}",
+                               str(m.version or "-"),
+                               f"artifact:{m.from_id}" if m.from_id else "-", m.by, m.host]
+                              for m in moves],
+                             ["moved", "to", "version", "from", "by", "host"]))
+        return 0
+    pairs: dict[str, str] = {}
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"{pair!r}: tags are KEY=VALUE")
+        pairs[key] = value
+    if pairs or args.remove or args.alias:
+        store._check_writable("tag")
+        result = tags.tag(store, _ref(args.ref), pairs, remove=args.remove or (),
+                          alias=args.alias, by=args.by, kind=_kind(args))
+    else:
+        result = tags.annotations_of(store, _ref(args.ref), kind=_kind(args))
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
+def _cmd_note(store: Store, args: argparse.Namespace) -> int:
+    from lineage import tags
+
+    result = tags.note(store, _ref(args.ref), args.text, kind=_kind(args))
     if args.json:
         _json(result.to_dict())
     else:
@@ -450,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this metric (repeatable; default: every metric with a series)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     p.add_argument("--title", help="a caption over the curves")
+    p.add_argument("--confusion-matrix", action="store_true",
+                   help="draw the run's latest confusion matrix as a heatmap instead")
+    p.add_argument("--step", type=int, metavar="N",
+                   help="the confusion matrix logged at step N (implies --confusion-matrix)")
 
     p = add("ui", _cmd_ui,
             "serve the store read-only in a web browser (runs, curves, lineage diagrams, "
@@ -483,11 +545,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("export", _cmd_export,
             "export the provenance of REF: a bundle (.pb, or .json), OpenLineage events "
-            "(.json list, .jsonl lines) or W3C PROV-JSON")
+            "(.json list, .jsonl lines) or W3C PROV-JSON; or a run's metrics as TensorBoard "
+            "event files (--format tensorboard)")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--format", required=True, choices=["openlineage", "prov", "bundle"],
-                   help="openlineage, prov or bundle")
+    p.add_argument("--format", required=True,
+                   choices=["openlineage", "prov", "bundle", "tensorboard"],
+                   help="openlineage, prov or bundle; tensorboard: REF is a run and -o a log "
+                        "dir of event files (its series and confusion matrices)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+
+    p = add("tag", _cmd_tag,
+            "set, remove or show the tags of an artifact or run; --alias names a version "
+            "(clf@production); --history NAME@ALIAS lists the moves of an alias",
+            writes=True)
+    p.add_argument("ref", metavar="REF", help="artifact or run (--run/--artifact if both)")
+    p.add_argument("pairs", metavar="KEY=VALUE", nargs="*", help="tags to set")
+    p.add_argument("--remove", metavar="KEY", action="append", help="a tag to delete")
+    p.add_argument("--alias", metavar="NAME", help="make NAME@ALIAS name this version")
+    p.add_argument("--by", metavar="WHO", help="who moves the alias (default: your login)")
+    p.add_argument("--history", action="store_true", help="REF is NAME@ALIAS: list its moves")
+    side = p.add_mutually_exclusive_group()
+    side.add_argument("--run", action="store_true", help="REF is a run")
+    side.add_argument("--artifact", action="store_true", help="REF is an artifact")
+
+    p = add("note", _cmd_note, "set the free-text note of an artifact or run ('' clears it)",
+            writes=True)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("text", metavar="TEXT")
+    side = p.add_mutually_exclusive_group()
+    side.add_argument("--run", action="store_true", help="REF is a run")
+    side.add_argument("--artifact", action="store_true", help="REF is an artifact")
 
     p = add("import", _cmd_import,
             "import a bundle written by `lineage export --format bundle` (idempotent)",

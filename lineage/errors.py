@@ -15,6 +15,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── ArtifactError              an artifact cannot be built or recorded
     │   └── FingerprintError       its content cannot be read for a fingerprint
     ├── StepError                  a step is declared or called wrongly (carries .step)
+    ├── TagError                   a tag, note or alias cannot be recorded as given
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
     ├── ContentError               kept content cannot be kept or given back (carries .ref)
     │   ├── NotKept                the version's content was never kept
@@ -22,6 +23,12 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     │   └── CorruptObject          a kept object does not match its fingerprint (carries .key)
     ├── SearchError                a run search expression is malformed or names no key
     └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+
+Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
+
+    LineageWarning
+    ├── CacheWarning               a cache=True call was not looked up (the message says why)
+    └── KeepWarning                content was recorded but not kept (too big, copy failed)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
 extension raises for connection problems are translated in :func:`translate`, and only
@@ -40,13 +47,16 @@ __all__ = [
     "AmbiguousRef",
     "ArtifactError",
     "BundleError",
+    "CacheWarning",
     "ConcurrentWriteError",
     "ConnectionFailed",
     "ContentError",
     "CorruptObject",
     "FingerprintError",
     "InvalidRef",
+    "KeepWarning",
     "LineageError",
+    "LineageWarning",
     "MissingObject",
     "NotFound",
     "NotKept",
@@ -56,6 +66,7 @@ __all__ = [
     "SearchError",
     "StepError",
     "StoreError",
+    "TagError",
     "TypeConflict",
 ]
 
@@ -144,6 +155,11 @@ class StepError(LineageError):
         self.step = step
 
 
+class TagError(LineageError):
+    """Raised when a tag, note or alias cannot be recorded as given (a malformed key or
+    alias name, a value that is not a scalar)."""
+
+
 class RenderError(LineageError):
     """Raised when a diagram or report cannot be produced."""
 
@@ -218,6 +234,21 @@ class SearchError(LineageError):
 # --- the MLMD boundary -------------------------------------------------------------
 
 _PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
+
+
+class LineageWarning(UserWarning):
+    """Base of the warnings ``lineage`` gives: something was recorded, but not as asked."""
+
+
+class CacheWarning(LineageWarning):
+    """A ``cache=True`` step call was not looked up in the cache (the message says why:
+    an argument that cannot be keyed exactly, an input without a fingerprint, a return
+    value that mixes artifacts and other values)."""
+
+
+class KeepWarning(LineageWarning):
+    """Content was recorded but not kept (:mod:`lineage.keeping`): over the size limit,
+    or the copy into the object store failed (the message says why and what to do)."""
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -43,8 +43,12 @@ import networkx as nx
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _timeline
-from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE, OUTPUT_EVENTS
+from lineage import _convert, _runref, _timeline
+from lineage._schema import (
+    CACHE_CONTEXT_TYPE,
+    HIDDEN_CONTEXT_TYPES,
+    OUTPUT_EVENTS,
+)
 from lineage.errors import InvalidRef, NotFound
 
 if TYPE_CHECKING:
@@ -491,6 +495,9 @@ class _GraphCache:
     contexts: dict[int, pb.Context] = attrs.field(factory=dict)
     not_runs: set[int] = attrs.field(factory=set)
     """Ids of the contexts that are not runs (``execution_cache``)."""
+    run_contexts: set[str] = attrs.field(factory=set)
+    """Names of the contexts that are runs (ours, TFX ``pipeline_run``, …): drawings
+    cluster executions by these rather than by a pipeline or node context."""
     ordered: bool = True
     """Whether ``nodes`` is in graph order (artifacts, then executions, each by id)."""
 
@@ -503,7 +510,9 @@ class _GraphCache:
         if not self.ordered:
             self.nodes = dict(sorted(self.nodes.items(), key=_node_order))
             self.ordered = True
-        return _copy_graph(self.nodes, self.edges, self.edge_kinds)
+        g = _copy_graph(self.nodes, self.edges, self.edge_kinds)
+        g.graph["run_contexts"] = sorted(self.run_contexts)
+        return g
 
 
 def _copy_graph(
@@ -735,7 +744,17 @@ def _not_runs(store: Store, contexts: Iterable[pb.Context]) -> set[int]:
     contexts = list(contexts)
     types = store._types("context", {c.type_id for c in contexts})
     return {c.id for c in contexts
-            if (t := types.get(c.type_id)) is not None and t.name == CACHE_CONTEXT_TYPE}
+            if (t := types.get(c.type_id)) is not None
+            and (t.name == CACHE_CONTEXT_TYPE or t.name in HIDDEN_CONTEXT_TYPES)}
+
+
+def _run_context_names(store: Store, contexts: Iterable[pb.Context]) -> set[str]:
+    """Names of the contexts among ``contexts`` that are runs (see
+    :func:`lineage._runref.is_run_type`)."""
+    contexts = list(contexts)
+    types = store._types("context", {c.type_id for c in contexts})
+    return {c.name for c in contexts
+            if (t := types.get(c.type_id)) is not None and _runref.is_run_type(t.name)}
 
 
 def _run_names(pairs: Iterable[tuple[int, str]], not_runs: set[int] | frozenset[int] = frozenset(),
@@ -783,6 +802,7 @@ def _load_all(store: Store) -> _GraphCache:
     contexts = list(store._call("get_contexts"))
     cache.contexts = {c.id: c for c in contexts}
     cache.not_runs = _not_runs(store, contexts)
+    cache.run_contexts = _run_context_names(store, contexts)
     keys = _NodeKeys()
     cache.nodes.update(_artifact_nodes(store, artifacts, keys))
     _read_executions(store, cache, executions, keys)
@@ -814,6 +834,7 @@ def _refresh(store: Store, cache: _GraphCache) -> None:
         return
     cache.contexts.update({c.id: c for c in contexts})
     cache.not_runs |= _not_runs(store, contexts)
+    cache.run_contexts |= _run_context_names(store, contexts)
     touched: set[int] = set()
     if executions:  # new executions may belong to old contexts
         _run_membership(store, executions, cache.contexts, cache.not_runs, cache.members)
@@ -867,7 +888,10 @@ def _load_contexts(store: Store, roots: Sequence[pb.Context], with_contexts: boo
         ctx_nodes, ctx_edges = _context_entries(store, roots, members, present)
         nodes += ctx_nodes
         edges += ctx_edges
-    return build_graph(nodes, edges)
+    g = build_graph(nodes, edges)
+    g.graph["run_contexts"] = sorted(_run_context_names(
+        store, [*roots, *(c for ctxs in found.values() for c in ctxs)]))
+    return g
 
 
 @contextlib.contextmanager
@@ -936,16 +960,13 @@ def load_graph(
     if run is not None:
         return _load_contexts(store, [store._resolve_run(run)], contexts)
     if experiment is not None:
-        exp = store._context_named(EXPERIMENT_TYPE, experiment)
+        exp = _runref.experiment_context(store, experiment)
         if exp is None:
-            try:
-                exp = store._resolve_run(experiment)
-            except NotFound:
-                raise NotFound(
-                    f"no experiment named {experiment!r} in {store.uri}; `lineage ls runs` "
-                    "shows the experiments of the runs",
-                    ref=experiment,
-                ) from None
+            raise NotFound(
+                f"no experiment named {experiment!r} in {store.uri}; `lineage ls runs` "
+                "shows the experiments of the runs",
+                ref=experiment,
+            )
         children = list(store._call("get_children_contexts_by_context", exp.id, missing=[]))
         return _load_contexts(store, [exp, *children], contexts)
     with _bulk():
@@ -956,6 +977,9 @@ def load_graph(
         # read them again rather than from the cache, with every association (the cache
         # holds run membership only, much of it from the executions' run_context).
         all_contexts = list(store._call("get_contexts"))
+        hidden = store._types("context", {c.type_id for c in all_contexts})
+        all_contexts = [c for c in all_contexts  # metric chunks, tags: data, not groups
+                        if getattr(hidden.get(c.type_id), "name", None) not in HIDDEN_CONTEXT_TYPES]
         members: dict[int, set[tuple[int, str]]] = {}
         _membership_by_context(store, all_contexts, members)
         ctx_nodes, ctx_edges = _context_entries(store, all_contexts, members, g.__contains__)

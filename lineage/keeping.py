@@ -57,7 +57,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
 from lineage.artifacts import Artifact
-from lineage.errors import ContentError
+from lineage.errors import ContentError, KeepWarning
 from lineage.fingerprint import (
     ALGORITHMS,
     content_bytes,
@@ -102,10 +102,6 @@ VOUCH_MIN = 1 << 20
 _RACY_NS = 2_000_000_000  # as lineage.fingerprint: files this fresh are not in the digest cache
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.I)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
-class KeepWarning(UserWarning):
-    """Content was recorded but not kept: over the size limit, or the copy failed."""
 
 
 def parse_size(text: str) -> int:

@@ -278,9 +278,9 @@ def series_of(store: Store, ref: str | int | Run) -> tuple[str, dict[str, list[t
 
             raise NotFound(f"no execution with id {eid} in {store.uri}", ref=ref)
         ex = found[eid]
-        raw = ex.properties.get("metric_series") or {}
-        points = {str(k): [(int(s), v) for s, v in pts] for k, pts in dict(raw).items()}
-        return f"{ex.name} ({ex.ref})", points
+        from lineage.metrics import step_metrics  # its chunks and its last points
+
+        return f"{ex.name} ({ex.ref})", step_metrics(store, eid).series
     from lineage.metrics import run_metrics
 
     ctx = store._resolve_run(ref)

@@ -31,7 +31,7 @@ import attrs
 import networkx as nx
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _fold, _text, _timeline
+from lineage import _convert, _fold, _runref, _text, _timeline
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.checkout import restore_checks
@@ -69,7 +69,11 @@ __all__ = [
     "verify",
 ]
 
-_CODE_KEYS = ("function", "source_hash", "git_commit", "git_dirty", "git_repo", "script")
+_CODE_KEYS = ("function", "source_hash", "code_hash", "git_commit", "git_dirty", "git_repo",
+              "script")
+#: What diff compares of code: its identity, never where a clone of it lives (``git_repo``,
+#: ``script``); ``code_hash`` covers the project's own helpers a step calls.
+_CODE_IDENTITY = ("function", "source_hash", "code_hash", "git_commit", "git_dirty")
 _ENV_KEYS = ("python", "packages")
 _TIME_KEYS = ("start_time", "end_time", "duration")
 
@@ -237,7 +241,10 @@ def _subgraph(
     edges = sorted((event_edge(e) for e in walk.events
                     if (e.type, e.artifact_id, e.execution_id) in walk.counted),
                    key=lambda e: e[:3])
-    return build_graph(nodes, edges)
+    g = build_graph(nodes, edges)
+    g.graph["run_contexts"] = sorted({r.name for rs in runs.values() for r in rs
+                                      if _runref.is_run_type(r.type_name)})
+    return g
 
 
 def _topological(execs: dict[int, Execution]) -> list[Execution]:
@@ -272,7 +279,7 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
     """A step in query results: the API shape plus runs, code, environment, timing."""
     out = ex.to_dict()
     props = ex.properties
-    run_ctx = [r for r in runs if _is_run_context(r.type_name)] or [
+    run_ctx = [r for r in runs if _runref.is_run_type(r.type_name)] or [
         r for r in runs if r.type_name not in (EXPERIMENT_TYPE, CACHE_CONTEXT_TYPE)]
     out.update(
         base_type=ex.base_type,
@@ -292,11 +299,6 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
 def _json_dict(value: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = _jsonable(value)
     return out
-
-
-def _is_run_context(type_name: str) -> bool:
-    """Our ``Run``, TFX's ``pipeline_run``, Kubeflow's ``system.PipelineRun``."""
-    return type_name == "Run" or type_name.lower().replace("_", "").endswith("run")
 
 
 def _jsonable(value: Any) -> Any:
@@ -764,8 +766,8 @@ def diff(store: Store, ref_a: Ref, ref_b: Ref) -> LineageDiff:
         changed = False
         for table, got in (
             (params, _changes(ea.params, eb.params)),
-            (code, _changes({k: ea.properties.get(k) for k in _CODE_KEYS},
-                            {k: eb.properties.get(k) for k in _CODE_KEYS})),
+            (code, _changes({k: ea.properties.get(k) for k in _CODE_IDENTITY},
+                            {k: eb.properties.get(k) for k in _CODE_IDENTITY})),
             (env, _changes(_environment(ea), _environment(eb))),
         ):
             if got:
@@ -1086,17 +1088,17 @@ class Comparison:
 _ABSENT: Any = object()
 
 
-def _run_values(store: Store, ctx: pb.Context, run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
-    params = dict(run.params)
+def _run_values(
+    store: Store, ctx: pb.Context, run: Run
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(run params, step params as columns, metrics) of one run."""
     metrics: dict[str, Any] = {}
     props = run.properties
     if isinstance(props.get("metrics"), dict):
         metrics.update(props["metrics"])
     protos = list(store._call("get_executions_by_context", ctx.id, missing=[]))
     execs = sorted(store._executions_from_protos(protos), key=lambda e: e.id)
-    for ex in execs:  # later calls of a step overwrite earlier ones
-        for k, v in ex.params.items():
-            params[f"{ex.name}.{k}"] = v
+    steps = _runref.step_columns(execs)
     artifact_ids = {a for ex in execs for a in ex.outputs}
     artifact_ids.update(a.id for a in store._call("get_artifacts_by_context", ctx.id, missing=[]))
     arts = sorted(store.artifacts_by_id(artifact_ids).values(), key=lambda a: a.id or 0)
@@ -1105,15 +1107,18 @@ def _run_values(store: Store, ctx: pb.Context, run: Run) -> tuple[dict[str, Any]
             for k, v in a.properties.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     metrics[f"{a.name}.{k}"] = v
-    return params, metrics
+    return dict(run.params), steps, metrics
 
 
 def compare(store: Store, runs: Sequence[str | int | Run]) -> Comparison:
     """Runs side by side with their params and final metrics, the differing ones first.
 
-    Params are the run's own (``lineage.run(..., **params)``, ``log_params``) and every
-    step's, as ``"<step>.<param>"``; metrics the run's final logged values and the values of
-    Metrics artifacts the run produced (``"<name>.<key>"``).
+    Params are the run's own (``lineage.run(..., **params)``, config files, ``log_params``)
+    and every step call's, as ``"<step>.<param>"`` (``"<step>#2.<param>"`` for a second call
+    in the run); a run param that would share a column with a step's (a config key
+    ``train.lr`` beside the ``train`` step's ``lr``) is shown as ``"run.<key>"``. Metrics are
+    the run's final logged values and the values of Metrics artifacts the run produced
+    (``"<name>.<key>"``).
 
     Raises:
         NotFound: a run reference names nothing.
@@ -1127,13 +1132,18 @@ def compare(store: Store, runs: Sequence[str | int | Run]) -> Comparison:
     if isinstance(runs, (str, int)):
         raise InvalidRef("compare() takes a list of runs, e.g. ['baseline', 'tuned']", ref=runs)
     run_recs: list[Run] = []
-    values: list[dict[str, Any]] = []
-    kinds: dict[str, str] = {}
+    read: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
     for ref in runs:
         ctx = store._resolve_run(ref)
         run = store._runs_from_protos([ctx])[0]
-        params, metrics = _run_values(store, ctx, run)
         run_recs.append(run)
+        read.append(_run_values(store, ctx, run))
+    # a config key that is also a step's param column in any of these runs: run.<key>
+    renamed = set().union(*(_runref.clashes(p, s) for p, s, _m in read))
+    values: list[dict[str, Any]] = []
+    kinds: dict[str, str] = {}
+    for run_params, steps, metrics in read:
+        params = _runref.param_columns(run_params, steps, renamed)
         values.append({**params, **metrics})
         kinds.update({k: "param" for k in params})
         kinds.update({k: "metric" for k in metrics if k not in kinds})

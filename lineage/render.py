@@ -895,13 +895,19 @@ def _run_resolver(view: _View) -> Callable[[Any], str | None]:
         if _kind(node, data) == "execution":
             sizes.update({str(r) for r in data.get("runs") or ()})
 
+    run_contexts = {str(r) for r in graph.graph.get("run_contexts") or ()}
+
+    def rank(name: str) -> int:
+        kind = context_types.get(name)
+        return _RUN_TYPES.index(kind) if kind in _RUN_TYPES else len(_RUN_TYPES)
+
     def run_of(node: Any) -> str | None:
         if str(node) in view.run_of:
             return view.run_of[str(node)]
         runs = sorted({str(r) for r in graph.nodes[node].get("runs") or ()})
-        typed = [r for r in runs if context_types.get(r) in _RUN_TYPES]
+        typed = [r for r in runs if context_types.get(r) in _RUN_TYPES or r in run_contexts]
         if typed:
-            return min(typed, key=lambda r: (_RUN_TYPES.index(str(context_types[r])), r))
+            return min(typed, key=lambda r: (rank(r), r))
         if any(r in context_types for r in runs):
             return None  # typed contexts, none of them a run
         # Names only: skip cache keys (hashes); the widest remaining context is the run.

@@ -100,6 +100,8 @@ class _Report:
     svg: str | None
     dot: str | None
     diagram_error: str | None
+    training: list[Any] = attrs.field(factory=list)
+    """:class:`lineage.metrics.TrainingFigures` of the runs of the steps (curves, matrices)."""
 
 
 def _status_entries(verification: Any) -> Iterable[Any]:
@@ -324,7 +326,12 @@ def _collect(store: Store, ref: Ref, *, fold: bool = True) -> _Report:
         svg = _inline_svg(to_svg(prov, fold=fold))
     except RenderError as exc:
         diagram_error = str(exc)
+    from lineage.metrics import training_figures
+
+    training = training_figures(store, [r for i in step_ids for r, _label in step_runs[i]
+                                        if isinstance(r, int)])
     return _Report(
+        training=training,
         target=target,
         datasets=datasets,
         others=others,
@@ -544,7 +551,7 @@ def _html(report: _Report) -> str:
 {_artifact_table(report.others, "artifacts")}</section>
 <section id="steps-section"><h2>Steps ({len(report.steps)}, roots first)</h2>
 {_steps_table(report.steps, "steps")}</section>
-<section id="along-section"><h2>Failed, cached and unfinished executions along the way ({len(report.along)})</h2>
+{_training_html(report.training)}<section id="along-section"><h2>Failed, cached and unfinished executions along the way ({len(report.along)})</h2>
 <p class="note">Executions in the same runs (or reading the same artifacts) that did not
 produce the target.</p>
 {_steps_table(report.along, "along")}</section>
@@ -555,6 +562,45 @@ blanked out. Check a copy with <code>lineage audit --check FILE</code>.</p>
 </body>
 </html>
 """
+
+
+def _training_html(training: Sequence[Any]) -> str:
+    """The curves and latest confusion matrix of the runs that logged them."""
+    if not training:
+        return ""
+    parts = ['<section id="training-section"><h2>Training</h2>']
+    for t in training:
+        parts.append(f"<h3>Run {_h(t.run)}</h3>")
+        if t.final:
+            parts.append(f"<div>Final metrics: {_kv_html(t.final)}</div>")
+        if t.curves_svg is not None:
+            parts.append(f'<figure class="curves">{_inline_svg(t.curves_svg)}</figure>')
+        if t.matrix_svg is not None:
+            parts.append(f'<figure class="confusion">{_inline_svg(t.matrix_svg)}</figure>')
+        elif t.matrix is not None:
+            parts.append(f"<pre>{_h(str(t.matrix))}</pre>")
+    parts.append("</section>\n")
+    return "\n".join(parts)
+
+
+def _md_training(training: Sequence[Any]) -> list[str]:
+    lines: list[str] = []
+    if not training:
+        return lines
+    lines += ["## Training", ""]
+    for t in training:
+        lines += [f"### Run {_m(t.run)}", ""]
+        if t.final:
+            lines += [f"Final metrics: {_md_kv(t.final)}", ""]
+        if t.matrix is not None:
+            m = t.matrix
+            step = f" (step {m.step})" if m.step is not None else ""
+            lines += [f"Latest confusion matrix{step}, true by row, predicted by column:", "",
+                      "| true \\ predicted | " + " | ".join(_m(x) for x in m.labels) + " |",
+                      "| --- " * (len(m.labels) + 1) + "|",
+                      *("| " + _m(label) + " | " + " | ".join(str(c) for c in row) + " |"
+                        for label, row in zip(m.labels, m.matrix, strict=True)), ""]
+    return lines
 
 
 # --- Markdown -------------------------------------------------------------------------------
@@ -666,6 +712,7 @@ def _markdown(report: _Report) -> str:
     lines += [f"## Other upstream artifacts ({len(report.others)})", "",
               *_md_artifacts(report.others)]
     lines += [f"## Steps ({len(report.steps)}, roots first)", "", *_md_steps(report.steps)]
+    lines += _md_training(report.training)
     lines += [f"## Failed, cached and unfinished executions along the way ({len(report.along)})",
               "", *_md_steps(report.along)]
     lines += [

@@ -7,7 +7,8 @@ A run is an MLMD context of type ``Run``, child of an ``Experiment`` context:
 - params: the context's **custom properties** (``Run.params``): config file values (dotted
   keys), ``params=`` and ``log_params`` calls.
 - final metrics: typed property ``metrics`` (metric → last value), over the metrics logged
-  on the run and in its steps; series in ``metric_series``.
+  on the run and in its steps; the series and confusion matrices logged on the run are
+  ``MetricChunk`` child contexts (:mod:`lineage._series`), written at least every 5 s.
 - typed ``status`` (RUNNING, COMPLETE, FAILED, CANCELED), ``start_time``, ``end_time``;
   ``config`` maps each config file name to the id of its ``Config`` artifact, which is
   attributed to the run.
@@ -29,13 +30,13 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _active, _convert, _params
+from lineage import _active, _convert, _params, _series
 from lineage._active import _CALL, _RUN, current_run
 from lineage._recording import now_ms, recorded_by, set_prop
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
 from lineage.artifacts import Config
 from lineage.errors import LineageError, StepError
-from lineage.metrics import RunMetrics, _check_metrics
+from lineage.metrics import RunMetrics, _check_metrics, run_metrics
 from lineage.records import Run
 from lineage.store import Store, default_store, last_present, store_of
 
@@ -93,7 +94,8 @@ class ActiveRun:
         for key, value in (params or {}).items():
             self._params.update(_params.flatten(str(key), value))
         self._metrics: dict[str, Any] = {}
-        self._series: dict[str, list[list[Any]]] = {}
+        self._metrics_dirty = False
+        self._series_buffer: _series.Buffer | None = None
         self._lock = threading.RLock()
         self.context: pb.Context = pb.Context()
         self._pid = os.getpid()
@@ -118,12 +120,11 @@ class ActiveRun:
 
     @property
     def metrics(self) -> RunMetrics:
-        """The run's metrics so far."""
-        with self._lock:
-            return RunMetrics(
-                final=dict(self._metrics),
-                series={k: [(int(s), v) for s, v in pts] for k, pts in self._series.items()},
-            )
+        """The run's metrics so far (what waits in the buffer is written first)."""
+        if not self.context.id:
+            return RunMetrics(final=dict(self._metrics), series={})
+        self.flush_metrics()
+        return run_metrics(self.store, self.id)
 
     @property
     def record(self) -> Run:
@@ -151,22 +152,69 @@ class ActiveRun:
 
     def log_metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Add metric values to the run (a series point each when ``step`` is given)."""
-        checked = _check_metrics(values, step)
-        series = {k: [[int(step), v]] for k, v in checked.items()} if step is not None else {}
-        self._merge(checked, series)
+        self._log_checked(_check_metrics(values, step), step)
 
-    def _merge(self, metrics: Mapping[str, Any], series: Mapping[str, list[list[Any]]]) -> None:
+    def _log_checked(self, checked: dict[str, Any], step: int | None) -> None:
+        # the hot path: no store call; final values and points are written by flushes
+        self._metrics.update(checked)
+        self._metrics_dirty = True
+        buffer = self._series_buffer or self._buffer()
+        if step is not None and checked:
+            buffer.add(step, checked)
+        else:
+            buffer.touch()
+
+    def _buffer(self) -> _series.Buffer:
+        """The buffer of the run's series (made on first use)."""
         with self._lock:
-            self._metrics.update(metrics)
-            for key, points in series.items():
-                self._series.setdefault(key, []).extend([list(p) for p in points])
-            if self._metrics:
-                set_prop(self.context.properties, "metrics", self._metrics, typed=True)
-            if self._series:
-                self.context.properties["metric_series"].CopyFrom(
-                    _convert.to_value(self._series, packed=True)
+            if self._series_buffer is None:
+                if not self.context.id:
+                    raise StepError(f"the run {self.run_name!r} has not started: log inside "
+                                    "its `with` block")
+                self._series_buffer = _series.Buffer(
+                    self.store, _series.owner_of_run(self.id), run_context_id=self.id,
+                    on_flush=self._write_final,
                 )
-            self._flush()
+                _series.watch(self._series_buffer)
+            return self._series_buffer
+
+    def _merge(self, metrics: Mapping[str, Any], series: Mapping[str, Any] | None = None) -> None:
+        """Add the final values of a step (its series stay with the step) to the run's;
+        written by the next flush."""
+        del series
+        if metrics:
+            with self._lock:
+                self._metrics.update(metrics)
+                self._metrics_dirty = True
+            (self._series_buffer or self._buffer()).touch()  # written within seconds
+
+    def _write_final(self) -> None:
+        """Write the final values when they changed since the last write."""
+        if not self._metrics_dirty or not self.context.id:
+            return
+        with self._lock:
+            self._metrics_dirty = False
+            set_prop(self.context.properties, "metrics", dict(self._metrics), typed=True)
+            try:
+                self._flush()
+            except BaseException:
+                self._metrics_dirty = True
+                raise
+
+    def log_tensorboard(self, logdir: str | os.PathLike[str], *, name: str | None = None) -> Any:
+        """Take a TensorBoard log dir into the run (see
+        :func:`lineage.formats.tensorboard.log_tensorboard`)."""
+        from lineage.formats.tensorboard import log_tensorboard
+
+        return log_tensorboard(logdir, name=name, run=self)
+
+    def flush_metrics(self) -> None:
+        """Write the metrics waiting in the buffer now (the flusher does it within seconds;
+        the end of the run does it too)."""
+        if self._series_buffer is not None:
+            self._series_buffer.flush()
+        else:
+            self._write_final()
 
     def _flush(self) -> None:
         # A child forked inside the run records its steps into it, but the run's context
@@ -230,16 +278,30 @@ class ActiveRun:
             status = "FAILED"
         else:
             status = "CANCELED"
+        buffer = self._series_buffer
+        failed: LineageError | None = None
+        if buffer is not None:  # the series first (outside the run's lock: the flusher
+            buffer.on_flush = None  # may hold the buffer and want the lock); the final
+            buffer.close()  # values go with the status below
+            try:
+                buffer.flush()
+            except LineageError as err:
+                failed = err
         with self._lock:
             set_prop(self.context.properties, "status", status, typed=True)
             set_prop(self.context.properties, "end_time", now_ms(), typed=True)
+            if self._metrics:
+                set_prop(self.context.properties, "metrics", dict(self._metrics), typed=True)
+                self._metrics_dirty = False
             try:
                 self._flush()
             except LineageError as err:
-                if exc is None:
-                    raise
-                warnings.warn(f"could not record the end of run {self.name!r}: {err}",
-                              RuntimeWarning, stacklevel=2)
+                failed = failed or err
+        if failed is not None:
+            if exc is None:
+                raise failed
+            warnings.warn(f"could not record the end of run {self.name!r}: {failed}",
+                          RuntimeWarning, stacklevel=2)
 
     def _get_or_create(self, type_id: int, type_name: str, name: str) -> pb.Context:
         def attempt() -> pb.Context:

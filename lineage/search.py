@@ -7,7 +7,9 @@ reads and answers a :class:`RunSearch`: one :class:`RunSummary` per run.
   ``duration`` and ``id`` are fields of every run. Any other key names a final metric if a
   run logged it (``f1``), else a param: the run's own (``lr``, config values such as
   ``train.lr``) or a step's, as ``<step>.<param>`` (``train.lr``), as ``compare`` shows
-  them. ``metrics.f1`` and ``params.lr`` say which one explicitly.
+  them. ``metrics.f1`` and ``params.lr`` say which one explicitly. ``tags.KEY`` is a tag
+  of the run and ``note`` its note (``lineage tag``, ``lineage note``; read in one more
+  call when a filter or the sort names them), unless a metric or param has that name.
 - **Filters** (``where``): ``KEY OP VALUE`` with ``=`` (or ``==``), ``!=``, ``<``,
   ``<=``, ``>``, ``>=``. Numbers compare as numbers (``C=1`` matches ``1.0``), ``true`` /
   ``false`` as booleans, anything else (quotes optional) as text; ``start`` and ``end``
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from ml_metadata.metadata_store import metadata_store
 
-from lineage import _convert, _text
+from lineage import _convert, _runref, _text
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
 from lineage.errors import NotFound, SearchError
 from lineage.records import Run
@@ -97,6 +99,10 @@ class RunSummary:
     """The context type (``Run``)."""
     step_params_read: bool = False
     """Whether ``params`` includes the steps' params."""
+    tags: dict[str, Any] = attrs.field(factory=dict)
+    """The run's tags (read when a filter or the sort names ``tags.KEY`` or ``note``)."""
+    note: str | None = None
+    """The run's note (read likewise)."""
 
     @property
     def ref(self) -> str:
@@ -397,7 +403,12 @@ def _lookup(run: RunSummary, key: str) -> Any:
         return run.params.get(key[len("params."):], _MISSING)
     if key in run.metrics:
         return run.metrics[key]
-    return run.params.get(key, _MISSING)
+    found = run.params.get(key, _MISSING)
+    if found is _MISSING and key.startswith("tags."):  # lineage.tags, after params so named
+        return run.tags.get(key[len("tags."):], _MISSING)
+    if found is _MISSING and key == "note":
+        return run.note if run.note else _MISSING
+    return found
 
 
 def _matches(run: RunSummary, f: Filter) -> bool:
@@ -427,17 +438,16 @@ def _summary(run: Run) -> RunSummary:
 
 def _add_step_params(store: Store, runs: Iterable[RunSummary]) -> None:
     """Add the params of each run's steps as ``<step>.<param>`` (one call per run: MLMD has
-    no batched executions-by-contexts read), as ``store.compare`` shows them."""
+    no batched executions-by-contexts read), as ``store.compare`` shows them: every call
+    of a step, and run params that clash with a step's as ``run.<key>``."""
     for run in runs:
         if run.step_params_read:
             continue
-        protos = sorted(store._call("get_executions_by_context", run.id, missing=[]),
-                        key=lambda p: p.id)  # later calls of a step overwrite earlier ones
+        protos = store._call("get_executions_by_context", run.id, missing=[])
         types = store._types("execution", (p.type_id for p in protos))
-        for proto in protos:
-            ex = _convert.execution_from_proto(proto, types.get(proto.type_id), ())
-            for k, v in ex.params.items():
-                run.params[f"{ex.name}.{k}"] = v
+        steps = _runref.step_columns(
+            _convert.execution_from_proto(p, types.get(p.type_id), ()) for p in protos)
+        run.params = _runref.param_columns(run.params, steps)
         run.step_params_read = True
 
 
@@ -555,6 +565,14 @@ def search_runs(
             ref=experiment)
     candidates = [_summary(r) for r in store.runs(experiment=experiment)]
     keys = [f.key for f in filters] + ([order[0]] if order else [])
+    if any(k.startswith("tags.") or k == "note" for k in keys):  # lineage.tags: one read
+        from lineage.tags import all_annotations
+
+        annotated = all_annotations(store)
+        for r in candidates:
+            hit = annotated.get(r.ref)
+            if hit is not None:
+                r.tags, r.note = dict(hit.tags), hit.note
     missing = [k for k in keys if not _known(k, candidates)]
     if missing and candidates:  # no runs at all: nothing to match, not an error
         # the key may be a step's param: read them for every candidate, then check again

@@ -13,7 +13,9 @@ step):
     - code, environment, timing, error: the **typed properties** of
       :data:`lineage._schema.STEP_PROPERTIES` (``Execution.properties``).
     - metrics logged in the step (:mod:`lineage.metrics`): typed ``metrics`` (metric → final
-      value) and ``metric_series`` (metric → ``[[step, value], ...]``).
+      value); series and confusion matrices in ``MetricChunk`` contexts flushed while the
+      body runs, and the points logged after the last flush packed in ``metric_series``
+      (:mod:`lineage._series`).
     - inputs and outputs: INPUT / OUTPUT events whose path names the argument (and its
       index or key) or the output index (``[0]``) or key (``"train"``).
     - state: RUNNING when the body starts, then COMPLETE, FAILED, CANCELED or CACHED
@@ -50,9 +52,9 @@ from typing import Any, TypeVar, overload
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _env, _params
+from lineage import _env, _params, _series
 from lineage._active import _CALL, _Call, current_run
-from lineage._cache import cache_hit, key_of, record_cached
+from lineage._cache import NOT_A_METHOD, Uncacheable, cache_hit, key_of, record_cached
 from lineage._recording import (
     Pending,
     cut_indexed,
@@ -64,7 +66,7 @@ from lineage._recording import (
 )
 from lineage._schema import CACHE_CONTEXT_TYPE, STEP_KINDS, STEP_PROPERTIES
 from lineage.artifacts import Artifact, artifact_class
-from lineage.errors import LineageError, StepError
+from lineage.errors import CacheWarning, LineageError, StepError
 from lineage.store import Store, default_store, store_of
 
 __all__ = ["StepSpec", "step"]
@@ -94,7 +96,11 @@ class StepSpec:
     skip_first: bool
     """Whether the first argument is ``self``/``cls`` (not recorded)."""
     code: dict[str, str]
-    """``function``, ``source_hash`` and ``file``."""
+    """``function``, ``source_hash``, ``code_hash`` and ``file``."""
+    cache_version: str | int | None = None
+    """Bumped by hand (``cache_version=2``) to invalidate the cache of a step."""
+    returns: type[Artifact] | None = None
+    """The artifact class the return annotation names: a returned path is recorded as it."""
     keep: bool | None = None
     """Keep the content the step records: ``None`` (the store's rule), False, or True
     (whatever its size); see :mod:`lineage.keeping`."""
@@ -104,6 +110,8 @@ class StepSpec:
     _type_ids: weakref.WeakKeyDictionary[Store, int] = attrs.field(
         factory=weakref.WeakKeyDictionary, repr=False
     )
+    _warned: set[str] = attrs.field(factory=set, repr=False)
+    """The reasons this step was not cached that the user was told already."""
     _plain: tuple[tuple[str, Any], ...] | None = attrs.field(default=None, repr=False)
     """(name, default) of every parameter when all are positional-or-keyword (the fast
     binding path of :func:`_bind`), else None."""
@@ -143,6 +151,7 @@ class StepSpec:
         set_prop(props, "recorded_by", recorded_by(), typed=True)
         set_prop(props, "function", self.code["function"], typed=True)
         set_prop(props, "source_hash", self.code["source_hash"], typed=True)
+        set_prop(props, "code_hash", self.code["code_hash"], typed=True)
         for key, value in _env.git_facts(self.code["file"]).items():
             set_prop(props, key, value, typed=True)
         for key, value in _env.host_facts().items():
@@ -179,7 +188,8 @@ def _artifact_annotation(annotation: Any) -> type[Artifact] | None:
 
 
 def _inspect(
-    func: Any, name: str | None, kind: Any, cache: Any, store: Any, keep: Any = None
+    func: Any, name: str | None, kind: Any, cache: Any, store: Any, cache_version: Any = None,
+    keep: Any = None,
 ) -> StepSpec:
     problems: list[str] = []
     step_name = name if name is not None else getattr(func, "__name__", None)
@@ -191,6 +201,9 @@ def _inspect(
         problems.append(f"kind={kind!r} is unknown; use one of {sorted(STEP_KINDS)}")
     if not isinstance(cache, bool):
         problems.append(f"cache={cache!r} must be True or False")
+    if cache_version is not None and (isinstance(cache_version, bool) or not isinstance(
+            cache_version, (str, int))):
+        problems.append(f"cache_version={cache_version!r} must be a string or an int")
     if keep is not None and not isinstance(keep, bool):
         problems.append(f"keep={keep!r} must be True, False or None (the store's rule)")
     if store is not None and not isinstance(store, (Store, str, os.PathLike)):
@@ -244,6 +257,9 @@ def _inspect(
         artifact_args=artifact_args,
         skip_first=skip_first,
         code=_env.code_facts(func),
+        cache_version=cache_version,
+        returns=_artifact_annotation(hints.get("return", signature.return_annotation))
+        if signature.return_annotation is not inspect.Signature.empty else None,
         keep=keep,
     )
 
@@ -259,6 +275,7 @@ def step(
     kind: str = "process",
     cache: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
+    cache_version: str | int | None = None,
     keep: bool | None = None,
 ) -> Callable[[F], F]: ...
 
@@ -271,6 +288,7 @@ def step(
     kind: str = "process",
     cache: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
+    cache_version: str | int | None = None,
     keep: bool | None = None,
 ) -> Any:
     """Record every call of a function as an MLMD execution.
@@ -286,10 +304,15 @@ def step(
         name: the step name (MLMD execution type); defaults to the function's name.
         kind: ``process``, ``transform``, ``train``, ``evaluate`` or ``deploy`` (the MLMD
             execution base type).
-        cache: reuse the recorded outputs of a COMPLETE call with the same source code,
-            input fingerprints and params when their content is unchanged.
+        cache: reuse the recorded outputs of a COMPLETE call with the same code (the
+            function and the project's own helpers it refers to), input content, whole
+            content of every other argument and, for a method, state of its object, when
+            the outputs are unchanged on disk. A call whose arguments cannot be keyed
+            exactly runs, with a warning saying why.
         store: where to record (a Store or URI); default: the active run's store, else
             ``lineage.connect()``.
+        cache_version: bump it (``cache_version=2``) to stop reusing earlier results of
+            this step, e.g. after changing code the cache key cannot see.
         keep: keep the content of what the step records (``False``: never; ``True``:
             whatever its size; default: the store's rule, see :mod:`lineage.keeping`).
 
@@ -311,7 +334,7 @@ def step(
     def decorate(target: Any) -> Any:
         if isinstance(target, (staticmethod, classmethod)):
             return type(target)(decorate(target.__func__))
-        spec = _inspect(target, name, kind, cache, store, keep)
+        spec = _inspect(target, name, kind, cache, store, cache_version, keep)
 
         @functools.wraps(target)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -363,10 +386,17 @@ def _all_artifacts(values: Any) -> bool:
     return bool(values) and all(isinstance(v, Artifact) for v in values)
 
 
+def _in_memory(value: Any) -> bool:
+    """Content an artifact argument can take as ``content=`` (arrays, DataFrames, bytes)."""
+    return isinstance(value, (bytes, bytearray)) or type(value).__module__.split(".")[0] in (
+        "numpy", "pandas", "polars", "pyarrow")
+
+
 def _classify(
-    spec: StepSpec, bound: inspect.BoundArguments
+    spec: StepSpec, bound: inspect.BoundArguments, raw: dict[str, Any] | None = None,
 ) -> tuple[list[tuple[list[str | int], Artifact]], dict[str, Any]]:
-    """Split the call's arguments into input artifacts (with event paths) and params."""
+    """Split the call's arguments into input artifacts (with event paths) and params
+    (``raw``, when given, gets the params' values as passed, for the cache key)."""
     inputs: list[tuple[list[str | int], Artifact]] = []
     params: dict[str, Any] = {}
 
@@ -376,12 +406,18 @@ def _classify(
         elif annotated is not None and isinstance(value, (str, os.PathLike)):
             value = annotated(value)
             inputs.append(([name], value))
+        elif annotated is not None and _in_memory(value):
+            # a DataFrame for a Dataset argument is that content, not a parameter
+            value = annotated(content=value, name=f"{spec.name}.{name}")
+            inputs.append(([name], value))
         elif isinstance(value, (list, tuple)) and _all_artifacts(value):
             inputs.extend(([name, i], v) for i, v in enumerate(value))
         elif isinstance(value, Mapping) and _all_artifacts(value.values()):
             inputs.extend(([name, str(k)], v) for k, v in value.items())
         else:
             params.update(_params.flatten(name, value))
+            if raw is not None:
+                raw[name] = value
         return value
 
     artifact_args = spec.artifact_args
@@ -391,6 +427,8 @@ def _classify(
         kind = type(value)
         if kind in _PLAIN and (kind is not str or pname not in artifact_args):
             params[pname] = value  # what flatten() gives for these
+            if raw is not None:
+                raw[pname] = value
             continue
         param = spec.signature.parameters[pname]
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
@@ -398,6 +436,8 @@ def _classify(
                 inputs.extend(([pname, i], v) for i, v in enumerate(value))
             elif value:
                 params.update(_params.flatten(pname, list(value)))
+                if raw is not None:
+                    raw[pname] = list(value)
         elif param.kind is inspect.Parameter.VAR_KEYWORD:
             for key, item in value.items():
                 value[key] = one(key, item, None)
@@ -409,12 +449,18 @@ def _classify(
 _PLAIN = frozenset({bool, int, float, str, type(None)})
 
 
-def _outputs(result: Any) -> tuple[str, list[tuple[list[str | int], Artifact]]]:
-    """The shape of a return value and its artifacts with their event paths."""
+def _outputs(
+    result: Any, returns: type[Artifact] | None = None,
+) -> tuple[str, list[tuple[list[str | int], Artifact]]]:
+    """The shape of a return value and its artifacts with their event paths (a path
+    returned by a step annotated ``-> Model`` is recorded as a Model)."""
     if result is None:
         return "none", []
     if isinstance(result, Artifact):
         return "artifact", [([0], result)]
+    if returns is not None and isinstance(result, (str, os.PathLike)):
+        shape = "path" if isinstance(result, str) else "pathlib"
+        return shape, [([0], returns(result))]
     if isinstance(result, (tuple, list)):
         shape = "tuple" if isinstance(result, tuple) else "list"
         found: list[tuple[list[str | int], Artifact]] = [
@@ -441,7 +487,8 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     type_id = spec.type_id(store)
     parent = _CALL.get()
 
-    inputs_list, params = _classify(spec, bound)
+    raw: dict[str, Any] | None = {} if spec.cache else None
+    inputs_list, params = _classify(spec, bound, raw)
     inputs = Pending(store, pb.Event.INPUT)
     outputs = Pending(store, pb.Event.OUTPUT)
     inputs.add(inputs_list)
@@ -460,7 +507,7 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     start = time.time()
     proto.properties["start_time"].double_value = ms(start)  # what set_prop(typed=True) writes
 
-    cache_key = key_of(spec, inputs, params) if spec.cache else None
+    cache_key = _key(spec, inputs, raw, bound) if raw is not None else None
     if cache_key is not None:
         set_prop(proto.properties, "cache_key", cache_key, typed=True)
         hit = cache_hit(store, spec, type_id, cache_key)
@@ -484,10 +531,14 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     _CALL.reset(token)
 
     try:
-        shape, produced = _outputs(result)
+        shape, produced = _outputs(result, spec.returns)
         outputs.add(produced)
         if outputs.aliases and shape != "artifact":
             shape = "other"  # an artifact returned twice: one event, not rebuildable
+        if cache_key is not None and shape == "other":
+            _warn_once(spec, "its return value mixes artifacts with other values (or returns "
+                       "one artifact twice); return artifacts only (a Metrics artifact for "
+                       "numbers) to cache it")
         _finish(call, pb.Execution.COMPLETE, start)
         proto.properties["returns"].string_value = shape
         stamp_outputs(store, proto, outputs)
@@ -502,6 +553,29 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
         raise
     _roll_up(call)
     return result
+
+
+def _key(spec: StepSpec, inputs: Pending, raw: dict[str, Any],
+         bound: inspect.BoundArguments) -> str | None:
+    """The cache key of a call, or None (with a warning saying why) when the call cannot
+    be keyed exactly and must run."""
+    instance = next(iter(bound.arguments.values())) if spec.skip_first and bound.arguments \
+        else NOT_A_METHOD
+    try:
+        return key_of(spec, inputs, raw, instance)
+    except Uncacheable as why:
+        _warn_once(spec, str(why))
+        return None
+
+
+def _warn_once(spec: StepSpec, why: str) -> None:
+    """Tell the user, once per decorated step and reason, that a ``cache=True`` call is not
+    cached."""
+    if why in spec._warned:
+        return
+    spec._warned.add(why)
+    warnings.warn(f"step {spec.name!r} (cache=True) is not cached: {why}", CacheWarning,
+                  stacklevel=4)
 
 
 def _is_written(store: Store, spec: StepSpec, proto: pb.Execution) -> bool:
@@ -525,8 +599,17 @@ def _finish(call: _Call, state: int, start: float) -> None:
                 set_prop(proto.custom_properties, key, value)
         if call.metrics:
             set_prop(proto.properties, "metrics", call.metrics, typed=True)
-        if call.series:
-            proto.properties["metric_series"].CopyFrom(_convert.to_value(call.series, packed=True))
+    buffer = call.buffer
+    if buffer is not None:  # the series: the tail goes with this write, or into chunks
+        buffer.close()
+        try:
+            tail = buffer.drain_inline()
+        except LineageError as exc:
+            warnings.warn(f"could not record the metric series of step {call.spec.name!r}: "
+                          f"{exc}", RuntimeWarning, stacklevel=3)
+            tail = None
+        if tail is not None:
+            proto.properties["metric_series"].CopyFrom(_series.pack_value(tail))
 
 
 def _short_traceback(exc: BaseException) -> str:
@@ -557,11 +640,12 @@ def _record_failure(call: _Call, exc: BaseException, start: float) -> None:
 
 
 def _roll_up(call: _Call) -> None:
-    if call.run is not None and (call.metrics or call.series):
+    """Add the step's final values to its run's (its series stay its own)."""
+    if call.run is not None and call.metrics:
         with call.lock:
-            metrics, series = dict(call.metrics), {k: list(v) for k, v in call.series.items()}
+            metrics = dict(call.metrics)
         try:
-            call.run._merge(metrics, series)
+            call.run._merge(metrics)
         except LineageError as exc:
             warnings.warn(f"could not add the metrics of {call.spec.name!r} to the run: {exc}",
                           RuntimeWarning, stacklevel=3)

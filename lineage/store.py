@@ -20,7 +20,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _fork, _identity
+from lineage import _convert, _fork, _identity, _runref
 from lineage._active import current_run
 from lineage._backends import Backend, open_mlmd, parse_uri
 from lineage._recording import remember
@@ -579,8 +579,13 @@ class Store:
         if not ref:
             raise InvalidRef("an empty string is not a reference", ref=ref)
         type_name = type if isinstance(type, str) else (type.type_name if type else None)
-        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
         match = _REF.match(ref)
+        if not match and "@" in ref:  # "clf@production": an alias (lineage.tags)
+            from lineage.tags import resolve_alias
+
+            if (aliased := resolve_alias(self, ref, type_name)) is not None:
+                return aliased
+        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
         hits: list[pb.Artifact] = []
         for tname in type_names:
             if match:
@@ -676,19 +681,34 @@ class Store:
             )
         if run is not None:
             protos = list(self._call("get_executions_by_context", self._resolve_run(run).id))
+            if step is not None:
+                ids = {p.id for p in self._step_executions(step)}
+                protos = [p for p in protos if p.id in ids]
         elif step is not None:
-            if self._type_named("execution", step) is None:
-                return []
-            protos = list(self._call("get_executions_by_type", step))
+            protos = self._step_executions(step)
         else:
             protos = list(self._call("get_executions"))
         if state is not None:
             wanted = pb.Execution.State.Value(state.upper())
             protos = [p for p in protos if p.last_known_state == wanted]
         execs = self._executions_from_protos(protos)
-        if step is not None:
-            execs = [e for e in execs if step in (e.type_name, e.name)]
         return sorted(execs, key=lambda e: (e.create_time or 0, e.id))
+
+    def _step_executions(self, step: str) -> list[pb.Execution]:
+        """The executions of a step: of the execution type named ``step``, of the types
+        whose short name it is (TFX's ``...trainer.component.Trainer``), and of TFX
+        ``node`` contexts named ``<pipeline>.<step>`` (a component id such as
+        ``Trainer_2``)."""
+        found: dict[int, pb.Execution] = {}
+        for t in self._call("get_execution_types"):
+            if step in (t.name, t.name.rsplit(".", 1)[-1]):
+                found.update((e.id, e) for e in self._call("get_executions_by_type", t.name))
+        if self._type_named("context", "node") is not None:
+            for node in self._call("get_contexts_by_type", "node"):
+                if node.name == step or node.name.endswith("." + step):
+                    found.update((e.id, e) for e in self._call(
+                        "get_executions_by_context", node.id, missing=[]))
+        return [found[i] for i in sorted(found)]
 
     def _context_type_ids(self) -> dict[str, int]:
         types = list(self._call("get_context_types"))
@@ -705,49 +725,24 @@ class Store:
         return self._register_type("context", exp), self._register_type("context", run)
 
     def _runs_from_protos(self, protos: Sequence[pb.Context]) -> list[Run]:
-        """Records of contexts; the experiment comes from our ``experiment`` property, and
-        only contexts without it (foreign ones) cost a parent lookup each."""
-        types = self._types("context", (p.type_id for p in protos))
-        out = []
-        for proto in protos:
-            parent = None
-            experiment = proto.properties.get("experiment")  # [] would add an empty entry
-            if (experiment is None or not experiment.string_value) and proto.id:
-                parents = self._call("get_parent_contexts_by_context", proto.id)
-                parent = parents[0].name if parents else None
-            out.append(_convert.context_from_proto(proto, types.get(proto.type_id), parent))
-        return out
+        """Records of contexts, with their experiments (see :mod:`lineage._runref`)."""
+        return _runref.records(self, protos)
 
     def runs(self, experiment: str | None = None, name: str | None = None) -> list[Run]:
-        """Return the runs (``Run`` contexts), oldest first.
+        """Return the runs, oldest first: our ``Run`` contexts, and the runs of other tools
+        the queries understand (TFX ``pipeline_run``, Kubeflow ``system.PipelineRun``).
 
         Args:
-            experiment: only runs of this experiment.
-            name: only runs the user gave this name (several runs may share one).
+            experiment: only runs of this experiment (for TFX: of this pipeline).
+            name: only runs the user gave this name (several runs may share one; each has
+                a unique ``name`` of its own).
 
         Example:
             >>> import lineage
             >>> lineage.connect(":memory:").runs()
             []
         """
-        if experiment is not None:
-            exp = self._context_named(EXPERIMENT_TYPE, experiment)
-            if exp is None:
-                return []
-            protos = list(self._call("get_children_contexts_by_context", exp.id))
-        elif self._type_named("context", RUN_TYPE) is None:
-            return []
-        else:
-            protos = list(self._call("get_contexts_by_type", RUN_TYPE))
-        if name is not None:
-            protos = [
-                p for p in protos
-                if name == p.name or (
-                    "run_name" in p.properties and p.properties["run_name"].string_value == name
-                )
-            ]
-        runs = self._runs_from_protos(protos)
-        return sorted(runs, key=lambda r: (r.create_time or 0, r.id))
+        return _runref.list_runs(self, experiment=experiment, name=name)
 
     def _context_named(self, type_name: str, name: str) -> pb.Context | None:
         if self._type_named("context", type_name) is None:
@@ -756,31 +751,28 @@ class Store:
         return got if got is not None and got.id else None
 
     def _resolve_run(self, ref: str | int | Run) -> pb.Context:
-        """The context a run reference names: a Run, ``"context:<id>"``, an id, a unique run
-        name, or a name several runs share (the latest of them). Any context type with that
-        name is accepted too (a TFX ``pipeline_run``)."""
-        if isinstance(ref, Run):
-            ref = ref.id
-        if isinstance(ref, str) and ref.startswith("context:"):
-            ref = int(ref.split(":", 1)[1])
-        if isinstance(ref, int):
-            found = self._call("get_contexts_by_id", [ref])
-            if not found:
-                raise NotFound(f"no run or context with id {ref} in {self.uri}", ref=ref)
-            return found[0]
-        # A name the user gave several runs means the latest of them ("baseline" after
-        # "baseline-2" was recorded); a unique context name ("baseline-2") means that one.
-        named = [r for r in self.runs(name=ref) if r.run_name == ref]
-        if named:
-            return self._call("get_contexts_by_id", [named[-1].id])[0]
-        exact = self._context_named(RUN_TYPE, ref)
-        if exact is not None:
-            return exact
-        for type_name in self._context_type_ids():
-            hit = self._context_named(type_name, ref)
-            if hit is not None:
-                return hit
-        raise NotFound(f"no run named {ref!r} in {self.uri}; `lineage ls runs` lists them", ref=ref)
+        """The context a run reference names: its unique name, its id (``context:N`` or
+        ``N``), or ``experiment/name``; never another run (see :mod:`lineage._runref`)."""
+        return _runref.resolve_run(self, ref)
+
+    def run(self, ref: str | int | Run) -> Run:
+        """The run a reference names: its unique name, ``context:N`` (or ``N``), or
+        ``experiment/name``.
+
+        Raises:
+            NotFound: no such run. AmbiguousRef: the reference could mean several runs
+                (the message lists them).
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> for _ in range(2):
+            ...     with lineage.run("baseline", experiment="iris", store=store):
+            ...         pass
+            >>> [store.run(r).name for r in ("baseline", "baseline-2", "iris/baseline-2")]
+            ['baseline', 'baseline-2', 'baseline-2']
+        """
+        return _runref.records(self, [self._resolve_run(ref)])[0]
 
     # --- queries (implemented in their own modules) ------------------------------------
 

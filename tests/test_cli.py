@@ -59,7 +59,8 @@ def as_json(value: Any) -> Any:
 
 
 COMMANDS = ["ls", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
-            "export", "import", "plot", "ui", "checkout", "push", "pull", "gc", "du"]
+            "export", "import", "plot", "ui", "tag", "note", "checkout", "push", "pull", "gc",
+            "du"]
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +136,7 @@ def test_errors_are_one_line_without_traceback(cli_store: str, capsys: pytest.Ca
     code, _, err = run(capsys, "--debug", "--store", cli_store, "provenance", "no-such-model")
     assert code == 1 and "Traceback" in err
     code, _, err = run(capsys, "--store", cli_store, "compare", "no-run")
-    assert code == 1 and "no run named 'no-run'" in err
+    assert code == 1 and "no run 'no-run'" in err
     code, _, err = run(capsys, "--store", cli_store, "show", "execution:999")
     assert code == 1 and "no execution with id 999" in err
 

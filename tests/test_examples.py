@@ -74,7 +74,7 @@ def test_tabular_demo_twice_keeps_versions_and_hits_the_cache(tmp_path: Path) ->
 
     diff = store.diff("clf@1", "clf@2")
     assert diff.params == {"train": {"C": (1.0, 0.1)}}
-    assert "train.C: 1 -> 0.1" in first.split("Why do the two models differ?")[1]
+    assert "train.C: 1.0 -> 0.1" in first.split("Why do the two models differ?")[1]
 
     # The audit report of the deployed model, after two demos, draws one box per distinct
     # call (same step, params, inputs and outputs), however often the call was made.

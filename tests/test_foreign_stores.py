@@ -267,6 +267,51 @@ def test_graph_of_a_pipeline_run_and_compare(taxi: tuple[lineage.Store, dict[str
     assert "Trainer.module_file" not in differing
 
 
+def test_tfx_pipeline_runs_are_runs(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
+    store, _ids = taxi
+    runs = store.runs()
+    assert [(r.name, r.type_name, r.experiment) for r in runs] == [
+        ("taxi-run-1", "pipeline_run", "taxi"), ("taxi-run-2", "pipeline_run", "taxi"),
+        ("taxi-run-3", "pipeline_run", "taxi")]
+    assert [r.name for r in store.runs(experiment="taxi")] == [r.name for r in runs]
+    assert store.run("taxi/taxi-run-2").name == "taxi-run-2"
+    found = store.search_runs()
+    assert {r.name for r in found.runs} == {"taxi-run-1", "taxi-run-2", "taxi-run-3"}
+
+
+def test_tfx_node_names_are_step_filters(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
+    store, ids = taxi
+    assert [e.id for e in store.executions(step="Trainer")] == [
+        ids["train1"], ids["train2"], ids["train3"]]
+    assert [e.id for e in store.executions(step="Trainer", run="taxi-run-3")] == [ids["train3"]]
+    assert [e.id for e in store.executions(step=COMPONENTS["Pusher"])] == [
+        ids["push1"], ids["push3"]]
+    assert [e.id for e in store.executions(step="taxi.Evaluator")] == [ids["eval1"], ids["eval3"]]
+
+
+def test_graph_of_a_pipeline_run_is_clustered_by_its_run(
+    taxi: tuple[lineage.Store, dict[str, Any]]
+) -> None:
+    store, _ids = taxi
+    dot = lineage.render.to_dot(store.graph(run="taxi-run-3"), fold=False)
+    assert "run: taxi-run-3" in dot and "run: taxi\"" not in dot and "run: taxi<" not in dot
+    whole = lineage.render.to_dot(store.graph(), fold=False)
+    assert all(f"run: taxi-run-{i}" in whole for i in (1, 3))
+
+
+def test_compare_keeps_two_components_of_one_type(store: lineage.Store) -> None:
+    tfx = Tfx(store.mlmd)
+    run = tfx.run("two-trainers")
+    _e, o = tfx.component(run, "CsvExampleGen", {}, {"examples": "Examples"})
+    for steps in (100, 200):
+        tfx.component(run, "Trainer", {"examples": o["examples"]}, {"model": "Model"},
+                      {"train_args": {"num_steps": steps}})
+    c = store.compare(["two-trainers"])
+    values = c.values[0]
+    assert values["Trainer.train_args"] == {"num_steps": 100}
+    assert values["Trainer#2.train_args"] == {"num_steps": 200}
+
+
 def test_every_artifact_matches_brute_force(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     store, _ids = taxi
     for art in store.mlmd.get_artifacts():
@@ -293,7 +338,8 @@ def test_read_only_open_of_a_tfx_sqlite_file(tmp_path: Path) -> None:
     g = store.graph(contexts=True)
     assert g.nodes["context:1"]["type_name"] == "pipeline"
     v = store.verify()
-    assert {r.status for r in v.results} == {"skipped"}  # TFX records no fingerprints
+    # TFX records no fingerprints, and its /pipeline_root uris do not exist here
+    assert {r.status for r in v.results} == {"missing"} and not v.ok
 
 
 def test_kubeflow_like_executions_typed_properties_are_params(store: lineage.Store) -> None:

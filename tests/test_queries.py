@@ -601,13 +601,14 @@ def test_results_print_as_text_for_people(iris: tuple[lineage.Store, dict[str, A
     assert text.splitlines()[0].split() == ["ref", "artifact", "status", "recorded", "now", "detail"]
     rows = {line.split()[0]: line.split()[1:5] for line in text.splitlines()[2:-1]}
     assert rows[f"artifact:{ids['raw']}"] == ["Dataset", "iris", "v1", "CHANGED"]
-    assert rows[f"artifact:{ids['model']}"] == ["Model", "clf", "v1", "SKIPPED"]
+    assert rows[f"artifact:{ids['model']}"] == ["Model", "clf", "v1", "MISSING"]
     counts = ", ".join(f"{n} {s}" for s, n in v.counts.items())
     assert v.counts["changed"] == 1 and text.splitlines()[-1] == f"FAILED: {counts}"
     assert repr(v) == f"<Verification FAILED: {counts}>"
     assert repr(v.results[0]).startswith("<ArtifactCheck Dataset iris v1 artifact:")
     empty = lineage.connect(":memory:").verify()
-    assert str(empty) == "OK: nothing to check" and repr(empty) == "<Verification OK: nothing to check>"
+    assert str(empty) == "NOT VERIFIED (nothing could be checked here): no artifacts"
+    assert repr(empty) == "<Verification NOT VERIFIED (nothing could be checked here): no artifacts>"
 
     c = store.compare(["baseline"])
     assert str(c).splitlines()[0].split() == ["baseline"]

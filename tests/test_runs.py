@@ -197,7 +197,7 @@ def test_run_arguments_are_validated_before_anything_is_written(store: lineage.S
     assert store.runs() == []
 
 
-def test_a_run_name_given_several_times_means_the_latest_run(store: lineage.Store) -> None:
+def test_a_run_ref_never_means_another_run(store: lineage.Store) -> None:
     @lineage.step(store=store)
     def fit(seed: int = 0) -> int:
         return seed
@@ -208,5 +208,30 @@ def test_a_run_name_given_several_times_means_the_latest_run(store: lineage.Stor
     assert [(r.name, r.run_name) for r in store.runs(name="baseline")] == [
         ("baseline", "baseline"), ("baseline-2", "baseline"), ("baseline-3", "baseline")
     ]
-    assert [e.params for e in store.executions(run="baseline")] == [{"seed": 2}]
+    # a run is its unique name: "baseline" is the first run, not the latest
+    assert [e.params for e in store.executions(run="baseline")] == [{"seed": 0}]
     assert [e.params for e in store.executions(run="baseline-2")] == [{"seed": 1}]
+    run2 = store.run("baseline-2")
+    assert store.run(run2.id).name == store.run(f"context:{run2.id}").name == "baseline-2"
+    assert store.run(str(run2.id)).name == "baseline-2"  # "N" is the id, as in the CLI
+    assert store.run("exp/baseline-3").name == "baseline-3"
+    with pytest.raises(lineage.AmbiguousRef) as err:  # three runs of exp were named baseline
+        store.run("exp/baseline")
+    assert "baseline-2" in str(err.value) and "baseline-3" in str(err.value)
+    c = store.compare(["baseline", "baseline-2"])
+    assert [r.name for r in c.runs] == ["baseline", "baseline-2"]
+    assert lineage.run_metrics(store, "baseline") is not None
+    with pytest.raises(lineage.NotFound, match="ls runs"):
+        store.run("nope")
+
+
+def test_a_run_named_like_an_id_is_ambiguous(store: lineage.Store) -> None:
+    with lineage.run("x", store=store) as first:
+        pass
+    with lineage.run(str(first.id + 1), store=store):  # a name that is also an id
+        pass
+    with lineage.run(str(first.id), store=store):  # a name that is another run's id
+        pass
+    with pytest.raises(lineage.AmbiguousRef, match="could mean several runs"):
+        store.run(str(first.id))
+    assert store.run(f"context:{first.id}").name == "x"

@@ -8,8 +8,10 @@
 4. The questions an auditor asks, answered from the store, with the answers printed:
    provenance of the deployed model, the diff between the two models, the impact of the
    raw dataset, a re-verification of the data, and the two runs side by side.
-5. The pictures: provenance, impact and diff diagrams (SVG) and an audit report (HTML and
-   Markdown) under ``examples/tabular/out/``.
+   The training curves (loss per epoch) and the confusion matrices the runs logged.
+5. The pictures: provenance, impact and diff diagrams, the training curves of both runs and
+   the best run's test confusion matrix (SVG), and an audit report (HTML and Markdown)
+   under ``examples/tabular/out/``.
 
 Run it again: the data keeps its versions (same content, same record) and every cached
 step is a cache hit (a hit whose output file was overwritten since gets its kept bytes
@@ -28,6 +30,7 @@ sys.path.insert(0, str(HERE))
 import pipeline  # noqa: E402
 
 import lineage  # noqa: E402
+from lineage.metrics import confusion_chart  # noqa: E402
 
 
 def _heading(text: str) -> None:
@@ -104,6 +107,22 @@ def main() -> int:
     _heading("The two training runs side by side")
     print(store.compare([baseline["run"], override["run"]]))
 
+    _heading("Training curves and confusion matrices")
+    runs = [str(baseline["run"]), str(override["run"])]
+    for run_name in runs:
+        m = lineage.run_metrics(store, run_name)
+        loss = m.steps["train"]["loss"]
+        print(f"run {run_name}: {len(loss)} epochs of train, loss {loss[0][1]:.4f} -> "
+              f"{loss[-1][1]:.4f}; {len(m.matrices)} confusion matrices")
+        test = m.confusion_matrix(name="test")
+        if test is not None:
+            print(f"  test set (accuracy {test.accuracy:.4f}):")
+            print("    " + str(test).replace("\n", "\n    "))
+    found = store.search_runs(experiment="breast-cancer", where="f1>0", sort="-f1", limit=1)
+    print(f"best run by F1 (a search: --where 'f1>0' --sort -f1 --limit 1): {found[0].name}")
+    store.plot(runs, ["loss", "train_accuracy"], out / "curves.svg")
+    confusion_chart(store, found[0].name, name="test").save(out / "confusion.svg")
+
     _heading("Pictures")
     written = [
         lineage.render(prov, out / "provenance.svg"),
@@ -112,7 +131,8 @@ def main() -> int:
     ]
     report = store.audit(deployed, out / "audit.html")
     store.audit(deployed, out / "audit.md")
-    for path in [*written, out / "audit.html", out / "audit.md"]:
+    for path in [*written, out / "curves.svg", out / "confusion.svg", out / "audit.html",
+                 out / "audit.md"]:
         print(f"  {Path(str(path)).resolve()}")
     del report
 

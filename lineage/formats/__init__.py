@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMATS", "Exported", "export"]
 
-#: The export formats.
-FORMATS = ("bundle", "openlineage", "prov")
+#: The export formats (``tensorboard`` takes a run, the others an artifact).
+FORMATS = ("bundle", "openlineage", "prov", "tensorboard")
 
 @attrs.define(eq=False)
 class Exported:
@@ -59,6 +59,10 @@ class Exported:
             from lineage.formats.bundle import bundle_dict
 
             return bundle_dict(self.document)
+        if self.format == "tensorboard":  # folder -> tags and point counts
+            return {folder or ".": {"scalars": {t: len(p) for t, p in sorted(r.scalars.items())},
+                                    "confusion_matrices": len(r.matrices)}
+                    for folder, r in sorted(self.document.items())}
         return self.document
 
     def to_bytes(self, *, json_form: bool | None = None, lines: bool = False) -> bytes:
@@ -75,6 +79,11 @@ class Exported:
         """Write to ``path`` (a bundle as JSON when it ends in ``.json``; OpenLineage as
         JSON lines for ``.jsonl``/``.ndjson``); return the path."""
         out = Path(path)
+        if self.format == "tensorboard":  # a log dir of event files
+            from lineage.formats.tensorboard import write_logdir
+
+            write_logdir(self.document, out)
+            return out
         suffix = out.suffix.lower()
         data = self.to_bytes(json_form=suffix == ".json",
                              lines=suffix in (".jsonl", ".ndjson"))
@@ -107,6 +116,13 @@ def export(store: Store, ref: Ref, format: str = "bundle",
     if format not in FORMATS:
         raise InvalidRef(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}",
                          ref=format)
+    if format == "tensorboard":  # a run's series as event files (lineage.formats.tensorboard)
+        from lineage.formats.tensorboard import export_run
+
+        out = Exported(format=format, document=export_run(store, ref))  # type: ignore[arg-type]
+        if path is not None:
+            out.write(path)
+        return out
     sl = slice_of(store, ref)
     secrets = tuple(s for s in (store._backend.password,) if s)
     doc: Any
