@@ -14,8 +14,11 @@ Example:
 from __future__ import annotations
 
 from lineage._params import ParamWarning
+from lineage.approvals import Approval, ApprovalCheck, approve
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
+from lineage.audits import AuditReport
 from lineage.checkout import Checkout
+from lineage.environment import Environment
 from lineage.errors import (
     AmbiguousRef,
     ArtifactError,
@@ -37,11 +40,13 @@ from lineage.errors import (
     RefError,
     RenderError,
     SearchError,
+    SignatureError,
     StepError,
     StoreError,
     TagError,
     TypeConflict,
 )
+from lineage.evidence import Evidence
 from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.formats.tensorboard import log_tensorboard
@@ -87,9 +92,12 @@ __all__ = [
     "AliasMove",
     "AmbiguousRef",
     "Annotations",
+    "Approval",
+    "ApprovalCheck",
     "Artifact",
     "ArtifactCheck",
     "ArtifactError",
+    "AuditReport",
     "BundleError",
     "CacheWarning",
     "Chart",
@@ -103,6 +111,8 @@ __all__ = [
     "ContentError",
     "CorruptObject",
     "Dataset",
+    "Environment",
+    "Evidence",
     "Execution",
     "Exported",
     "FingerprintError",
@@ -129,6 +139,7 @@ __all__ = [
     "RunSearch",
     "RunSummary",
     "SearchError",
+    "SignatureError",
     "StepError",
     "Store",
     "StoreError",
@@ -141,6 +152,7 @@ __all__ = [
     "alias_history",
     "all_annotations",
     "annotations_of",
+    "approve",
     "connect",
     "current_run",
     "fingerprint",

@@ -24,6 +24,14 @@ Executions (one execution type per step, named like the step, base type from ``k
     state                MLMD's ``last_known_state`` (RUNNING, COMPLETE, FAILED, CACHED,
                          CANCELED)
 
+Audit records (:mod:`lineage.audits`, :mod:`lineage.approvals`, :mod:`lineage.environment`):
+    ``Environment`` artifacts hold a frozen environment (every installed distribution, OS,
+    CPU, GPU) as in-memory content, recorded once per distinct environment; executions
+    and runs name theirs in the typed ``environment`` property. An ``audit`` execution
+    reads the audited artifact and writes an ``AuditReport`` (the report file, its
+    embedded digest in ``digest``); an ``approve`` execution reads the approved artifact
+    and writes an ``Approval`` (who, when, a note, optionally an Ed25519 signature).
+
 Contexts: ``Experiment`` and ``Run`` (a run's parent context is its experiment).
     Run custom properties are the run's params; its typed ``metrics`` holds the final
     metric values. ``execution_cache`` contexts (named by a cache key) group the COMPLETE
@@ -85,6 +93,13 @@ STEP_PROPERTIES: dict[str, int] = {
     # added by queries (issue 4): id of the Run context the step was called in, so queries
     # find the run without get_contexts_by_execution (a scan: Association has no index on it)
     "run_context": pb.INT,
+    # added by the audit work (issue 18): who ran the step and in which environment
+    "user": pb.STRING,  # the OS user
+    "git_author": pb.STRING,  # "Name <email>" from the git config of the step's repository
+    "ci": pb.STRUCT,  # CI system, actor, job, url, repository (lineage._env.CI_SYSTEMS)
+    "command": pb.STRING,  # the process's command line, secret-looking option values hidden
+    "source_file": pb.STRING,  # the file that defines the step's function
+    "environment": pb.INT,  # artifact id of the Environment (lineage.environment) it ran in
     # output event path -> the largest execution id in the store when that output was
     # written: where the production falls in the store's own order of records (see
     # lineage._timeline; PROTO: a packed google.protobuf.Value)
@@ -112,6 +127,13 @@ RUN_PROPERTIES: dict[str, int] = {
     "metrics": pb.STRUCT,  # final value of each metric logged in the run (and its steps)
     "metric_series": pb.PROTO,  # as in STEP_PROPERTIES
     "config": pb.STRUCT,  # config file name -> artifact id of its Config artifact
+    # added by the audit work (issue 18): who ran it, where, how
+    "user": pb.STRING,
+    "git_author": pb.STRING,
+    "ci": pb.STRUCT,
+    "command": pb.STRING,
+    "hostname": pb.STRING,
+    "environment": pb.INT,
 }
 EXPERIMENT_PROPERTIES: dict[str, int] = {"recorded_by": pb.STRING}
 

@@ -325,6 +325,12 @@ class Metrics(Artifact, base_type="METRICS"):
             }
         return {k: self.properties[k] for k in keys if k in self.properties}
 
+    def recorded_content(self) -> tuple[Any, bool] | None:
+        """The values the fingerprint was computed from, re-derived from the record: the
+        numbers among the properties (not exact: non-numeric values, or other properties
+        given beside the values, would be left out or added)."""
+        return self.values, False
+
 
 class Config(Artifact):
     """A configuration file (YAML, JSON, TOML, …); the name defaults to the file name.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -185,6 +186,10 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
         _json(v.to_dict())
     else:
         _out(str(v))
+        if v.approvals:
+            _out(_text.table([[d["ref"], f"artifact:{d['target']}", str(d["by"]), str(d["time"]),
+                               d["status"], d["detail"]] for d in (a.to_dict() for a in v.approvals)],
+                             ["approval", "of", "by", "time", "status", "detail"]))
     return 0 if v.ok else 1
 
 
@@ -263,24 +268,121 @@ def _cmd_audit(store: Store | None, args: argparse.Namespace) -> int:
     from lineage import report
 
     if args.check is not None:
-        if args.ref is not None or args.output is not None:
-            raise _UsageError("audit --check FILE takes no REF and no -o")
-        result = report.check(args.check)
+        if args.ref is not None or args.output is not None or args.sign is not None:
+            raise _UsageError("audit --check FILE takes no REF, -o or --sign")
+        result = report.check(args.check, store, key=args.key)
         if args.json:
-            _json({"path": str(result.path), "ok": result.ok, "recorded": result.recorded,
-                   "computed": result.computed, "message": result.message})
+            _json(result.to_dict())
         else:
             _out(result.message)
+            for line in result.mismatches[5:]:
+                _out(f"  {line}")
         return 0 if result.ok else 1
-    if args.ref is None or args.output is None:
-        raise _UsageError("audit needs REF and -o FILE (or --check FILE)")
+    if args.ref is None:
+        raise _UsageError("audit needs REF (and -o FILE to write the report), or --check FILE")
+    if args.key is not None:
+        raise _UsageError("--key PUB.pem is for --check; sign a report with --sign KEY.pem")
     assert store is not None
-    written = report.audit(store, _ref(args.ref), args.output, fold=not args.no_fold)
+    if args.output is None:
+        if args.sign is not None:
+            raise _UsageError("--sign needs -o FILE (the signature goes beside the report)")
+        from lineage.evidence import evidence
+
+        ev = evidence(store, _ref(args.ref))
+        failures = [f"{c.artifact.type_name} {c.artifact.name} v{c.artifact.version} "
+                    f"(artifact:{c.artifact.id}): {c.status}" for c in ev.checks.values()
+                    if c.status in ("changed", "missing", "unreadable")]
+        failures += [f"approval artifact:{a.approval.id}: {a.status}" for a in ev.approvals
+                     if not a.ok]
+        if args.json:
+            _json(ev.to_dict())
+        else:
+            _out(str(report.audit(store, _ref(args.ref), format="md", fold=not args.no_fold)))
+        return 0 if not failures or args.allow_changed else 1
+    made = report.write_report(store, _ref(args.ref), args.output, key=args.sign,
+                               record=False, fold=not args.no_fold)
+    assert made.path is not None
+    recorded_as = None
+    if not args.no_record:
+        from lineage import audits
+
+        writer = connect(args.store)
+        try:
+            target = writer.get(_ref(args.ref))
+            sig = audits.read_signature(made.path) if args.sign is not None else None
+            entry = audits.record_report(writer, target, made.path, digest=made.digest,
+                                         fmt="md" if str(args.output).endswith(".md") else "html",
+                                         signature=sig)
+            recorded_as = f"artifact:{entry.id}"
+        finally:
+            writer.close()
+    summary = {**made.to_dict(), "recorded_as": recorded_as}
     if args.json:
-        _json({"written": str(written)})
+        _json(summary)
     else:
-        _out(f"wrote {written}")
+        _out(f"wrote {made.path} (digest {made.digest})")
+        if recorded_as:
+            _out(f"recorded in the store as {recorded_as}: check a copy with "
+                 f"`lineage --store URI audit --check {made.path}`")
+        if made.signature:
+            _out(f"signed: {made.signature}")
+        for failure in made.failures:
+            print(f"lineage audit: re-verification failed: {failure}", file=sys.stderr)
+    if made.failures and not args.allow_changed:
+        return 1
     return 0
+
+
+def _cmd_approve(store: Store, args: argparse.Namespace) -> int:
+    from lineage.approvals import approve
+
+    approval = approve(store, _ref(args.ref), by=args.by, note=args.note or "", key=args.key)
+    d = {"approval": f"artifact:{approval.id}", **{k: approval.properties.get(k) for k in (
+        "by", "note", "time", "target", "target_fingerprint", "key_id")}}
+    if args.json:
+        _json(d)
+    else:
+        signed = f", signed with key {str(d['key_id'])[:16]}…" if d.get("key_id") else ", not signed"
+        _out(f"approved artifact:{d['target']} ({d['target_fingerprint']}) by {d['by']} at "
+             f"{d['time']}{signed}: recorded as {d['approval']}")
+    return 0
+
+
+def _cmd_attest(store: Store | None, args: argparse.Namespace) -> int:
+    from lineage import attest
+
+    if args.verify is not None:
+        if args.ref is not None or args.output is not None:
+            raise _UsageError("attest --verify FILE takes no REF and no -o")
+        if args.key is None:
+            raise _UsageError("attest --verify FILE needs --key PUB.pem (the signer's public key)")
+        check = attest.verify_attestation(args.verify, args.key, artifact=args.artifact)
+        if args.json:
+            _json(check.to_dict())
+        else:
+            _out(check.message)
+        return 0 if check.ok else 1
+    if args.ref is None or args.output is None:
+        raise _UsageError("attest needs REF and -o FILE (or --verify FILE --key PUB.pem)")
+    assert store is not None
+    written = attest.write_attestation(store, _ref(args.ref), args.output, key=args.key)
+    if args.json:
+        _json({"written": str(written), "signed": args.key is not None})
+    else:
+        kind = "DSSE envelope (signed)" if args.key is not None else "in-toto statement (unsigned)"
+        _out(f"wrote {written}: {kind}")
+    return 0
+
+
+def _cmd_reproduce(store: Store, args: argparse.Namespace) -> int:
+    from lineage.reproduce import reproduce
+
+    result = reproduce(store, _ref(args.ref), args.output)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0 if result.ok else 1
 
 
 def _cmd_export(store: Store, args: argparse.Namespace) -> int:
@@ -417,10 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add(name: str, func: _Command, help: str, *, writes: bool = False) -> argparse.ArgumentParser:
+    def add(name: str, func: _Command, help: str, *, writes: bool = False,
+            store_mode: Callable[[argparse.Namespace], str | None] | None = None,
+            ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--json", action="store_true", help="print the result as JSON (to_dict())")
-        p.set_defaults(func=func, writes=writes)
+        mode = store_mode or (lambda _args: "write" if writes else "read")
+        p.set_defaults(func=func, writes=writes, store_mode=mode)
         return p
 
     p = add("ls", _cmd_ls, "list artifacts, executions or runs")
@@ -536,22 +641,69 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw a step called N times or more in one run as one box "
                         f"(default {DEFAULT_FAN_OUT}; 0: never)")
 
-    p = add("audit", _cmd_audit, "write an audit report of REF (.html or .md), or --check one")
+    p = add("audit", _cmd_audit,
+            "write an audit report of REF (.html or .md; recorded in the store), or --check "
+            "one against the store; exit 1 when the re-verification it performs fails",
+            store_mode=_audit_store_mode)
     p.add_argument("ref", metavar="REF", nargs="?")
-    p.add_argument("-o", "--output", metavar="FILE", help="report file (.html or .md)")
-    p.add_argument("--check", metavar="FILE", help="check a report's digest instead")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="report file (.html or .md); without it the report's evidence is "
+                        "printed (Markdown, or JSON with --json)")
+    p.add_argument("--check", metavar="FILE",
+                   help="check a report: against the store given with --store (or $LINEAGE_URI): "
+                        "its digest was recorded and its facts still match; without a store, "
+                        "self-consistency only")
+    p.add_argument("--sign", metavar="KEY.pem",
+                   help="sign the report's digest with this Ed25519 private key (FILE.sig)")
+    p.add_argument("--key", metavar="PUB.pem",
+                   help="with --check: the report must be signed with this public key")
+    p.add_argument("--allow-changed", action="store_true",
+                   help="exit 0 even when re-verification finds changed, missing or "
+                        "unreadable content or a bad approval")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record the report in the store (open it read-only)")
     p.add_argument("--no-fold", action="store_true",
                    help="draw every execution in the report's diagram")
 
+    p = add("approve", _cmd_approve,
+            "record a dated approval of REF by NAME, optionally signed (--key KEY.pem)",
+            writes=True)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--by", required=True, metavar="NAME", help="who approves")
+    p.add_argument("--note", metavar="TEXT", help="what was approved, and why")
+    p.add_argument("--key", metavar="KEY.pem", help="Ed25519 private key (PEM PKCS#8) to sign with")
+
+    p = add("attest", _cmd_attest,
+            "write an in-toto statement (SLSA provenance v1) of REF, a DSSE envelope with "
+            "--key; or --verify one", store_mode=lambda a: None if a.verify else "read")
+    p.add_argument("ref", metavar="REF", nargs="?")
+    p.add_argument("-o", "--output", metavar="FILE", help="attestation file (.intoto.json)")
+    p.add_argument("--key", metavar="KEY.pem",
+                   help="Ed25519 private key to sign with; with --verify the public key")
+    p.add_argument("--verify", metavar="FILE",
+                   help="verify a signed attestation (exit 0 only if the signature is the "
+                        "key's and every subject matches the file on disk)")
+    p.add_argument("--artifact", metavar="PATH",
+                   help="with --verify: the file or folder to compare the subjects with "
+                        "(default: the paths the subjects name)")
+
+    p = add("reproduce", _cmd_reproduce,
+            "re-run the recorded steps behind REF in a scratch folder and compare digests "
+            "(exit 0 only if the same digest comes out)")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-o", "--output", metavar="FOLDER", help="scratch folder (default: a new "
+                                                              "temporary folder, kept)")
+
     p = add("export", _cmd_export,
             "export the provenance of REF: a bundle (.pb, or .json), OpenLineage events "
-            "(.json list, .jsonl lines) or W3C PROV-JSON; or a run's metrics as TensorBoard "
-            "event files (--format tensorboard)")
+            "(.json list, .jsonl lines), W3C PROV-JSON, a Model Card (Markdown); or a run's "
+            "metrics as TensorBoard event files (--format tensorboard)")
     p.add_argument("ref", metavar="REF")
     p.add_argument("--format", required=True,
-                   choices=["openlineage", "prov", "bundle", "tensorboard"],
-                   help="openlineage, prov or bundle; tensorboard: REF is a run and -o a log "
-                        "dir of event files (its series and confusion matrices)")
+                   choices=["openlineage", "prov", "bundle", "model-card", "tensorboard"],
+                   help="openlineage, prov, bundle or model-card (Markdown); tensorboard: REF "
+                        "is a run and -o a log dir of event files (its series and confusion "
+                        "matrices)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
 
     p = add("tag", _cmd_tag,
@@ -596,9 +748,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     store: Store | None = None
     try:
-        needs_store = not (args.command == "audit" and args.check is not None)
-        if needs_store:
-            store = connect(args.store, read_only=not args.writes, objects=args.objects)
+        mode = args.store_mode(args)
+        if mode is not None:
+            store = connect(args.store, read_only=mode != "write",
+                            objects=args.objects)
         status: int = args.func(store, args)
         return status
     except _UsageError as exc:
@@ -621,6 +774,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if store is not None:
             store.close()
+
+
+def _audit_store_mode(args: argparse.Namespace) -> str | None:
+    """``audit --check`` reads a store only when one is named (--store, $LINEAGE_URI);
+    writing a report reads the store (the record is written on a second connection)."""
+    if args.check is not None:
+        return "read" if (args.store or os.environ.get("LINEAGE_URI")) else None
+    return "read"
 
 
 #: Options whose value may start with "-" (``--sort -f1``): argparse would read it as an option.

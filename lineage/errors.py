@@ -22,7 +22,8 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     │   ├── MissingObject          a kept object is not in the object store (carries .key)
     │   └── CorruptObject          a kept object does not match its fingerprint (carries .key)
     ├── SearchError                a run search expression is malformed or names no key
-    └── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    ├── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
+    └── SignatureError             a key cannot be used, or a signature does not verify
 
 Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
 
@@ -64,6 +65,7 @@ __all__ = [
     "RefError",
     "RenderError",
     "SearchError",
+    "SignatureError",
     "StepError",
     "StoreError",
     "TagError",
@@ -162,6 +164,11 @@ class TagError(LineageError):
 
 class RenderError(LineageError):
     """Raised when a diagram or report cannot be produced."""
+
+
+class SignatureError(LineageError):
+    """Raised when a signing key cannot be read or used, or a signature or attestation
+    does not verify."""
 
 
 class BundleError(LineageError):

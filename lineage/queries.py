@@ -36,7 +36,7 @@ from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
 from lineage.checkout import restore_checks
 from lineage.errors import FingerprintError, InvalidRef
-from lineage.fingerprint import ALGORITHMS, fingerprint
+from lineage.fingerprint import ALGORITHMS, fingerprint, fingerprint_content
 from lineage.graph import (
     LineageGraph,
     artifact_attrs,
@@ -875,6 +875,8 @@ class Verification:
     _graph: nx.MultiDiGraph | None = attrs.field(default=None, alias="graph", repr=False)
     _load: Callable[[], nx.MultiDiGraph] | None = attrs.field(default=None, alias="load",
                                                               repr=False)
+    approvals: list[Any] = attrs.field(factory=list)
+    """The approvals of the checked artifacts (:class:`lineage.approvals.ApprovalCheck`)."""
 
     @property
     def graph(self) -> nx.MultiDiGraph:
@@ -900,9 +902,11 @@ class Verification:
     def ok(self) -> bool:
         """At least one artifact was checked (or restored), and none changed, went missing
         or became unreadable (skipped ones, and ones recorded on another host, are neither;
-        ones restored from their kept copies are fine)."""
+        ones restored from their kept copies are fine), and every approval checks
+        (signature, record, approved content)."""
         return any(r.status in ("ok", "restored") for r in self.results) and all(
-            r.status in ("ok", "skipped", "elsewhere", "restored") for r in self.results)
+            r.status in ("ok", "skipped", "elsewhere", "restored") for r in self.results
+        ) and all(a.ok for a in self.approvals)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -915,7 +919,8 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         """``ok``, ``counts`` and ``artifacts`` (one check each)."""
         return {"ok": self.ok, "counts": self.counts,
-                "artifacts": [r.to_dict() for r in self.results]}
+                "artifacts": [r.to_dict() for r in self.results],
+                "approvals": [a.to_dict() for a in self.approvals]}
 
     def __str__(self) -> str:
         """A table of the checks and ``OK: …`` or ``FAILED: …`` (what ``lineage verify``
@@ -944,6 +949,9 @@ def _check(a: Artifact, prefixes: Mapping[str, str] | None = None) -> ArtifactCh
     local = [(loc, _mapped(loc["uri"], prefixes or {})) for loc in seen
              if loc["uri"] and "://" not in loc["uri"]]
     if not local:
+        rederived = _recorded_content(a)  # in-memory content kept in the record (Metrics)
+        if rederived is not None:
+            return rederived
         why = "in-memory content" if not a.uri else f"remote URI {a.uri}"
         return ArtifactCheck(a, "skipped", recorded, None, f"{why}: nothing local to re-read")
     present = [(loc, path) for loc, path in local if Path(path).exists()]
@@ -982,6 +990,27 @@ def _check(a: Artifact, prefixes: Mapping[str, str] | None = None) -> ArtifactCh
     return ArtifactCheck(a, "changed" if now else "unreadable", recorded, now, detail)
 
 
+def _recorded_content(a: Artifact) -> ArtifactCheck | None:
+    """Re-derive the fingerprint of in-memory content the record keeps (the values of a
+    ``Metrics``, an ``Environment``, an ``Approval``): ``ok`` when it matches; ``changed``
+    when the content is known exactly and does not; ``None`` when it cannot be told."""
+    get = getattr(a, "recorded_content", None)
+    found = get() if callable(get) else None
+    if found is None or not a.fingerprint or a.uri:
+        return None
+    content, exact = found
+    try:
+        current = fingerprint_content(content, algo=a.fingerprint.split(":", 1)[0])
+    except (FingerprintError, ValueError, TypeError):
+        return None
+    if current == a.fingerprint:
+        return ArtifactCheck(a, "ok", a.fingerprint, current, "re-derived from the recorded values")
+    if exact:
+        return ArtifactCheck(a, "changed", a.fingerprint, current,
+                             "the recorded values no longer give the recorded fingerprint")
+    return None
+
+
 def verify(store: Store, ref: Ref | None = None, *,
            map: Mapping[str, str] | None = None, restore: bool = False) -> Verification:
     """Re-fingerprint the content behind recorded artifacts, at every location each was
@@ -1007,6 +1036,8 @@ def verify(store: Store, ref: Ref | None = None, *,
         >>> [r.status for r in store.verify("d").results]
         ['changed']
     """
+    from lineage.approvals import approvals_of
+
     if ref is None:
         arts = store.artifacts()
         target, load = None, store.graph
@@ -1016,7 +1047,7 @@ def verify(store: Store, ref: Ref | None = None, *,
         target, load = p.target, p.graph.copy
     checks = [_check(a, map) for a in sorted(arts, key=lambda a: a.id or 0)]
     restore_checks(store, checks, restore=restore)  # what kept copies can put back
-    return Verification(checks, target=target, load=load)
+    return Verification(checks, target=target, load=load, approvals=approvals_of(store, ref))
 
 
 # --- compare ------------------------------------------------------------------------------

@@ -30,11 +30,12 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _active, _convert, _params, _series
+from lineage import _active, _convert, _env, _params, _series
 from lineage._active import _CALL, _RUN, current_run
 from lineage._recording import now_ms, recorded_by, set_prop
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
 from lineage.artifacts import Config
+from lineage.environment import record_environment
 from lineage.errors import LineageError, StepError
 from lineage.metrics import RunMetrics, _check_metrics, run_metrics
 from lineage.records import Run
@@ -250,6 +251,8 @@ class ActiveRun:
         set_prop(ctx.properties, "status", "RUNNING", typed=True)
         if config_ids:
             set_prop(ctx.properties, "config", config_ids, typed=True)
+        for key, value in _accountability(store).items():  # who ran it, where, how
+            set_prop(ctx.properties, key, value, typed=True)
         for key, value in self._params.items():
             set_prop(ctx.custom_properties, key, value)
         self.context = self._create_run(ctx)
@@ -338,6 +341,20 @@ class ActiveRun:
             return ctx
 
         return self.store._write_with_retry(attempt, f"find a free run name for {self.run_name!r}")
+
+
+def _accountability(store: Store) -> dict[str, Any]:
+    """Who runs this run and where: OS user, git author, CI job, host, command line and
+    the recorded environment (:mod:`lineage._env`, :mod:`lineage.environment`)."""
+    script = _env.host_facts().get("script") or ""
+    facts: dict[str, Any] = {
+        **_env.who_facts(),
+        "git_author": _env.git_facts(script or os.path.join(os.getcwd(), "-")).get("git_author"),
+        "command": _env.command_line(),
+        "hostname": _env.host_facts().get("hostname"),
+        "environment": record_environment(store),
+    }
+    return {k: v for k, v in facts.items() if v}
 
 
 def run(

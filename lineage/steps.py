@@ -66,6 +66,7 @@ from lineage._recording import (
 )
 from lineage._schema import CACHE_CONTEXT_TYPE, STEP_KINDS, STEP_PROPERTIES
 from lineage.artifacts import Artifact, artifact_class
+from lineage.environment import record_environment
 from lineage.errors import CacheWarning, LineageError, StepError
 from lineage.store import Store, default_store, store_of
 
@@ -158,6 +159,11 @@ class StepSpec:
             if value:
                 set_prop(props, key, value, typed=True)
         set_prop(props, "packages", packages, typed=True)
+        # who ran it, and how (accountability: lineage._env)
+        for key, value in {**_env.who_facts(), "command": _env.command_line(),
+                           "source_file": self.code["file"]}.items():
+            if value:
+                set_prop(props, key, value, typed=True)
         self._base = (packages, proto)
         return proto
 
@@ -504,6 +510,9 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     contexts = [active.context] if active is not None else []
     if active is not None and active.context.id:  # queries read the run from here (no scan)
         set_prop(proto.properties, "run_context", int(active.context.id), typed=True)
+    env_id = record_environment(store)  # once per store and process
+    if env_id is not None:
+        proto.properties["environment"].int_value = env_id
     start = time.time()
     proto.properties["start_time"].double_value = ms(start)  # what set_prop(typed=True) writes
 

@@ -59,8 +59,8 @@ def as_json(value: Any) -> Any:
 
 
 COMMANDS = ["ls", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
-            "export", "import", "plot", "ui", "tag", "note", "checkout", "push", "pull", "gc",
-            "du"]
+            "approve", "attest", "reproduce", "export", "import", "plot", "ui", "tag",
+            "note", "checkout", "push", "pull", "gc", "du"]
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,8 +148,14 @@ def test_usage_errors_exit_2(cli_store: str, capsys: pytest.CaptureFixture[str])
     assert run(capsys, "--store", cli_store, "graph", "clf", "--run", "baseline", "-o", "x.svg")[0] == 2
     assert run(capsys, "--store", cli_store, "graph", "clf")[0] == 2  # -o is required
     assert run(capsys, "--store", cli_store, "ls", "artifacts", "--run", "baseline")[0] == 2
-    code, _, err = run(capsys, "--store", cli_store, "audit", "clf")
+    code, _, err = run(capsys, "--store", cli_store, "audit")
+    assert code == 2 and "REF" in err
+    code, _, err = run(capsys, "--store", cli_store, "audit", "clf", "--sign", "k.pem")
     assert code == 2 and "-o FILE" in err
+    code, _, err = run(capsys, "--store", cli_store, "attest", "clf")
+    assert code == 2 and "-o FILE" in err
+    code, _, err = run(capsys, "attest", "--verify", "x.json")
+    assert code == 2 and "--key" in err
 
 
 def test_read_only_commands_do_not_create_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,8 @@ from google.protobuf import json_format
 
 import lineage
 from lineage.cli import main
-from lineage.export import Bundle, read_bundle
+from lineage.export import FORMAT_VERSION, Bundle, read_bundle
+from lineage.formats.bundle import seal
 
 # --- a recorded pipeline ----------------------------------------------------------------
 
@@ -181,7 +182,8 @@ def test_json_bundle_is_sorted_and_imports_like_the_binary_one(
     text = path.read_text()
     doc = json.loads(text)
     assert text == json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    assert doc["header"]["format_version"] == 1
+    assert doc["header"]["format_version"] == FORMAT_VERSION == 2
+    assert doc["header"]["digest"].startswith("sha256:")
     assert doc["header"]["source_uri"] == a.uri
     assert doc["header"]["lineage_version"] == lineage.__version__
     assert doc["header"]["mlmd_version"]
@@ -244,8 +246,7 @@ def test_foreign_tfx_records_round_trip_and_import_once(
     assert step["experiment"] == "taxi"
     assert {c["type"] for c in step["contexts"]} == {"pipeline", "pipeline_run", "node"}
     imported = store.mlmd.get_artifacts_by_id([new_id])[0]
-    assert imported.external_id.startswith("bundle:") and imported.external_id.endswith(
-        f":artifact:{ids['pushed1']}")
+    assert imported.external_id.startswith("bundle:artifact:")  # its content identity
     before = counts(store)
     assert set(store.import_bundle(data).added.values()) == {0}
     assert counts(store) == before
@@ -307,8 +308,10 @@ def test_inconsistent_bundle_is_refused_before_writing(
     bundle = a.export(rec["model"]).document
     bundle.events.add(artifact_id=99999, execution_id=bundle.executions[0].id, type=3)
     b = lineage.connect(tmp_path / "b.sqlite")
-    with pytest.raises(lineage.BundleError, match="not both in the bundle"):
+    with pytest.raises(lineage.BundleError, match="altered"):  # not sealed again
         b.import_bundle(bundle.SerializeToString())
+    with pytest.raises(lineage.BundleError, match="not both in the bundle"):
+        b.import_bundle(seal(bundle).SerializeToString())
     assert counts(b)["artifacts"] == 0 and b.mlmd.get_artifact_types() == []
     with pytest.raises(lineage.BundleError, match="cannot read"):
         b.import_bundle(tmp_path / "missing.pb")
@@ -346,7 +349,7 @@ def test_openlineage_has_one_event_per_step_with_its_datasets(
     assert events == out.to_dict()
     assert len(events) == len(p.steps)
     assert len({e["run"]["runId"] for e in events}) == len(events)
-    by_id = {e["run"]["facets"]["lineage"]["executionId"]: e for e in events}
+    by_id = {e["run"]["facets"]["mlmdLineage_execution"]["executionId"]: e for e in events}
     for step in p.steps:
         ev = by_id[step.id]
         assert ev["job"] == {**ev["job"], "namespace": "lineage", "name": step.name}
@@ -357,7 +360,9 @@ def test_openlineage_has_one_event_per_step_with_its_datasets(
         assert [i["name"] for i in ev["inputs"]] == [a.get(i).uri for i in step.inputs]
         assert [o["name"] for o in ev["outputs"]] == [a.get(o).uri for o in step.outputs]
         assert all(d["namespace"] == "file" for d in ev["inputs"] + ev["outputs"])
-        assert ev["run"]["facets"]["parent"]["job"]["name"] == "baseline"
+        # the parent: the step's run (baseline), a run of the job "iris" (its experiment)
+        assert ev["run"]["facets"]["parent"]["job"]["name"] == "iris"
+        assert ev["producer"].endswith(f"/{lineage.__version__}/")
     train = next(e for e in events if e["job"]["name"] == "train")
     assert train["outputs"][0]["facets"]["version"]["datasetVersion"] == rec["model"].fingerprint
     # JSON lines: the same events, one per line; the same export twice is identical

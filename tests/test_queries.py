@@ -336,14 +336,15 @@ def test_verify_reports_each_status(store: lineage.Store, write_file: Callable[.
     assert isinstance(v, Verification)
     status = {r.artifact.id: r.status for r in v.results}
     assert status == {good.id: "ok", changed.id: "changed", gone.id: "missing",
-                      odd.id: "unreadable", mem.id: "skipped", remote.id: "skipped"}
+                      odd.id: "unreadable", mem.id: "ok", remote.id: "skipped"}
     assert not v.ok
     by_id = {r.artifact.id: r for r in v.results}
     assert by_id[changed.id].recorded != by_id[changed.id].current
     assert by_id[good.id].current == good.fingerprint
     d = v.to_dict()
     json.dumps(d)
-    assert d["counts"] == {"changed": 1, "missing": 1, "ok": 1, "skipped": 2, "unreadable": 1}
+    assert d["counts"] == {"changed": 1, "missing": 1, "ok": 2, "skipped": 1, "unreadable": 1}
+    assert by_id[mem.id].detail == "re-derived from the recorded values"
 
 
 def test_verify_unreadable_file(store: lineage.Store, write_file: Callable[..., Path]) -> None:
@@ -616,13 +617,14 @@ def test_results_print_as_text_for_people(iris: tuple[lineage.Store, dict[str, A
 
 
 def test_cache_hits_are_not_extra_steps_in_a_diff_or_the_provenance_tree(
-    sqlite_store: lineage.Store,
+    sqlite_store: lineage.Store, tmp_path: Path,
 ) -> None:
     store = sqlite_store
 
     @lineage.step(store=store, cache=True)
     def prep(n: int = 3) -> lineage.Dataset:
-        return lineage.Dataset(content=b"x" * n, name="prepped")
+        (tmp_path / "prepped.bin").write_bytes(b"x" * n)  # a file: a hit can hand it back
+        return lineage.Dataset(tmp_path / "prepped.bin", name="prepped")
 
     @lineage.step(store=store)
     def fit(data: lineage.Dataset, lr: float = 0.1) -> lineage.Model:

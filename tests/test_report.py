@@ -75,7 +75,9 @@ def _record(store: lineage.Store, folder: Path, *, evil: bool = False) -> lineag
         return lineage.Model(out, name=EVIL_LINK if evil else "clf")
 
     with lineage.run("baseline", experiment="iris", store=store):
-        clean = prep(lineage.Dataset(data, name=name), note=EVIL if evil else "plain")
+        raw = (lineage.Dataset(data, name=name, source=EVIL_LINK, license=EVIL_IMG) if evil
+               else lineage.Dataset(data, name=name))
+        clean = prep(raw, note=EVIL if evil else "plain")
         with pytest.raises(ValueError):
             train(clean, lr=5.0)
         model: lineage.Model = train(clean, lr=0.05)
@@ -168,13 +170,15 @@ def test_store_password_is_redacted(pg_uri: str, tmp_path: Path) -> None:
 
 def test_hostile_store_values_never_become_markup(sqlite_store: lineage.Store, tmp_path: Path) -> None:
     model = _record(sqlite_store, tmp_path / "w", evil=True)
+    lineage.approve(sqlite_store, model, by=EVIL_IMG, note=EVIL_LINK + "\x1b[31m")
     text = audit(sqlite_store, model)
     assert isinstance(text, str)
     doc = _parse(text)
     tags = {tag for tag, _attrs in doc.tags}
-    allowed = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p",
-               "time", "code", "b", "section", "table", "thead", "tbody", "tr", "th", "td",
-               "span", "br", "ul", "li", "details", "summary", "figure", "footer",
+    allowed = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "h3",
+               "p", "time", "code", "b", "section", "table", "thead", "tbody", "tr", "th", "td",
+               "span", "br", "ul", "ol", "li", "details", "summary", "figure", "figcaption",
+               "footer", "div", "pre",
                # the inline SVG Graphviz drew
                "svg", "g", "polygon", "path", "text", "ellipse", "polyline"}
     assert tags <= allowed, tags - allowed
@@ -183,10 +187,14 @@ def test_hostile_store_values_never_become_markup(sqlite_store: lineage.Store, t
         for key, value in attrs:
             assert not key.startswith("on"), (key, value)
             assert key not in ("href", "src", "xlink:href", "action", "formaction"), (key, value)
-    # …and they are all shown, as text
+    # …and they are all shown, as text (control characters as \xNN)
     words = doc.all_text
     for hostile in (EVIL, EVIL_IMG, EVIL_LINK):
         assert hostile in words
+    assert "\x1b" not in text and "\\x1b[31m" in words
+    for section in ("approvals", "data"):
+        table = re.search(rf'<table id="{section}">.*?</table>', text, re.S)
+        assert table is not None and EVIL_LINK in _parse(table.group(0)).all_text
 
 
 def test_report_loads_nothing_from_elsewhere(sqlite_store: lineage.Store, tmp_path: Path) -> None:
@@ -248,12 +256,16 @@ def test_markdown_report(sqlite_store: lineage.Store, tmp_path: Path) -> None:
     out = audit(sqlite_store, model, tmp_path / "report.md")
     text = out.read_text()
     assert text.startswith("# Audit report: ")
-    for heading in ("## Target", "## Datasets (2)", "## Steps (2, roots first)",
-                    "## Failed, cached and unfinished executions along the way (1)"):
+    for heading in ("## Target", "## Data (2 datasets)", "## Steps (2, roots first)",
+                    "## Failed, cached and unfinished executions along the way (1)",
+                    "## Evaluation", "## Selection", "## Config and params", "## Environment",
+                    "## Change history", "## Accountability: who ran what",
+                    "## Re-performance recipe"):
         assert heading in text
-    assert "| name | version | type | uri | fingerprint | verified now |" in text
+    assert "| id | name | version | type | uri | fingerprint | verified now | properties |" in text
     assert str(model.fingerprint) in text
-    outside_code = re.sub(r"```dot\n.*?\n```", "", text, flags=re.S)
+    assert "```dot" not in text and "digraph" not in text  # a picture, never raw DOT
+    outside_code = re.sub(r"```json\n.*?\n```", "", text, flags=re.S)
     assert "<script" not in outside_code and "<img" not in outside_code and "<a " not in outside_code
     assert "](https://" not in outside_code and "https://evil" not in outside_code
     assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in outside_code
@@ -330,8 +342,12 @@ def test_report_renders_in_headless_chromium(sqlite_store: lineage.Store, tmp_pa
               for key, value in attrs if key == "id"}
     assert {"target", "datasets", "steps", "along"} <= tables and "artifacts" in ids
     assert tags.count("tr") >= 8
-    # the browser built no element from the hostile names and shows them as text
-    assert "script" not in tags and "img" not in tags and "a" not in tags
+    # the browser built no element from the hostile names and shows them as text; the one
+    # link is to the full-size diagram written beside the report
+    assert "script" not in tags and "img" not in tags
+    links = [dict(attrs) for tag, attrs in doc.tags if tag == "a"]
+    assert links == [{"href": "report.lineage.svg"}]
+    assert (tmp_path / "report.lineage.svg").read_text().lstrip().startswith("<?xml")
     words = doc.all_text
     assert EVIL in words and EVIL_IMG in words
     assert "Audit report:" in words and "Provenance of" in words

@@ -67,7 +67,15 @@ def ingest() -> lineage.Dataset:
     path = OUT / "data" / "breast_cancer.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False, float_format="%.6g")
-    return lineage.Dataset(path, name="breast_cancer")
+    # Datasheet fields (optional): shown in audit reports and model cards.
+    return lineage.Dataset(
+        path, name="breast_cancer",
+        source="scikit-learn load_breast_cancer(): the Breast Cancer Wisconsin (Diagnostic) "
+               "data set of the UCI Machine Learning Repository",
+        license="CC BY 4.0",
+        description="569 fine-needle aspirate images, 30 numeric features of cell nuclei, "
+                    "target 0 = malignant, 1 = benign",
+    )
 
 
 @lineage.step(kind="process", cache=True)
@@ -171,8 +179,11 @@ def evaluate(
 
 
 @lineage.step(kind="deploy")
-def deploy(model: lineage.Model, metrics: lineage.Metrics, stage: str = "production") -> DeployedModel:
-    """Copy the chosen model to the serving folder."""
+def deploy(
+    model: lineage.Model, metrics: lineage.Metrics, stage: str = "production",
+    rule: str = "chosen by hand",
+) -> DeployedModel:
+    """Copy the chosen model to the serving folder (``rule``: how it was chosen)."""
     target = OUT / "serving" / "model.pkl"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(Path(model.uri).read_bytes())

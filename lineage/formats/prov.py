@@ -1,5 +1,10 @@
 """The ``prov`` format: a W3C PROV-JSON document (entities, activities, used,
-wasGeneratedBy, wasDerivedFrom, the software agent)."""
+wasGeneratedBy, wasDerivedFrom, the software agent).
+
+``used`` and ``wasGeneratedBy`` come from INPUT and OUTPUT events only, the two the
+provenance rule follows: a ``DECLARED_OUTPUT``, ``PENDING_OUTPUT`` or ``INTERNAL_OUTPUT``
+(and the input sides) says nothing was read or generated, so it is no relation here.
+``wasDerivedFrom`` links what an activity generated to what it used."""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from ml_metadata.proto import metadata_store_pb2 as pb
+
 from lineage import _convert
-from lineage._schema import INPUT_EVENTS, OUTPUT_EVENTS
-from lineage.formats._slice import Slice, clean, dumps, iso, jsonable, seconds_ms
+from lineage.formats._slice import Slice, clean, dumps, iso, jsonable, producer, seconds_ms
 
 __all__ = ["to_prov"]
 
@@ -41,7 +47,9 @@ def to_prov(sl: Slice, secrets: Sequence[str]) -> dict[str, Any]:
     generated: dict[str, Any] = {}
     derived: dict[str, Any] = {}
     associated: dict[str, Any] = {}
-    runs_of = sl.provenance.runs
+    runs_of = sl.runs
+    inputs: dict[int, list[int]] = {}
+    outputs: dict[int, list[int]] = {}
     for eid in sorted(sl.steps):
         step = sl.steps[eid]
         act = f"lineage:execution/{eid}"
@@ -76,15 +84,16 @@ def to_prov(sl: Slice, secrets: Sequence[str]) -> dict[str, Any]:
         if iso(ev.milliseconds_since_epoch):
             rel["prov:time"] = iso(ev.milliseconds_since_epoch)
         key = f"{ev.execution_id}_{ev.artifact_id}"
-        if ev.type in INPUT_EVENTS:
-            used[f"_:used{key}_{int(ev.type)}"] = rel
-        elif ev.type in OUTPUT_EVENTS:
-            generated[f"_:gen{key}_{int(ev.type)}"] = rel
+        if ev.type == pb.Event.INPUT:
+            used[f"_:used{key}"] = rel
+            inputs.setdefault(ev.execution_id, []).append(ev.artifact_id)
+        elif ev.type == pb.Event.OUTPUT:
+            generated[f"_:gen{key}"] = rel
+            outputs.setdefault(ev.execution_id, []).append(ev.artifact_id)
     for eid in sorted(sl.steps):
-        step = sl.steps[eid]
-        for made in step.outputs:
-            for inp in step.inputs:
-                if made in sl.records and inp in sl.records and made != inp:
+        for made in sorted(set(outputs.get(eid, []))):
+            for inp in sorted(set(inputs.get(eid, []))):
+                if made != inp:
                     derived[f"_:der{eid}_{made}_{inp}"] = {
                         "prov:generatedEntity": f"lineage:artifact/{made}",
                         "prov:usedEntity": f"lineage:artifact/{inp}",
@@ -95,7 +104,8 @@ def to_prov(sl: Slice, secrets: Sequence[str]) -> dict[str, Any]:
         "entity": entity,
         "activity": activity,
         "agent": {agent: {"prov:type": _qname("prov:SoftwareAgent"),
-                          "prov:label": f"mlmd-lineage {__version__}"}},
+                          "prov:label": f"mlmd-lineage {__version__}",
+                          "prov:location": producer()}},
     }
     for key, rels in (("used", used), ("wasGeneratedBy", generated),
                       ("wasDerivedFrom", derived), ("wasAssociatedWith", associated)):

@@ -12,20 +12,22 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BundleHeader(_message.Message):
-    __slots__ = ("format_version", "created", "source_uri", "lineage_version", "mlmd_version", "description")
+    __slots__ = ("format_version", "created", "source_uri", "lineage_version", "mlmd_version", "description", "digest")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MLMD_VERSION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     created: _timestamp_pb2.Timestamp
     source_uri: str
     lineage_version: str
     mlmd_version: str
     description: str
-    def __init__(self, format_version: _Optional[int] = ..., created: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., source_uri: _Optional[str] = ..., lineage_version: _Optional[str] = ..., mlmd_version: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    digest: str
+    def __init__(self, format_version: _Optional[int] = ..., created: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., source_uri: _Optional[str] = ..., lineage_version: _Optional[str] = ..., mlmd_version: _Optional[str] = ..., description: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("int_value", "double_value", "string_value", "struct_value", "proto_value", "bool_value")
