@@ -37,6 +37,7 @@ from lineage.errors import (
     NotFound,
     NotKept,
     ReadOnlyStore,
+    RecordingWarning,
     RefError,
     RenderError,
     SearchError,
@@ -73,7 +74,7 @@ from lineage.remotes import Transfer
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
 from lineage.search import RunSearch, RunSummary, search_runs
-from lineage.steps import step
+from lineage.steps import log_artifact, step
 from lineage.store import Store, connect
 from lineage.tags import (
     AliasMove,
@@ -132,6 +133,7 @@ __all__ = [
     "ParamWarning",
     "Provenance",
     "ReadOnlyStore",
+    "RecordingWarning",
     "RefError",
     "RenderError",
     "Run",
@@ -157,6 +159,7 @@ __all__ = [
     "current_run",
     "fingerprint",
     "fingerprint_content",
+    "log_artifact",
     "log_confusion_matrix",
     "log_metrics",
     "log_params",

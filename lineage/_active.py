@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lineage.steps import StepSpec
     from lineage.store import Store
 
-__all__ = ["current_run"]
+__all__ = ["current_run", "others", "propagate_into_threads"]
 
 _RUN: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar("lineage_run", default=None)
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("lineage_step", default=None)
@@ -52,10 +52,11 @@ def ended(run: ActiveRun) -> None:
 
 
 def current_run() -> ActiveRun | None:
-    """The run steps are recorded in here: this context's run, else the process's only one.
+    """The run steps are recorded in here: this thread's (or task's) run, else the
+    process's only active run; ``None`` when no run or several runs are active.
 
-    A thread started inside a ``with lineage.run(...)`` block does not inherit the block's
-    context; when exactly one run is active in the process, its steps go to that run.
+    Threads started inside a ``with lineage.run(...)`` block, and the tasks of a thread
+    pool submitted there, record into that run (see :func:`propagate_into_threads`).
 
     Example:
         >>> import lineage
@@ -63,10 +64,57 @@ def current_run() -> ActiveRun | None:
         True
     """
     active = _RUN.get()
-    if active is not None:
+    if active is not None and active in _active_runs:
         return active
     with _active_lock:
         return _active_runs[0] if len(_active_runs) == 1 else None
+
+
+def others() -> list[ActiveRun]:
+    """The runs active in the process, when this thread is in none of them."""
+    active = _RUN.get()
+    if active is not None and active in _active_runs:
+        return []
+    with _active_lock:
+        return list(_active_runs)
+
+
+_propagating = False
+
+
+def propagate_into_threads() -> None:
+    """From now on, a thread started, or a task submitted to a
+    ``concurrent.futures.ThreadPoolExecutor``, inside a run (or a step) runs in a copy of
+    the starter's context, so its steps record into that run (Python does not carry
+    context variables into threads by itself). Installed once, when the first run
+    starts; it wraps ``threading.Thread.start`` and ``ThreadPoolExecutor.submit``."""
+    global _propagating
+    with _active_lock:
+        if _propagating:
+            return
+        _propagating = True
+    import concurrent.futures
+    import functools
+
+    start = threading.Thread.start
+    submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    @functools.wraps(start)
+    def start_in_context(self: threading.Thread) -> None:
+        if _RUN.get() is not None or _CALL.get() is not None:
+            context = contextvars.copy_context()
+            run = self.run
+            self.run = lambda: context.run(run)  # type: ignore[method-assign]
+        start(self)
+
+    @functools.wraps(submit)  # type: ignore[arg-type]
+    def submit_in_context(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if _RUN.get() is not None or _CALL.get() is not None:
+            return submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+        return submit(self, fn, *args, **kwargs)
+
+    threading.Thread.start = start_in_context  # type: ignore[method-assign]
+    concurrent.futures.ThreadPoolExecutor.submit = submit_in_context  # type: ignore[method-assign]
 
 
 @attrs.define(eq=False)
@@ -81,6 +129,8 @@ class _Call:
     metrics: dict[str, Any] = attrs.field(factory=dict)
     buffer: Any = None
     """The series buffer of the call (:class:`lineage._series.Buffer`), made on its first point."""
+    published: dict[int, str] = attrs.field(factory=dict)
+    """Artifact id → event path of the outputs published with ``log_artifact`` so far."""
     logged: set[str] = attrs.field(factory=set)
     """Params (re)set by ``log_params`` while the body ran."""
     lock: threading.Lock = attrs.field(factory=threading.Lock)

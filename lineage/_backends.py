@@ -81,6 +81,29 @@ def _redacted(uri: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def default_path(start: str | os.PathLike[str] | None = None) -> str:
+    """Where ``lineage.connect()`` finds the store of the project, as git and DVC find
+    theirs: the nearest ``.lineage/`` folder in this folder or a parent; if there is none,
+    ``.lineage/metadata.sqlite`` at the root of the git repository this folder is in; else
+    in this folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / ".lineage").mkdir(); (root / "src" / "deep").mkdir(parents=True)
+        >>> default_path(root / "src" / "deep") == str(root / ".lineage" / "metadata.sqlite")
+        True
+    """
+    here = Path(start if start is not None else os.getcwd()).absolute()
+    for folder in (here, *here.parents):
+        if (folder / ".lineage").is_dir():
+            return str(folder / ".lineage" / "metadata.sqlite")
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return str(folder / ".lineage" / "metadata.sqlite")
+    return str(here / DEFAULT_URI)
+
+
 def parse_uri(uri: str | os.PathLike[str] | None, *, read_only: bool = False) -> Backend:
     """Parse a store URI (see ``lineage.connect``) into a :class:`Backend`.
 
@@ -91,7 +114,7 @@ def parse_uri(uri: str | os.PathLike[str] | None, *, read_only: bool = False) ->
         'memory'
     """
     if uri is None:
-        uri = os.environ.get(ENV_URI) or DEFAULT_URI
+        uri = os.environ.get(ENV_URI) or default_path()
     text = os.fspath(uri)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if text == ":memory:":

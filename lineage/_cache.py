@@ -242,12 +242,12 @@ def record_cached(
     set_prop(proto.properties, "duration", round(end - start, 6), typed=True)
     set_prop(proto.properties, "returns", shape, typed=True)
     set_prop(proto.properties, "cached_from", int(cached.id), typed=True)
-    for key in ("metrics", "metric_series"):
+    for key in ("metrics", _convert.METRICS_PACKED, "metric_series"):
         if key in cached.properties:
             proto.properties[key].CopyFrom(cached.properties[key])
     proto.id = put_execution(store, spec, proto, [inputs, outputs], contexts)
     if active is not None:
-        metrics = _convert.from_value(cached.properties["metrics"]) if "metrics" in cached.properties else {}
+        metrics = _convert.props_to_dict(cached.properties).get("metrics") or {}
         series = (
             _convert.from_value(cached.properties["metric_series"])
             if "metric_series" in cached.properties else {}

@@ -181,9 +181,32 @@ def from_value(value: pb.Value) -> Any:
     return None
 
 
+#: Final metric values too big for the indexed, typed ``metrics`` STRUCT (PostgreSQL btree
+#: rows stop at ~2.7 kB) go packed in this PROTO property; readers see them as ``metrics``.
+METRICS_PACKED = "metrics_packed"
+
+
+def set_final_metrics(props: Any, metrics: Mapping[str, Any]) -> None:
+    """Write final metric values into an execution's or run's typed properties: the
+    ``metrics`` STRUCT while it fits an index row, else packed in ``metrics_packed``."""
+    struct = _to_pb_value(dict(metrics))
+    if struct.ByteSize() <= _INDEXED_MAX:
+        props["metrics"].struct_value.CopyFrom(struct.struct_value)
+        if METRICS_PACKED in props:
+            del props[METRICS_PACKED]
+    else:
+        props[METRICS_PACKED].proto_value.Pack(struct)
+        if "metrics" in props:
+            del props["metrics"]
+
+
 def props_to_dict(props: Mapping[str, pb.Value]) -> dict[str, Any]:
-    """Decode a properties map, keys sorted."""
-    return {k: from_value(props[k]) for k in sorted(props)}
+    """Decode a properties map, keys sorted (final metrics packed for their size are
+    ``metrics``, as when they fit)."""
+    out = {k: from_value(props[k]) for k in sorted(props)}
+    if METRICS_PACKED in out:
+        out["metrics"] = out.pop(METRICS_PACKED)
+    return out
 
 
 def set_props(target: Any, props: Mapping[str, Any], *, typed: bool = False) -> None:

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import socket
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -34,7 +36,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
 from lineage.artifacts import Artifact
-from lineage.errors import ArtifactError
+from lineage.errors import ArtifactError, LineageError, LineageWarning
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -236,6 +238,12 @@ def prepare(store: Store, artifact: Artifact, type_id: int) -> Prepared:
             f"{artifact!r} has neither a uri nor content; give a path, a URI or content="
         )
     artifact.fingerprint = store.fingerprint_of(artifact)
+    if artifact.fingerprint is None and artifact.uri and "://" in artifact.uri:
+        warnings.warn(
+            f"{artifact.uri} is recorded without a fingerprint: lineage cannot read remote "
+            "content, so new content there is not a new version and a cached step never "
+            "reuses a result made from it; give fingerprint= (e.g. the object's checksum)",
+            LineageWarning, stacklevel=4)
     found = _by_location(store, artifact, type_id)
     if found is not None:
         artifact.name = logical_name(found)
@@ -317,3 +325,62 @@ def fill(store: Store, artifact: Artifact, proto: pb.Artifact) -> Artifact:
 def stored_value(proto: pb.Artifact, key: str) -> Any:
     """A decoded typed property of a stored artifact, or None."""
     return _convert.from_value(proto.properties[key]) if key in proto.properties else None
+
+
+# --- finding a file's record --------------------------------------------------------------
+
+
+def which(store: Store, path: str | os.PathLike[str]) -> list[Artifact]:
+    """The records whose content equals the file's or folder's bytes at ``path``, those
+    seen at this very location first, then by id (see :meth:`lineage.Store.which`)."""
+    from lineage.fingerprint import fingerprint
+
+    where = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    digest = fingerprint(where, cache=store._fingerprints())
+    algos = {digest.split(":", 1)[0]}
+    at_path = [p for p in store._call("get_artifacts_by_uri", where, missing=[])]
+    # content may have been recorded elsewhere (another path, another host): one read of
+    # every artifact (MLMD cannot look properties up by value)
+    everything = list(store._call("get_artifacts"))
+    wanted: dict[str, str] = {digest.split(":", 1)[0]: digest}
+    for p in everything:
+        fp = _fingerprint(p)
+        if fp and fp.split(":", 1)[0] not in algos:
+            algo = fp.split(":", 1)[0]
+            algos.add(algo)
+            try:
+                wanted[algo] = fingerprint(where, algo=algo)
+            except LineageError:
+                continue
+    hits = {p.id: p for p in [*at_path, *everything]
+            if (fp := _fingerprint(p)) is not None and wanted.get(fp.split(":", 1)[0]) == fp}
+    here = {p.id for p in hits.values() if any(loc["uri"] == where for loc in locations_of(p))}
+    ordered = sorted(hits.values(), key=lambda p: (p.id not in here, p.id))
+    return store._artifacts_from_protos(ordered)
+
+
+def by_file(store: Store, path: str) -> pb.Artifact:
+    """The record a ``file:PATH`` reference names: the one whose content equals the file's
+    (seen at this location, when several are).
+
+    Raises:
+        NotFound: no record holds that content. AmbiguousRef: several do, none of them
+            seen at this path.
+    """
+    from lineage.errors import AmbiguousRef, NotFound
+
+    found = which(store, path)
+    where = os.path.abspath(os.path.expanduser(path))
+    if not found:
+        raise NotFound(f"no record holds the content of {where} in {store.uri}; "
+                       "`lineage which PATH` lists what a file matches", ref=f"file:{path}")
+    seen_here = [a for a in found if any(loc["uri"] == where for loc in a.locations)]
+    if len(seen_here) >= 1:
+        return store._call("get_artifacts_by_id", [max(a.id or 0 for a in seen_here)])[0]
+    if len(found) > 1:
+        options = ", ".join(f"artifact:{a.id} ({a.type_name} {a.name} v{a.version})"
+                            for a in found)
+        raise AmbiguousRef(f"the content of {where} is recorded as several artifacts: "
+                           f"{options}; pass one of these ids", ref=f"file:{path}")
+    return store._call("get_artifacts_by_id", [found[0].id])[0]
+

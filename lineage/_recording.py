@@ -197,6 +197,28 @@ class Pending:
                 self.chained.append((index, before[1]))
             last[key] = (version, index)
 
+    def drop(self, ids: set[int]) -> bool:
+        """Leave out the artifacts already written as outputs of this execution
+        (published while it ran: MLMD keeps one OUTPUT event per artifact and execution);
+        their objects are filled from the record. Whether any was left out."""
+        keep: list[tuple[list[str | int], Artifact, pb.Artifact | None]] = []
+        index: dict[int, int] = {}
+        dropped = False
+        for i, (path, artifact, proto) in enumerate(self.items):
+            known = proto.id if proto is not None else artifact.id
+            if known in ids:
+                dropped = True
+                if proto is not None and proto.id:
+                    _identity.fill(self.store, artifact, proto)
+                continue
+            index[i] = len(keep)
+            keep.append((path, artifact, proto))
+        if dropped:
+            self.aliases = [(a, index[i]) for a, i in self.aliases if i in index]
+            self.items = keep
+            self._number_new_versions()
+        return dropped
+
     def reprepare(self) -> None:
         """Prepare the new artifacts again (another writer may have recorded them)."""
         self.updates = []

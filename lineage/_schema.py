@@ -87,6 +87,7 @@ STEP_PROPERTIES: dict[str, int] = {
     "parent_execution": pb.INT,  # the step that called this one (nested steps)
     "cached_from": pb.INT,  # a CACHED execution: the COMPLETE execution whose outputs it reused
     "metrics": pb.STRUCT,  # final value of each metric logged in the step
+    "metrics_packed": pb.PROTO,  # the same, when too big for an index row (see _convert)
     # metric -> [[step, value], ...] for metrics logged with step=; PROTO (a packed
     # google.protobuf.Value), not STRUCT: MLMD indexes structs and long series would not fit
     "metric_series": pb.PROTO,
@@ -125,6 +126,7 @@ RUN_PROPERTIES: dict[str, int] = {
     "status": pb.STRING,
     # added by steps.py (issue 3):
     "metrics": pb.STRUCT,  # final value of each metric logged in the run (and its steps)
+    "metrics_packed": pb.PROTO,  # the same, when too big for an index row (see _convert)
     "metric_series": pb.PROTO,  # as in STEP_PROPERTIES
     "config": pb.STRUCT,  # config file name -> artifact id of its Config artifact
     # added by the audit work (issue 18): who ran it, where, how

@@ -24,7 +24,7 @@ from typing import Any
 
 from lineage import _text
 from lineage._fold import DEFAULT_FAN_OUT
-from lineage.errors import LineageError
+from lineage.errors import LineageError, NotFound
 from lineage.records import Execution
 from lineage.store import Store, connect
 
@@ -49,13 +49,25 @@ def _json(value: Any) -> None:
 # --- commands ---------------------------------------------------------------------------
 
 
+_LS_OPTIONS = {  # which filters apply to what: any other is an error, never ignored
+    "artifacts": {"type", "name"},
+    "executions": {"type", "name", "step", "state", "run"},
+    "runs": {"name", "state", "experiment", "where", "sort", "limit", "offset"},
+}
+
+
 def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
     what = args.what
-    if what != "runs" and (args.where or args.sort or args.limit is not None or args.offset):
-        raise _UsageError("--where, --sort, --limit and --offset are for `ls runs`")
+    given = {k for k in ("type", "name", "step", "state", "run", "experiment", "where", "sort",
+                         "limit") if getattr(args, k) not in (None, [])}
+    if args.offset:
+        given.add("offset")
+    wrong = sorted(given - _LS_OPTIONS[what])
+    if wrong:
+        raise _UsageError(
+            f"`ls {what}` takes no {', '.join('--' + w for w in wrong)}; its filters are "
+            f"{', '.join('--' + o for o in sorted(_LS_OPTIONS[what]))}")
     if what == "artifacts":
-        if args.run is not None:
-            raise _UsageError("ls artifacts has no --run; use `lineage graph --run` or ls executions --run")
         arts = store.artifacts(type=args.type, name=args.name)
         if args.json:
             _json([{**a.to_dict(), "properties": a.properties} for a in arts])
@@ -78,6 +90,8 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
         where = list(args.where or [])
         if args.name:
             where.append(f"name={args.name}")
+        if args.state:  # a run's status
+            where.append(f"status={args.state.upper()}")
         found = store.search_runs(experiment=args.experiment, where=where, sort=args.sort,
                                   limit=args.limit, offset=args.offset)
         if args.json:
@@ -87,8 +101,33 @@ def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_run(store: Store, args: argparse.Namespace, ref: str) -> int:
+    run = store.run(ref[len("run:"):] if ref.startswith("run:") else ref)
+    d = {**run.to_dict(), "ref": run.ref, "properties": run.properties}
+    if args.json:
+        _json(d)
+        return 0
+    _out(f"run {run.name}  {run.ref}" + (f"  experiment {run.experiment}" if run.experiment
+                                           else ""))
+    for k, v in sorted(run.properties.items()):
+        text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
+        _out(f"  {k}: {text}")
+    if run.params:
+        _out("  params:")
+        for k, v in sorted(run.params.items()):
+            _out(f"    {k}: {_text.full(v, indent=6)}")
+    steps = store.executions(run=run.id)
+    if steps:
+        _out("  steps:")
+        for e in steps:
+            _out(f"    {e.ref}  {e.name}  {e.state}")
+    return 0
+
+
 def _cmd_show(store: Store, args: argparse.Namespace) -> int:
     ref: str = args.ref
+    if ref.startswith(("context:", "run:")):
+        return _show_run(store, args, ref)
     if ref.startswith("execution:"):
         try:
             eid = int(ref.split(":", 1)[1])
@@ -96,8 +135,6 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
             raise _UsageError(f"{ref!r}: expected execution:<id>") from None
         found = store.executions_by_id([eid])
         if not found:
-            from lineage.errors import NotFound
-
             raise NotFound(f"no execution with id {eid} in {store.uri}", ref=ref)
         ex: Execution = found[eid]
         d = {**ex.to_dict(), "error": ex.error, "base_type": ex.base_type,
@@ -119,7 +156,14 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
                     text = _text.time(v) if k.endswith("_time") else _text.full(v, indent=6)
                     _out(f"    {k}: {text}")
         return 0
-    art = store.get(_ref(ref))
+    try:
+        art = store.get(_ref(ref), type=getattr(args, "type", None))
+    except NotFound:
+        try:
+            store.run(ref)
+        except LineageError:
+            raise  # neither: the artifact's message says what to do
+        return _show_run(store, args, ref)  # a run's unique name
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
          "state": art.state, "create_time": art.create_time,
          "previous_version": art.previous_version, "kept": art.__dict__.get("kept")}
@@ -142,12 +186,21 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ref(text: str) -> str | int:
-    return int(text) if text.isdigit() else text
+def _ref(text: str) -> str:
+    """A REF as given: the library reads it exactly as the Python API reads the string."""
+    return text
+
+
+def _aref(store: Store, args: argparse.Namespace, text: str) -> str:
+    """An artifact REF, narrowed to ``--type`` when given (a name several types share)."""
+    kind = getattr(args, "type", None)
+    if not kind:
+        return text
+    return f"artifact:{store.get(text, type=kind).id}"
 
 
 def _cmd_provenance(store: Store, args: argparse.Namespace) -> int:
-    p = store.provenance(_ref(args.ref))
+    p = store.provenance(_aref(store, args, args.ref))
     if args.json:
         _json(p.to_dict())
     else:
@@ -156,7 +209,7 @@ def _cmd_provenance(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_impact(store: Store, args: argparse.Namespace) -> int:
-    imp = store.impact(_ref(args.ref))
+    imp = store.impact(_aref(store, args, args.ref))
     if args.json:
         _json(imp.to_dict())
     else:
@@ -165,7 +218,7 @@ def _cmd_impact(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(store: Store, args: argparse.Namespace) -> int:
-    dif = store.diff(_ref(args.a), _ref(args.b))
+    dif = store.diff(_aref(store, args, args.a), _aref(store, args, args.b))
     if args.json:
         _json(dif.to_dict())
     else:
@@ -181,7 +234,8 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
             raise _UsageError(f"--map {item!r}: expected RECORDED_PREFIX=LOCAL_PREFIX, e.g. "
                               "--map /home/alice=/mnt/alice")
         prefixes[old] = new
-    v = store.verify(_ref(args.ref) if args.ref else None, map=prefixes, restore=args.restore)
+    v = store.verify(_aref(store, args, args.ref) if args.ref else None, map=prefixes,
+                     restore=args.restore)
     if args.json:
         _json(v.to_dict())
     else:
@@ -253,9 +307,9 @@ def _cmd_graph(store: Store, args: argparse.Namespace) -> int:
     if args.ref is None:
         obj = store.graph(run=_ref(args.run) if args.run is not None else None)
     elif args.downstream:
-        obj = store.impact(_ref(args.ref))
+        obj = store.impact(_aref(store, args, args.ref))
     else:
-        obj = store.provenance(_ref(args.ref))
+        obj = store.provenance(_aref(store, args, args.ref))
     written = render(obj, args.output, fold=not args.no_fold, fan_out=args.fan_out)
     if args.json:
         _json({"written": str(written)})
@@ -503,12 +557,70 @@ def _cmd_du(store: Store, args: argparse.Namespace) -> int:
 _Command = Callable[[Any, argparse.Namespace], int]
 
 
+def _cmd_run(store: Store, args: argparse.Namespace) -> int:
+    from lineage import runs
+
+    if args.action == "start":
+        params: dict[str, Any] = {}
+        for item in args.param or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise _UsageError(f"--param {item!r}: expected KEY=VALUE")
+            params[key] = _param_value(value)
+        found = runs.start_run(store, args.target, args.experiment, params, args.config or None)
+    else:
+        if args.experiment or args.param or args.config:
+            raise _UsageError("run end takes a run ref and --status only")
+        found = runs.end_run(store, args.target, args.status)
+    if args.json:
+        _json({**found.to_dict(), "ref": found.ref, "status": found.properties.get("status")})
+    else:
+        _out(found.ref)
+    return 0
+
+
+def _cmd_which(store: Store, args: argparse.Namespace) -> int:
+    found = store.which(args.path)
+    if args.json:
+        _json([{**a.to_dict(), "locations": a.locations} for a in found])
+        return 0 if found else 1
+    if not found:
+        _out(f"no record holds the content of {args.path}")
+        return 1
+    rows = [[f"artifact:{a.id}", a.type_name, a.name or "-", str(a.version or "-"),
+             _text.short_fp(a.fingerprint),
+             "; ".join(loc["uri"] + (f" (on {loc['host']})" if loc["host"] else "")
+                       for loc in a.locations) or "(in memory)"] for a in found]
+    _out(_text.table(rows, ["ref", "type", "name", "version", "fingerprint", "seen at"]))
+    return 0
+
+
+def _param_value(text: str) -> Any:
+    """A --param value: a number or true/false when it reads as one, else the text."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _version() -> str:
+    from lineage import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lineage`` command."""
     parser = argparse.ArgumentParser(
         prog="lineage",
         description="Which data, code and parameters produced this model? Query an MLMD store.",
-        epilog="REF is an artifact: an id, 'name' (latest version), 'name@3' or 'artifact:12'.",
+        epilog="REF is an artifact: 'name' (the content most recently recorded under it), "
+               "'name@3', 'name@ALIAS', 'artifact:12' or 'file:PATH' (by content).",
     )
     parser.add_argument("--store", metavar="URI",
                         help="store URI or path (default: $LINEAGE_URI, else "
@@ -517,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where content is kept (default: $LINEAGE_OBJECTS, else objects/ "
                              "beside a SQLite store)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"lineage {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, func: _Command, help: str, *, writes: bool = False,
@@ -524,6 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
             ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--json", action="store_true", help="print the result as JSON (to_dict())")
+        # the global options work after the command too (`lineage ls --store X`)
+        p.add_argument("--store", metavar="URI", default=argparse.SUPPRESS,
+                       help="store URI or path (as before the command)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
         mode = store_mode or (lambda _args: "write" if writes else "read")
         p.set_defaults(func=func, writes=writes, store_mode=mode)
         return p
@@ -533,7 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", help="artifact type (artifacts) or step (executions)")
     p.add_argument("--name", help="logical name (artifacts, runs) or step name (executions)")
     p.add_argument("--step", help="step name (executions)")
-    p.add_argument("--state", help="RUNNING, COMPLETE, FAILED, CACHED or CANCELED (executions)")
+    p.add_argument("--state", help="RUNNING, COMPLETE, FAILED, CACHED or CANCELED (executions); "
+                                   "a run's status (runs)")
     p.add_argument("--run", help="run name or context id (executions)")
     p.add_argument("--experiment", help="experiment name (runs)")
     p.add_argument("--where", action="append", metavar="EXPR",
@@ -544,18 +663,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N", help="runs: at most N")
     p.add_argument("--offset", type=int, default=0, metavar="N", help="runs: skip the first N")
 
-    p = add("show", _cmd_show, "show one artifact (REF) or execution (execution:ID)")
+    p = add("run", _cmd_run,
+            "start a run that several processes record into (prints its ref: export it as "
+            "LINEAGE_RUN), or end it (its status from what was recorded, or --status)",
+            writes=True)
+    p.add_argument("action", choices=["start", "end"])
+    p.add_argument("target", metavar="NAME|REF",
+                   help="start: the run's name; end: the ref start printed (context:N)")
+    p.add_argument("--experiment", help="start: the experiment (default: 'default')")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="start: a run param "
+                                                                          "(repeatable)")
+    p.add_argument("--config", action="append", metavar="FILE",
+                   help="start: a config file recorded with the run (repeatable)")
+    p.add_argument("--status", choices=["COMPLETE", "FAILED", "CANCELED"],
+                   help="end: the status (default: FAILED if a step failed, else COMPLETE)")
+
+    p = add("which", _cmd_which,
+            "the records whose content equals this file's or folder's bytes, and where they "
+            "were seen (any REF also takes file:PATH); exit 1 if none")
+    p.add_argument("path", metavar="PATH")
+
+    p = add("show", _cmd_show, "show one artifact (REF), execution (execution:ID) or run "
+                               "(its name, run:NAME or context:ID)")
     p.add_argument("ref", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("provenance", _cmd_provenance, "which data, steps and params produced REF")
     p.add_argument("ref", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("impact", _cmd_impact, "everything downstream of REF, grouped by type")
     p.add_argument("ref", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("diff", _cmd_diff, "how the lineages of two artifacts differ")
     p.add_argument("a", metavar="REF")
     p.add_argument("b", metavar="REF")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p = add("verify", _cmd_verify,
             "re-fingerprint recorded content (all, or the lineage of REF) at every location it "
@@ -564,6 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", action="append", metavar="RECORDED=LOCAL",
                    help="read paths recorded under RECORDED (e.g. another host's /home/alice) "
                         "under LOCAL instead; repeatable")
+    p.add_argument("--type", metavar="TYPE",
+                   help="the artifact type of REF, when its name is used by several types")
 
     p.add_argument("--restore", action="store_true",
                    help="put back the kept copy of every changed or missing file and folder")

@@ -28,6 +28,7 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
 Warnings (something was recorded, but not as asked) derive from :class:`LineageWarning`::
 
     LineageWarning
+    ├── RecordingWarning           a step ran, but recording its outputs failed
     ├── CacheWarning               a cache=True call was not looked up (the message says why)
     └── KeepWarning                content was recorded but not kept (too big, copy failed)
 
@@ -62,6 +63,7 @@ __all__ = [
     "NotFound",
     "NotKept",
     "ReadOnlyStore",
+    "RecordingWarning",
     "RefError",
     "RenderError",
     "SearchError",
@@ -245,6 +247,11 @@ _PASSWORD_IN_URI = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*(
 
 class LineageWarning(UserWarning):
     """Base of the warnings ``lineage`` gives: something was recorded, but not as asked."""
+
+
+class RecordingWarning(LineageWarning):
+    """A step's body ran but recording it failed afterwards: the step is recorded FAILED
+    with that error, and its return value is passed on to the caller."""
 
 
 class CacheWarning(LineageWarning):

@@ -201,6 +201,8 @@ def _props(props: Any) -> dict[str, Any]:
         # int, double, string and bool values inline (most of them); the rest decoded by
         # _convert (structs, packed values, unset)
         out[key] = getattr(value, kind) if kind in _SCALARS else _convert.from_value(value)
+    if _convert.METRICS_PACKED in out:
+        out["metrics"] = out.pop(_convert.METRICS_PACKED)
     return out
 
 

@@ -21,7 +21,7 @@ import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert, _params, _series
-from lineage._active import _CALL, _Call, current_run
+from lineage._active import _CALL, _Call
 from lineage._proto.lineage.v1 import metrics_pb2
 from lineage.errors import StepError
 from lineage.records import Run
@@ -246,7 +246,7 @@ def _inline(proto: pb.Execution | pb.Context) -> list[metrics_pb2.MetricChunk]:
 
 
 def _final_of(proto: pb.Execution | pb.Context) -> dict[str, Any]:
-    value = proto.properties.get("metrics")
+    value = proto.properties.get("metrics") or proto.properties.get(_convert.METRICS_PACKED)
     found = _convert.from_value(value) if value is not None else None
     return dict(found) if isinstance(found, dict) else {}
 
@@ -551,11 +551,13 @@ def log_metrics(values: Mapping[str, Any], step: int | None = None) -> None:
         if step is not None and checked:
             step_buffer(call).add(step, checked)
         return
-    active = current_run()
+    from lineage.runs import run_for_logging
+
+    active = run_for_logging()
     if active is None:
         raise StepError(
             "log_metrics() records on the current step or run; call it inside a "
-            "@lineage.step function or a `with lineage.run(...)` block"
+            "@lineage.step function or a `with lineage.run(...)` block (or set $LINEAGE_RUN)"
         )
     active._log_checked(checked, step)
 
@@ -642,11 +644,14 @@ def log_confusion_matrix(
         step_buffer(call).add_matrix(record)
         source = call.spec.name
     else:
-        active = current_run()
+        from lineage.runs import run_for_logging
+
+        active = run_for_logging()
         if active is None:
             raise StepError(
                 "log_confusion_matrix() records on the current step or run; call it inside a "
-                "@lineage.step function or a `with lineage.run(...)` block"
+                "@lineage.step function or a `with lineage.run(...)` block (or set "
+                "$LINEAGE_RUN)"
             )
         active._buffer().add_matrix(record)
         source = "run"

@@ -18,13 +18,15 @@ A run is an MLMD context of type ``Run``, child of an ``Experiment`` context:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import contextvars
 import os
 import threading
 import time
 import typing
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from lineage import _active, _convert, _env, _params, _series
 from lineage._active import _CALL, _RUN, current_run
 from lineage._recording import now_ms, recorded_by, set_prop
 from lineage._schema import EXPERIMENT_TYPE, RUN_TYPE
-from lineage.artifacts import Config
+from lineage.artifacts import Artifact, Config
 from lineage.environment import record_environment
 from lineage.errors import LineageError, StepError
 from lineage.metrics import RunMetrics, _check_metrics, run_metrics
@@ -63,14 +65,21 @@ class ActiveRun:
 
     def __init__(
         self,
-        name: str | None,
+        name: str | int | None,
         experiment: str | None,
         store: Store | str | os.PathLike[str] | None,
         params: Mapping[str, Any] | None,
         config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+        resume: bool = False,
     ) -> None:
         problems: list[str] = []
-        if name is not None and (not isinstance(name, str) or not name.strip()):
+        if resume and (name is None or isinstance(name, bool) or not isinstance(name, (str, int))):
+            problems.append(f"resume=True needs the run to reopen: its name, context:N or "
+                            f"experiment/name, got {name!r}")
+        elif resume and experiment is not None:
+            problems.append("resume=True reopens a run of its own experiment: leave out "
+                            "experiment=")
+        elif not resume and name is not None and (not isinstance(name, str) or not name.strip()):
             problems.append(f"name={name!r}: a run name is a non-empty string")
         if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
             problems.append(f"experiment={experiment!r}: an experiment name is a non-empty string")
@@ -80,7 +89,10 @@ class ActiveRun:
             raise StepError("cannot start the run:\n" + "\n".join(f"  - {p}" for p in problems))
         self._store_arg = store
         self.store: Store = None  # type: ignore[assignment]  # set on __enter__
-        self.run_name = name or time.strftime("run-%Y%m%d-%H%M%S")
+        self._resume: str | int | None = name if resume else None
+        self._reopened = False
+        self._joined = False  # a run a process records into through $LINEAGE_RUN
+        self.run_name = str(name) if name is not None else time.strftime("run-%Y%m%d-%H%M%S")
         self.experiment = experiment or "default"
         if config is None:
             configs: list[Path] = []
@@ -100,6 +112,8 @@ class ActiveRun:
         self._lock = threading.RLock()
         self.context: pb.Context = pb.Context()
         self._pid = os.getpid()
+        self._started = False  # whether start()/``with`` was tried (else: warn when collected)
+        self._entered = False  # whether it started
         self._token: contextvars.Token[ActiveRun | None] | None = None
 
     # -- identity
@@ -195,7 +209,7 @@ class ActiveRun:
             return
         with self._lock:
             self._metrics_dirty = False
-            set_prop(self.context.properties, "metrics", dict(self._metrics), typed=True)
+            _convert.set_final_metrics(self.context.properties, dict(self._metrics))
             try:
                 self._flush()
             except BaseException:
@@ -225,6 +239,7 @@ class ActiveRun:
 
     # -- lifecycle
     def __enter__(self) -> ActiveRun:
+        self._started = True  # tried: a failure here is an error of its own, not a warning
         outer = _RUN.get()
         if outer is not None:
             raise StepError(
@@ -241,6 +256,13 @@ class ActiveRun:
         configs = [store.put(Config(path)) for path in self._configs]
         for path, art in zip(self._configs, configs, strict=True):
             config_ids[path.name if path.name not in config_ids else str(path)] = int(art.id or 0)
+        if self._resume is not None:
+            self._reopen(configs, config_ids)
+            self._token = _RUN.set(self) if not self._joined else None
+            _active.started(self)
+            _active.propagate_into_threads()
+            self._entered = True
+            return self
         experiment = self._get_or_create(exp_type, EXPERIMENT_TYPE, self.experiment)
         ctx = pb.Context(type_id=run_type)
         start = now_ms()
@@ -268,14 +290,108 @@ class ActiveRun:
             )
         self._token = _RUN.set(self)
         _active.started(self)
+        _active.propagate_into_threads()
+        self._entered = True
         return self
+
+    def _reopen(self, configs: Sequence[Artifact], config_ids: Mapping[str, int]) -> None:
+        """Take over an existing run (``resume=True``, ``$LINEAGE_RUN``): RUNNING again if it
+        had ended, with the params and config files given now added."""
+        assert self._resume is not None
+        store = self.store
+        ctx = store._resolve_run(self._resume)
+        ctype = store._types("context", [ctx.type_id]).get(ctx.type_id)
+        if ctype is None or ctype.name != RUN_TYPE:
+            raise StepError(f"{self._resume!r} is a {getattr(ctype, 'name', 'context')} of "
+                            "another tool, not a run lineage can reopen")
+        record = store._runs_from_protos([ctx])[0]
+        self.run_name = record.run_name or record.name
+        self.experiment = record.experiment or "default"
+        with self._lock:
+            self.context = ctx
+            final = record.properties.get("metrics")
+            if isinstance(final, dict):
+                self._metrics.update(final)
+            if record.properties.get("status") != "RUNNING":
+                self._reopened = True
+                set_prop(ctx.properties, "status", "RUNNING", typed=True)
+                if "end_time" in ctx.properties:
+                    del ctx.properties["end_time"]
+            for key, value in self._params.items():
+                set_prop(ctx.custom_properties, key, value)
+            if config_ids:
+                known = _convert.from_value(ctx.properties["config"]) if "config" in \
+                    ctx.properties else {}
+                set_prop(ctx.properties, "config", {**(known or {}), **config_ids}, typed=True)
+            self._params = {**record.params, **self._params}
+            self._flush()
+        if configs:
+            store._call(
+                "put_attributions_and_associations",
+                [pb.Attribution(context_id=ctx.id, artifact_id=a.id) for a in configs], [])
+
+    def start(self) -> ActiveRun:
+        """Start the run without a ``with`` block (end it with :meth:`end`); steps of this
+        thread, and of threads and pools started from it, record into it.
+
+        Example:
+            >>> import lineage
+            >>> store = lineage.connect(":memory:")
+            >>> r = lineage.run("manual", store=store).start()
+            >>> r.end()
+            >>> store.run("manual").properties["status"]
+            'COMPLETE'
+        """
+        return self.__enter__()
+
+    def end(self, status: str = "COMPLETE") -> None:
+        """End a run started with :meth:`start`: ``"COMPLETE"``, ``"FAILED"`` or
+        ``"CANCELED"``."""
+        errors = {"COMPLETE": None, "FAILED": RuntimeError("the run failed"),
+                  "CANCELED": KeyboardInterrupt()}
+        if status not in errors:
+            raise StepError(f"status={status!r}: use COMPLETE, FAILED or CANCELED")
+        if not self._entered:
+            self._started = True  # told now: no second warning when it is collected
+            raise StepError(f"the run {self.run_name!r} was not started: call start() first")
+        exc = errors[status]
+        self.__exit__(type(exc) if exc else None, exc, None)
+
+    @contextlib.contextmanager
+    def attach(self) -> Iterator[ActiveRun]:
+        """Record the steps of this block into this run: for threads the library cannot
+        tell apart (a pool made outside the run, used by several runs at once).
+
+        Example:
+            >>> import lineage, threading
+            >>> store = lineage.connect(":memory:")
+            >>> with lineage.run("a", store=store) as a:
+            ...     def work():
+            ...         with a.attach():
+            ...             assert lineage.current_run() is a
+            ...     t = threading.Thread(target=work); t.start(); t.join()
+        """
+        token = _RUN.set(self)
+        try:
+            yield self
+        finally:
+            _RUN.reset(token)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_started", True):
+            warnings.warn(
+                f"lineage.run({self.run_name!r}) was created but never started, so nothing "
+                "was recorded in it: use `with lineage.run(...):`, or call .start() and "
+                ".end()", RuntimeWarning, stacklevel=2)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         _active.ended(self)
         if self._token is not None:
             _RUN.reset(self._token)
             self._token = None
-        if exc is None:
+        if self._joined:
+            status = recorded_status(self.store, self.id)
+        elif exc is None:
             status = "COMPLETE"
         elif isinstance(exc, Exception):
             status = "FAILED"
@@ -294,7 +410,7 @@ class ActiveRun:
             set_prop(self.context.properties, "status", status, typed=True)
             set_prop(self.context.properties, "end_time", now_ms(), typed=True)
             if self._metrics:
-                set_prop(self.context.properties, "metrics", dict(self._metrics), typed=True)
+                _convert.set_final_metrics(self.context.properties, dict(self._metrics))
                 self._metrics_dirty = False
             try:
                 self._flush()
@@ -357,12 +473,122 @@ def _accountability(store: Store) -> dict[str, Any]:
     return {k: v for k, v in facts.items() if v}
 
 
+def recorded_status(store: Store, run_id: int) -> str:
+    """The status a run's executions say: FAILED if one failed, CANCELED if one was
+    canceled, else COMPLETE (what ``lineage run end`` and a ``$LINEAGE_RUN`` process
+    record)."""
+    states = {p.last_known_state
+              for p in store._call("get_executions_by_context", run_id, missing=[])}
+    if pb.Execution.FAILED in states:
+        return "FAILED"
+    if pb.Execution.CANCELED in states:
+        return "CANCELED"
+    return "COMPLETE"
+
+
+_joined: dict[str, ActiveRun] = {}
+_joined_lock = threading.Lock()
+
+
+def joined_run(store: Store) -> ActiveRun | None:
+    """The run named by ``$LINEAGE_RUN`` in ``store``, joined once per process: steps and
+    ``log_*`` calls outside any ``with lineage.run()`` record into it (a pipeline of
+    separate scripts, a Makefile, DVC stages). Reopened if it had ended; when the process
+    exits its status follows what was recorded in it (a run started with ``lineage run
+    start`` stays RUNNING until ``lineage run end``)."""
+    ref = os.environ.get(ENV_RUN)
+    if not ref:
+        return None
+    key = f"{store.uri}\0{ref}\0{os.getpid()}"
+    with _joined_lock:
+        found = _joined.get(key)
+        if found is None:
+            found = ActiveRun(ref, None, store, None, None, resume=True)
+            found._joined = True
+            try:
+                found.__enter__()
+            except LineageError as exc:
+                raise StepError(f"${ENV_RUN}={ref!r}: {exc}") from exc
+            _joined[key] = found
+            atexit.register(_leave, found)
+        return found
+
+
+def run_for_logging() -> ActiveRun | None:
+    """The run ``log_params``/``log_metrics`` outside steps record on: this thread's run,
+    else the process's only run, else the ``$LINEAGE_RUN`` run of the default store."""
+    active = current_run()
+    if active is None and os.environ.get(ENV_RUN) and not _active.others():
+        active = joined_run(default_store())
+    return active
+
+
+def _leave(joined: ActiveRun) -> None:
+    """At exit: a joined run that this process reopened gets the status its executions
+    say; one that was RUNNING already (``lineage run start``) is left to its owner."""
+    if not joined._reopened:
+        _active.ended(joined)
+        joined.flush_metrics()
+        return
+    try:
+        joined.__exit__(None, None, None)
+    except LineageError as exc:
+        warnings.warn(f"could not close the run {joined.name!r}: {exc}", RuntimeWarning,
+                      stacklevel=1)
+
+
+#: The environment variable naming the run that steps outside ``with lineage.run()`` join.
+ENV_RUN = "LINEAGE_RUN"
+
+
+def end_run(store: Store, ref: str | int, status: str | None = None) -> Run:
+    """End a run (``lineage run end REF``): its status is ``status``, else what its
+    executions say (see :func:`recorded_status`); the end time is now.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> r = lineage.runs.start_run(store, "stage")
+        >>> lineage.runs.end_run(store, r.ref).properties["status"]
+        'COMPLETE'
+    """
+    if status is not None and status not in ("COMPLETE", "FAILED", "CANCELED"):
+        raise StepError(f"status={status!r}: use COMPLETE, FAILED or CANCELED")
+    active = ActiveRun(ref, None, store, None, None, resume=True)
+    active._joined = status is None
+    active.__enter__()
+    errors: dict[str, BaseException] = {"FAILED": RuntimeError("failed"),
+                                        "CANCELED": KeyboardInterrupt()}
+    exc = errors.get(status or "")
+    active.__exit__(type(exc) if exc else None, exc, None)
+    return store.run(active.id)
+
+
+def start_run(
+    store: Store, name: str | None = None, experiment: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+) -> Run:
+    """Start a run that other processes join (``lineage run start NAME``): it stays
+    RUNNING until :func:`end_run`; processes record into it with ``$LINEAGE_RUN`` set to
+    its ref (``context:N``)."""
+    active = ActiveRun(name, experiment, store, params, config)
+    active.__enter__()
+    _active.ended(active)  # this process does not record into it by itself
+    if active._token is not None:
+        _RUN.reset(active._token)
+        active._token = None
+    return store.run(active.id)
+
+
 def run(
-    name: str | None = None,
+    name: str | int | None = None,
     experiment: str | None = None,
     store: Store | str | os.PathLike[str] | None = None,
     params: Mapping[str, Any] | None = None,
     config: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    resume: bool = False,
 ) -> ActiveRun:
     """Group the steps recorded in a ``with`` block into a run of an experiment.
 
@@ -374,9 +600,13 @@ def run(
         params: run params (flattened to dotted keys).
         config: a YAML, JSON or TOML file (or several): recorded as ``Config`` artifacts of
             the run, their values flattened into run params (``params=`` wins on a clash).
+        resume: reopen the existing run ``name`` (its unique name, ``context:N`` or
+            ``experiment/name``) instead of starting a new one: RUNNING again, with the
+            params and config given now added.
 
     Raises:
         StepError: bad arguments, an unreadable config, or a run started inside a run.
+        NotFound: ``resume=True`` and no such run.
 
     Example:
         >>> import lineage
@@ -390,7 +620,7 @@ def run(
         >>> r2.name, r2.run_name
         ('baseline-2', 'baseline')
     """
-    return ActiveRun(name, experiment, store, params, config)
+    return ActiveRun(name, experiment, store, params, config, resume)
 
 
 def log_params(**params: Any) -> None:
@@ -419,10 +649,10 @@ def log_params(**params: Any) -> None:
             call.params.update(flat)
             call.logged.update(flat)
         return
-    active = current_run()
+    active = run_for_logging()
     if active is None:
         raise StepError(
             "log_params() records on the current step or run; call it inside a @lineage.step "
-            "function or a `with lineage.run(...)` block"
+            "function or a `with lineage.run(...)` block (or set $LINEAGE_RUN)"
         )
     active.log_params(**params)

@@ -52,13 +52,14 @@ from typing import Any, TypeVar, overload
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _env, _params, _series
+from lineage import _active, _convert, _env, _params, _series
 from lineage._active import _CALL, _Call, current_run
 from lineage._cache import NOT_A_METHOD, Uncacheable, cache_hit, key_of, record_cached
 from lineage._recording import (
     Pending,
     cut_indexed,
     ms,
+    new_event,
     put_execution,
     recorded_by,
     set_prop,
@@ -67,10 +68,11 @@ from lineage._recording import (
 from lineage._schema import CACHE_CONTEXT_TYPE, STEP_KINDS, STEP_PROPERTIES
 from lineage.artifacts import Artifact, artifact_class
 from lineage.environment import record_environment
-from lineage.errors import CacheWarning, LineageError, StepError
+from lineage.errors import CacheWarning, LineageError, RecordingWarning, StepError
+from lineage.runs import ENV_RUN, joined_run
 from lineage.store import Store, default_store, store_of
 
-__all__ = ["StepSpec", "step"]
+__all__ = ["StepSpec", "log_artifact", "step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 # --- step specs ----------------------------------------------------------------------------
@@ -484,6 +486,10 @@ def _outputs(
 
 def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
     active = current_run()
+    if active is None and os.environ.get(ENV_RUN) and not _active.others():
+        active = joined_run(store_of(spec.store) or default_store())  # a stage of a pipeline
+    elif active is None and spec.store is None:
+        _no_run_to_guess(spec)
     store = store_of(spec.store) or (active.store if active is not None else None)
     store = store or default_store()
     if active is not None and active.store is not store:
@@ -544,6 +550,8 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
         outputs.add(produced)
         if outputs.aliases and shape != "artifact":
             shape = "other"  # an artifact returned twice: one event, not rebuildable
+        if call.published and outputs.drop(set(call.published)):
+            shape = "other"  # returned what log_artifact published: its event is there
         if cache_key is not None and shape == "other":
             _warn_once(spec, "its return value mixes artifacts with other values (or returns "
                        "one artifact twice); return artifacts only (a Metrics artifact for "
@@ -556,12 +564,90 @@ def _call(spec: StepSpec, bound: inspect.BoundArguments) -> Any:
             cache_type = store._register_type("context", pb.ContextType(name=CACHE_CONTEXT_TYPE))
             cache_contexts = [pb.Context(type_id=cache_type, name=cache_key)]
         put_execution(store, spec, proto, [outputs], [*contexts, *cache_contexts])
-    except BaseException as exc:
+    except Exception as exc:
+        # The body ran: its result is the user's, whatever happens to the record. The step
+        # is FAILED with the recording error (never left RUNNING), and the caller is told.
+        if proto.last_known_state != pb.Execution.COMPLETE or not _is_written(store, spec, proto):
+            _record_failure(call, exc, start)
+            warnings.warn(f"step {spec.name!r} ran, but recording its outputs failed ({exc}); "
+                          "it is recorded FAILED and its return value is passed on",
+                          RecordingWarning, stacklevel=3)
+        return result
+    except BaseException as exc:  # Ctrl-C while recording: CANCELED, and stop
         if proto.last_known_state != pb.Execution.COMPLETE or not _is_written(store, spec, proto):
             _record_failure(call, exc, start)
         raise
     _roll_up(call)
     return result
+
+
+def log_artifact(artifact: Artifact, name: str | None = None) -> Artifact:
+    """Publish an output of the running step now (a checkpoint each epoch): an OUTPUT event
+    of its execution, written at once, which stays if the step later fails. Outside a step
+    but inside a run, the artifact is put and attributed to the run.
+
+    Args:
+        artifact: the artifact (a path or content); new content of a known name is the
+            next version (``checkpoint`` v1, v2, …).
+        name: the event path it is published under (default ``logged[<n>]``).
+
+    Returns:
+        The artifact, recorded (id, version, fingerprint filled in).
+
+    Raises:
+        StepError: called outside any step and run, or not with an artifact.
+
+    Example:
+        >>> import lineage
+        >>> store = lineage.connect(":memory:")
+        >>> @lineage.step(store=store)
+        ... def train(epochs: int = 2) -> None:
+        ...     for epoch in range(epochs):
+        ...         lineage.log_artifact(lineage.Model(content=f"w{epoch}".encode(),
+        ...                                            name="checkpoint"))
+        >>> train()
+        >>> [a.version for a in store.artifacts(name="checkpoint")]
+        [1, 2]
+    """
+    if not isinstance(artifact, Artifact):
+        raise StepError(f"log_artifact() takes an artifact (lineage.Model(path, name=...)), "
+                        f"got {type(artifact).__name__}")
+    call = _CALL.get()
+    if call is None:
+        from lineage.runs import run_for_logging
+
+        active = run_for_logging()
+        if active is None:
+            raise StepError("log_artifact() publishes an output of the running step; call it "
+                            "inside a @lineage.step function (or a run, to put it there)")
+        return active.store.put(artifact)
+    store, spec, proto = call.store, call.spec, call.proto
+    with call.lock:
+        pending = Pending(store, pb.Event.OUTPUT)
+        path: list[str | int] = [name] if name else ["logged", len(call.published)]
+        pending.add([(path, artifact)])
+        if pending.drop(set(call.published)):
+            return artifact  # published already: it keeps its first event
+        stamp_outputs(store, proto, pending)
+        contexts = [call.run.context] if call.run is not None and call.run.context.id else []
+        put_execution(store, spec, proto, [pending], contexts)
+        if artifact.id is not None:
+            call.published[artifact.id] = _convert.event_path(new_event(pb.Event.OUTPUT, path))
+    return artifact
+
+
+def _no_run_to_guess(spec: StepSpec) -> None:
+    """Refuse to guess the run (or to fall back to the default store) when this thread is
+    in no run and several runs are active in the process."""
+    runs = _active.others()
+    if len(runs) > 1:
+        names = ", ".join(repr(r.name or r.run_name) for r in runs)
+        raise StepError(
+            f"cannot tell which run a call of step {spec.name!r} belongs to: this thread is "
+            f"in no run and {len(runs)} runs are active ({names}). Start the thread or the "
+            "thread pool inside the run (its tasks then record into it), or wrap the work "
+            "in `with run.attach():`, or give the step store= to record outside runs",
+            step=spec.name)
 
 
 def _key(spec: StepSpec, inputs: Pending, raw: dict[str, Any],
@@ -607,7 +693,7 @@ def _finish(call: _Call, state: int, start: float) -> None:
             if key not in proto.custom_properties or key in call.logged:
                 set_prop(proto.custom_properties, key, value)
         if call.metrics:
-            set_prop(proto.properties, "metrics", call.metrics, typed=True)
+            _convert.set_final_metrics(proto.properties, call.metrics)
     buffer = call.buffer
     if buffer is not None:  # the series: the tail goes with this write, or into chunks
         buffer.close()

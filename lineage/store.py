@@ -29,6 +29,7 @@ from lineage._schema import (
     EXPERIMENT_TYPE,
     RUN_PROPERTIES,
     RUN_TYPE,
+    STEP_KINDS,
 )
 from lineage.artifacts import Artifact
 from lineage.errors import (
@@ -373,15 +374,29 @@ class Store:
             if isinstance(cause, mlmd_errors.AlreadyExistsError) or (
                 isinstance(cause, mlmd_errors.UnimplementedError) and "base_type" in str(cause)
             ):
-                raise TypeConflict(
-                    f"the {kind} type {proto.name!r} is already in {self.uri} with different "
-                    f"property types or base type ({exc.__cause__}); keep the stored property "
-                    "types, or use a new type name",
-                    uri=self.uri,
-                ) from exc.__cause__
+                raise TypeConflict(self._conflict(kind, proto, exc.__cause__),
+                                   uri=self.uri) from exc.__cause__
             raise
         self._registered[key] = int(type_id)
         return int(type_id)
+
+    def _conflict(self, kind: str, proto: Any, cause: BaseException | None) -> str:
+        """What to do when a type declaration clashes with the stored type of its name."""
+        stored = self._type_named(kind, proto.name)
+        if kind == "execution" and stored is not None:
+            kinds = {v: k for k, v in STEP_KINDS.items()}
+            have = kinds.get(stored.base_type) if stored.HasField("base_type") else None
+            want = kinds.get(proto.base_type) if proto.HasField("base_type") else None
+            if have != want:
+                return (
+                    f"the step {proto.name!r} is already recorded in {self.uri} as "
+                    f"kind={have!r} (by another project, or an earlier version of this step), "
+                    f"and this one is kind={want!r}; MLMD keeps one type per step name: give "
+                    f"this step its own name, e.g. @lineage.step(name='<project>.{proto.name}'"
+                    f", kind={want!r}), or the stored kind={have!r}")
+        return (f"the {kind} type {proto.name!r} is already in {self.uri} with different "
+                f"property types or base type ({cause}); keep the stored property types, or "
+                "use a new type name")
 
     def _artifact_type_id(self, cls: type[Artifact]) -> int:
         return self._register_type("artifact", _convert.artifact_type_proto(cls))
@@ -566,6 +581,14 @@ class Store:
                 "'artifact:12'",
                 ref=ref,
             )
+        if isinstance(ref, str) and ref.startswith("file:"):
+            return _identity.by_file(self, ref[len("file:"):])
+        if isinstance(ref, str) and ref.split(":", 1)[0] in ("execution", "context", "run"):
+            kind = ref.split(":", 1)[0]
+            raise InvalidRef(
+                f"{ref!r} is {'an execution' if kind == 'execution' else 'a run'}, not an "
+                f"artifact; `lineage show {ref}` shows it (its inputs and outputs); give one "
+                "of its outputs (artifact:N) to ask for a lineage", ref=ref)
         if isinstance(ref, str) and ref.startswith("artifact:"):
             try:
                 ref = int(ref.split(":", 1)[1])
@@ -596,6 +619,28 @@ class Store:
                     hit = _identity.by_name(self, tname, ref)
             if hit is not None:
                 hits.append(hit)
+        if ref.isdigit() and 0 < int(ref) < 2**63:  # "2024": a name, or an id as in the CLI
+            by_id = self._call("get_artifacts_by_id", [int(ref)])
+            if by_id and hits:
+                raise AmbiguousRef(
+                    f"{ref!r} is both the name of artifact:{hits[0].id} and the id of "
+                    f"artifact:{by_id[0].id}; write 'artifact:{ref}' for the id, or "
+                    f"'{ref}@{_identity.stored_value(hits[0], 'version') or 1}' for the name",
+                    ref=ref)
+            if by_id and (type_name is None or self._types("artifact", [by_id[0].type_id]).get(
+                    by_id[0].type_id, pb.ArtifactType()).name == type_name):
+                return by_id[0]
+        if not hits and match:  # name@7: say which versions there are
+            logical = match.group("name")
+            have = [(tname, _identity.latest_version(self, tname, logical))
+                    for tname in type_names]
+            have = [(t, p) for t, p in have if p is not None]
+            if have:
+                versions = "; ".join(
+                    f"{t} {logical!r} has versions 1 to "
+                    f"{_identity.stored_value(p, 'version')} ({logical}@1 … "
+                    f"{logical}@{_identity.stored_value(p, 'version')})" for t, p in have)
+                raise NotFound(f"no {ref!r} in {self.uri}: {versions}", ref=ref)
         if not hits:
             scope = f" of type {type_name}" if type_name else ""
             raise NotFound(
@@ -607,11 +652,30 @@ class Store:
             types = self._types("artifact", (h.type_id for h in hits))
             options = ", ".join(f"artifact:{h.id} ({types[h.type_id].name})" for h in hits)
             raise AmbiguousRef(
-                f"{ref!r} names artifacts of several types: {options}; pass one of these ids "
-                "or type=",
+                f"{ref!r} names artifacts of several types: {options}; pass one of these ids, "
+                "or the type: type='Model' in Python, --type Model on the command line",
                 ref=ref,
             )
         return hits[0]
+
+    def which(self, path: str | os.PathLike[str]) -> list[Artifact]:
+        """The records whose content equals the file's or folder's bytes at ``path`` (any
+        name, any type), the ones seen at this location first; each lists every location
+        it was seen at (``locations``). Reads every artifact once (MLMD cannot look a
+        property up by value).
+
+        Raises:
+            FingerprintError: ``path`` cannot be read.
+
+        Example:
+            >>> import lineage, tempfile, pathlib
+            >>> store = lineage.connect(":memory:")
+            >>> f = pathlib.Path(tempfile.mkdtemp()) / "m.pkl"; _ = f.write_bytes(b"w")
+            >>> _ = store.put(lineage.Model(f, name="clf"))
+            >>> [(a.name, a.version) for a in store.which(f)]
+            [('clf', 1)]
+        """
+        return _identity.which(self, path)
 
     def get(self, ref: Ref, *, type: str | type[Artifact] | None = None) -> Artifact:
         """Return the recorded artifact a reference names.

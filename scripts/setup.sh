@@ -32,7 +32,7 @@ if [ -z "$PY" ]; then
     fi
   done
 fi
-[ -n "$PY" ] || { echo "setup: need Python 3.10 or 3.11 (ml-metadata has no wheel for newer)"; exit 1; }
+[ -n "$PY" ] || { echo "setup: need Python 3.10 or 3.11 for .venv (make proto's grpcio-tools 1.62 and the ml-metadata 1.17 line; Python 3.12-3.13 with ml-metadata 1.21 are tested by make test-compat)"; exit 1; }
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $PY"
   $PY -m venv .venv

@@ -58,7 +58,7 @@ def as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-COMMANDS = ["ls", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
+COMMANDS = ["ls", "run", "which", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
             "approve", "attest", "reproduce", "export", "import", "plot", "ui", "tag",
             "note", "checkout", "push", "pull", "gc", "du"]
 

@@ -218,6 +218,25 @@ def test_resolver_internal_output_is_an_edge_not_a_producer(taxi: tuple[lineage.
     assert store.impact(ids["model1"]).executions[0].id not in (ids["resolver"],)
 
 
+@pytest.mark.parametrize("event", [pb.Event.DECLARED_OUTPUT, pb.Event.PENDING_OUTPUT])
+def test_declared_and_pending_outputs_are_never_produced(store: lineage.Store, event: int) -> None:
+    """A failed TFX Trainer declared (or left pending) the model it would write: nothing
+    reports it as produced, the exports included."""
+    tfx = Tfx(store.mlmd)
+    run = tfx.run("r")
+    _e, o = tfx.component(run, "CsvExampleGen", {}, {"examples": "Examples"})
+    _failed, out = tfx.component(run, "Trainer", {"examples": o["examples"]},
+                                {"model": "Model"}, state=pb.Execution.FAILED,
+                                output_event=event)
+    model = out["model"].id
+    assert store.provenance(model).steps == []
+    assert model not in {a.id for a in store.impact(o["examples"].id).artifacts}
+    ol = store.export(model, "openlineage").document
+    assert all(not ev["outputs"] for ev in ol)
+    prov = store.export(model, "prov").document
+    assert "wasGeneratedBy" not in prov
+
+
 def test_impact_of_the_examples_reaches_every_pushed_model(taxi: tuple[lineage.Store, dict[str, Any]]) -> None:
     store, ids = taxi
     imp = store.impact(ids["examples"])

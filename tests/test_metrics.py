@@ -510,3 +510,22 @@ def test_a_large_confusion_matrix_round_trips(store: lineage.Store) -> None:
     assert latest is not None and latest.step == 1 and latest.labels == list(range(n))
     assert latest.total == 3 * n and latest.matrix[1][7] == 3
     assert len(m.matrices) == 2 and m.series == {"x": [(0, 1)]}
+
+
+def test_a_step_logs_hundreds_of_metrics_on_every_backend(store: lineage.Store) -> None:
+    """PostgreSQL indexes property values (btree rows stop at ~2.7 kB) and MariaDB has
+    column limits: a step logging 300 metrics must still finish COMPLETE."""
+
+    @lineage.step(store=store)
+    def evaluate() -> None:
+        lineage.log_metrics({f"class_{i:03d}_recall_at_k": i / 300 for i in range(300)})
+
+    with lineage.run("many", store=store):
+        evaluate()
+        lineage.log_metrics({f"run_metric_{i:03d}": i for i in range(300)})
+    [call] = store.executions(step="evaluate")
+    assert call.state == "COMPLETE"
+    assert len(call.properties["metrics"]) == 300
+    run = store.run("many")
+    assert run.properties["status"] == "COMPLETE"
+    assert lineage.run_metrics(store, "many").final["run_metric_299"] == 299

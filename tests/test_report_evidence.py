@@ -320,6 +320,7 @@ def test_markdown_embeds_the_picture(demo: dict[str, Any], tmp_path: Path) -> No
     assert "(audit.lineage.svg)" in (demo["out"] / "audit.md").read_text()
 
 
+@pytest.mark.browser
 def test_the_diagram_is_legible_and_the_page_prints(demo: dict[str, Any], tmp_path: Path) -> None:
     store: lineage.Store = demo["store"]
     out = lineage.report.audit(store, demo["deployed"], tmp_path / "audit.html")

@@ -217,8 +217,9 @@ def test_an_output_that_cannot_be_read_fails_the_step_and_publishes_nothing(
     def ghost() -> lineage.Model:
         return lineage.Model(tmp_path / "never-written.pkl", name="ghost")
 
-    with pytest.raises(lineage.FingerprintError, match="never-written"):
-        ghost()
+    with pytest.warns(lineage.RecordingWarning, match="never-written"):
+        result = ghost()  # the body ran: its return value is passed on
+    assert isinstance(result, lineage.Model) and result.id is None
     [execution] = store.executions(step="ghost")
     assert execution.state == "FAILED" and "FingerprintError" in (execution.error or "")
     assert store.artifacts(type="Model") == []
@@ -661,3 +662,27 @@ def test_versions_stay_right_when_another_writer_records_the_same_name(
     versions = sorted(m.version for m in first.artifacts(name="shared-name"))
     assert versions == [1, 2, 3, 4]
     assert [e.state for e in first.executions(step="emit")] == ["COMPLETE"] * 5
+
+
+def test_a_step_name_another_project_used_with_another_kind_says_what_to_do(
+    store: lineage.Store,
+) -> None:
+    @lineage.step(name="train", kind="process", store=store)
+    def theirs() -> None:
+        pass
+
+    theirs()
+
+    @lineage.step(name="train", kind="train", store=store)
+    def ours() -> None:
+        pass
+
+    with pytest.raises(lineage.TypeConflict, match=r"name='<project>\.train'"):
+        ours()
+
+    @lineage.step(name="myproject.train", kind="train", store=store)
+    def scoped() -> None:
+        pass
+
+    scoped()
+    assert [e.name for e in store.executions()] == ["train", "myproject.train"]
