@@ -17,6 +17,7 @@ from lineage._params import ParamWarning
 from lineage.approvals import Approval, ApprovalCheck, approve
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model
 from lineage.audits import AuditReport
+from lineage.checkout import Checkout
 from lineage.doctor import DoctorReport
 from lineage.environment import Environment
 from lineage.errors import (
@@ -26,11 +27,16 @@ from lineage.errors import (
     CacheWarning,
     ConcurrentWriteError,
     ConnectionFailed,
+    ContentError,
+    CorruptObject,
     FingerprintError,
     InvalidRef,
+    KeepWarning,
     LineageError,
     LineageWarning,
+    MissingObject,
     NotFound,
+    NotKept,
     ReadOnlyStore,
     RecordingWarning,
     RefError,
@@ -47,6 +53,7 @@ from lineage.export import Exported, ImportResult
 from lineage.fingerprint import fingerprint, fingerprint_content
 from lineage.formats.tensorboard import log_tensorboard
 from lineage.graph import LineageGraph
+from lineage.housekeeping import Collection, Usage
 from lineage.metrics import (
     ConfusionMatrix,
     RunMetrics,
@@ -64,6 +71,7 @@ from lineage.queries import (
     Verification,
 )
 from lineage.records import Execution, Run
+from lineage.remotes import Transfer
 from lineage.render import render
 from lineage.runs import ActiveRun, current_run, log_params, run
 from lineage.search import RunSearch, RunSummary, search_runs
@@ -95,11 +103,15 @@ __all__ = [
     "BundleError",
     "CacheWarning",
     "Chart",
+    "Checkout",
+    "Collection",
     "Comparison",
     "ConcurrentWriteError",
     "Config",
     "ConfusionMatrix",
     "ConnectionFailed",
+    "ContentError",
+    "CorruptObject",
     "Dataset",
     "DoctorReport",
     "Environment",
@@ -110,13 +122,16 @@ __all__ = [
     "Impact",
     "ImportResult",
     "InvalidRef",
+    "KeepWarning",
     "LineageDiff",
     "LineageError",
     "LineageGraph",
     "LineageWarning",
     "Metrics",
+    "MissingObject",
     "Model",
     "NotFound",
+    "NotKept",
     "ParamWarning",
     "Provenance",
     "ReadOnlyStore",
@@ -133,7 +148,9 @@ __all__ = [
     "Store",
     "StoreError",
     "TagError",
+    "Transfer",
     "TypeConflict",
+    "Usage",
     "Verification",
     "__version__",
     "alias_history",

@@ -28,8 +28,10 @@ from lineage._recording import (
 )
 from lineage._schema import CACHE_CONTEXT_TYPE
 from lineage.artifacts import Artifact, artifact_class
+from lineage.checkout import load_contents, restore_outputs
 from lineage.errors import LineageError
 from lineage.fingerprint import fingerprint, fingerprint_content
+from lineage.keeping import kept_info
 
 if TYPE_CHECKING:
     from lineage.runs import ActiveRun
@@ -154,9 +156,10 @@ def key_of(
 
 def _given_back(store: Store, proto: pb.Artifact) -> bool:
     """Whether a hit can hand this output back as the call made it: a file or folder (or
-    a remote URI), and in-memory content the record holds whole (Metrics) can; other
-    in-memory content cannot (its bytes are not kept), so the call runs."""
-    if proto.uri:
+    a remote URI), in-memory content whose bytes were kept (:mod:`lineage.keeping`), and
+    in-memory content the record holds whole (Metrics) can; other in-memory content
+    cannot, so the call runs."""
+    if proto.uri or kept_info(proto) is not None:
         return True
     atype = store._types("artifact", [proto.type_id]).get(proto.type_id)
     return atype is not None and artifact_class(atype.name).content_in_record
@@ -211,7 +214,8 @@ def cache_hit(
         ]
         if shape in ("", "other"):
             continue
-        if all(unchanged(store, proto) and _given_back(store, proto) for _p, proto in outs):
+        if all(_given_back(store, proto) for _p, proto in outs) and restore_outputs(
+                store, [proto for _p, proto in outs], unchanged):  # kept copies restore files
             return execution, shape, outs
     return None
 
@@ -228,6 +232,7 @@ def record_cached(
 ) -> Any:
     cached, shape, outs = hit
     recorded = store._artifacts_from_protos([p for _path, p in outs])
+    load_contents(store, recorded)  # in-memory outputs: their kept content
     outputs.items = [
         (parse_path(path), art, p) for (path, p), art in zip(outs, recorded, strict=True)
     ]

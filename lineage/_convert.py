@@ -286,20 +286,23 @@ def artifact_locations(proto: pb.Artifact) -> list[dict[str, str]]:
 
 def recorded_fields(proto: pb.Artifact) -> dict[str, Any]:
     """The recorded fields of an artifact proto, as :class:`Artifact` attributes: ``uri``,
-    ``fingerprint``, ``properties`` (the other typed and custom ones), ``id``, ``version``,
-    ``previous_version``, ``state``, ``external_id``, ``create_time``, ``locations``."""
+    ``fingerprint``, ``kept``, ``properties`` (the other typed and custom ones), ``id``,
+    ``version``, ``previous_version``, ``state``, ``external_id``, ``create_time``,
+    ``locations``."""
     props = props_to_dict(proto.properties)
     if proto.custom_properties:
         props.update(props_to_dict(proto.custom_properties))
     version = props.pop("version", None)
     fingerprint = props.pop("fingerprint", None)
     previous = props.pop("previous_version", None)
+    kept = props.pop("kept") if isinstance(props.get("kept"), dict) else None  # lineage.keeping
     props.pop("locations", None)
     props.pop("current_version", None)
     return {
         "locations": artifact_locations(proto),
         "uri": proto.uri,
         "fingerprint": fingerprint if isinstance(fingerprint, str) and fingerprint else None,
+        "kept": kept,
         "properties": props,
         "id": proto.id,
         "version": version if isinstance(version, int) else None,

@@ -309,7 +309,7 @@ def fill(store: Store, artifact: Artifact, proto: pb.Artifact) -> Artifact:
     """
     recorded = _convert.recorded_fields(proto)
     for attr in ("id", "version", "previous_version", "fingerprint", "state",
-                 "external_id", "create_time", "locations"):
+                 "external_id", "create_time", "locations", "kept"):
         setattr(artifact, attr, recorded[attr])
     if not artifact.uri:
         artifact.uri = recorded["uri"]

@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from lineage import _convert, _identity, _timeline
 from lineage.artifacts import Artifact
 from lineage.errors import LineageError, StepError, StoreError
+from lineage.keeping import keep_pending
 from lineage.secrets import redact_value
 
 if TYPE_CHECKING:
@@ -302,6 +303,7 @@ def put_execution(
     A lost race to create an artifact (``AlreadyExists``) re-prepares the new artifacts.
     """
     for _attempt in range(WRITE_ATTEMPTS):
+        keep_pending(store, spec.keep, pending)  # new artifacts' content, before the record
         pairs = [pair for p in pending for pair in p.pairs()]
         try:
             flags = (

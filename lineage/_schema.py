@@ -13,7 +13,9 @@ Artifacts (types ``Dataset``, ``Model``, ``Metrics``, ``Config`` and user subcla
                          at), ``current_version`` (INT, on the newest version: the version
                          most recently recorded, see :mod:`lineage._identity`), and the
                          properties the artifact class declares
-    custom properties    any other keyword given to the artifact
+    custom properties    any other keyword given to the artifact, and ``kept`` (STRUCT):
+                         where the version's bytes are kept (``objects`` URL, object
+                         ``key``, ``kind``, ``size``; see :mod:`lineage.keeping`)
 
 Executions (one execution type per step, named like the step, base type from ``kind``):
     typed properties     :data:`STEP_PROPERTIES`: code, environment and timing; the

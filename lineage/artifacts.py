@@ -80,6 +80,9 @@ class Artifact:
         content: in-memory data (bytes, str, numpy array, DataFrame, dict) to fingerprint
             instead of reading ``uri``.
         fingerprint: a known digest (``"sha256:…"``), e.g. for remote content.
+        keep: keep a copy of the content when it is recorded: ``None`` (the step's or
+            store's rule), ``False`` (never) or ``True`` (whatever its size); see
+            :mod:`lineage.keeping`.
         **properties: typed properties the class declares, and any other (custom) ones.
 
     Attributes:
@@ -90,6 +93,8 @@ class Artifact:
             or, for a record read from the store, the first location it was seen at.
         locations: once recorded, every location (``{"uri", "host"}``) the content was
             seen at.
+        kept: where a recorded version's content is kept (object store URL, key, kind,
+            size), or ``None`` when it was not kept; see :mod:`lineage.keeping`.
         properties: typed and custom properties (without ``version`` and ``fingerprint``).
 
     Example:
@@ -148,6 +153,7 @@ class Artifact:
         name: str | None = None,
         content: Any = _NO_CONTENT,
         fingerprint: str | None = None,
+        keep: bool | None = None,
         **properties: Any,
     ) -> None:
         if uri is not None and not isinstance(uri, (str, os.PathLike)):
@@ -170,6 +176,12 @@ class Artifact:
             raise ArtifactError(f"name must be a non-empty string, got {name!r}")
         self.name: str = _limits.check_name(name, f"{self.type_name} name", ArtifactError)
         self.fingerprint: str | None = fingerprint
+        if keep is not None and not isinstance(keep, bool):
+            raise ArtifactError(f"keep={keep!r} must be True, False or None")
+        self.keep: bool | None = keep
+        #: Where the recorded content is kept (the ``kept`` property, see
+        #: :mod:`lineage.keeping`), or ``None``.
+        self.kept: dict[str, Any] | None = None
         for key in ARTIFACT_PROPERTIES:
             if key in properties:
                 raise ArtifactError(f"{key!r} is set by lineage; it cannot be given as a property")

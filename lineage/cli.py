@@ -167,7 +167,7 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
         return _show_run(store, args, ref)  # a run's unique name
     d = {**art.to_dict(), "base_type": art.base_type, "properties": art.properties,
          "state": art.state, "create_time": art.create_time,
-         "previous_version": art.previous_version}
+         "previous_version": art.previous_version, "kept": art.__dict__.get("kept")}
     if args.json:
         _json(d)
     else:
@@ -179,6 +179,9 @@ def _cmd_show(store: Store, args: argparse.Namespace) -> int:
             _out("  seen at:")
             for loc in art.locations:
                 _out(f"    {loc['uri']}" + (f"  (on {loc['host']})" if loc["host"] else ""))
+        if d["kept"]:
+            _out(f"  kept: {d['kept'].get('objects')}/{d['kept'].get('key')} "
+                 f"({d['kept'].get('kind')}, {d['kept'].get('size')} bytes)")
         for k, v in sorted(art.properties.items()):
             _out(f"  {k}: {_text.full(v)}")
     return 0
@@ -232,7 +235,8 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
             raise _UsageError(f"--map {item!r}: expected RECORDED_PREFIX=LOCAL_PREFIX, e.g. "
                               "--map /home/alice=/mnt/alice")
         prefixes[old] = new
-    v = store.verify(_aref(store, args, args.ref) if args.ref else None, map=prefixes)
+    v = store.verify(_aref(store, args, args.ref) if args.ref else None, map=prefixes,
+                     restore=args.restore)
     if args.json:
         _json(v.to_dict())
     else:
@@ -541,6 +545,49 @@ def _cmd_note(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_checkout(store: Store, args: argparse.Namespace) -> int:
+    result = store.checkout(_ref(args.ref), args.output)
+    if args.json:
+        _json(result.to_dict())
+    elif result.path is None:  # in-memory content, no -o: its bytes on stdout
+        from lineage.checkout import checkout_bytes
+
+        sys.stdout.flush()
+        sys.stdout.buffer.write(checkout_bytes(result))
+        sys.stdout.buffer.flush()
+    else:
+        _out(str(result))
+    return 0
+
+
+def _cmd_push(store: Store, args: argparse.Namespace) -> int:
+    refs = [_ref(r) for r in args.refs] or None
+    result = store.push(args.remote, refs) if args.command == "push" else store.pull(args.remote, refs)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0 if result.ok else 1
+
+
+def _cmd_gc(store: Store, args: argparse.Namespace) -> int:
+    result = store.gc(dry_run=not args.yes, min_age=args.min_age)
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
+def _cmd_du(store: Store, args: argparse.Namespace) -> int:
+    result = store.du()
+    if args.json:
+        _json(result.to_dict())
+    else:
+        _out(str(result))
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -615,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", metavar="URI",
                         help="store URI or path (default: $LINEAGE_URI, else "
                              "./.lineage/metadata.sqlite)")
+    parser.add_argument("--objects", metavar="URL",
+                        help="where content is kept (default: $LINEAGE_OBJECTS, else objects/ "
+                             "beside a SQLite store)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=f"lineage {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -701,6 +751,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "under LOCAL instead; repeatable")
     p.add_argument("--type", metavar="TYPE",
                    help="the artifact type of REF, when its name is used by several types")
+
+    p.add_argument("--restore", action="store_true",
+                   help="put back the kept copy of every changed or missing file and folder")
+
+    p = add("checkout", _cmd_checkout,
+            "write the exact content of a version (verified against its fingerprint): to its "
+            "recorded path, to -o PATH, or (in-memory content) to stdout")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it")
+
+    for name, what in (("push", "to"), ("pull", "from")):
+        p = add(name, _cmd_push,
+                f"copy the kept objects of REF... and their provenance (default: every "
+                f"artifact) {what} a remote object store (records travel in bundles: "
+                "`lineage export --format bundle`, `lineage import`)")
+        p.add_argument("refs", metavar="REF", nargs="*")
+        p.add_argument("--remote", metavar="URL",
+                       help="the remote object store (s3://bucket/prefix, a folder, any fsspec "
+                            "URL); default $LINEAGE_REMOTE")
+
+    p = add("gc", _cmd_gc,
+            "remove kept objects no recorded artifact references (a dry run unless --yes); "
+            "not for object stores other stores share")
+    p.add_argument("--yes", action="store_true", help="really delete them")
+    p.add_argument("--min-age", type=float, default=600.0, metavar="SECONDS",
+                   help="leave unreferenced objects younger than this (default 600)")
+
+    add("du", _cmd_du, "what the kept objects take, per name and version")
 
     p = add("compare", _cmd_compare,
             "runs side by side: params and final metrics (RUNs, or the runs of --experiment, "
@@ -879,7 +957,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         mode = args.store_mode(args)
         if mode is not None:
-            store = connect(args.store, read_only=mode != "write")
+            store = connect(args.store, read_only=mode != "write",
+                            objects=args.objects)
         status: int = args.func(store, args)
         return status
     except _UsageError as exc:

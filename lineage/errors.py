@@ -17,6 +17,10 @@ Every error raised on purpose by ``lineage`` derives from :class:`LineageError`:
     ├── StepError                  a step is declared or called wrongly (carries .step)
     ├── TagError                   a tag, note or alias cannot be recorded as given
     ├── BundleError                an export bundle cannot be read (corrupt, wrong version)
+    ├── ContentError               kept content cannot be kept or given back (carries .ref)
+    │   ├── NotKept                the version's content was never kept
+    │   ├── MissingObject          a kept object is not in the object store (carries .key)
+    │   └── CorruptObject          a kept object does not match its fingerprint (carries .key)
     ├── SearchError                a run search expression is malformed or names no key
     ├── RenderError                a diagram cannot be drawn (e.g. Graphviz is missing)
     └── SignatureError             a key cannot be used, or a signature does not verify
@@ -25,7 +29,8 @@ Warnings (something was recorded, but not as asked) derive from :class:`LineageW
 
     LineageWarning
     ├── RecordingWarning           a step ran, but recording its outputs failed
-    └── CacheWarning               a cache=True call was not looked up (the message says why)
+    ├── CacheWarning               a cache=True call was not looked up (the message says why)
+    └── KeepWarning                content was recorded but not kept (too big, copy failed)
 
 MLMD's own exceptions (``ml_metadata.errors``) and the plain ``RuntimeError`` its
 extension raises for connection problems are translated in :func:`translate`, and only
@@ -46,11 +51,16 @@ __all__ = [
     "CacheWarning",
     "ConcurrentWriteError",
     "ConnectionFailed",
+    "ContentError",
+    "CorruptObject",
     "FingerprintError",
     "InvalidRef",
+    "KeepWarning",
     "LineageError",
     "LineageWarning",
+    "MissingObject",
     "NotFound",
+    "NotKept",
     "ReadOnlyStore",
     "RecordingWarning",
     "RefError",
@@ -175,6 +185,47 @@ class BundleError(LineageError):
         self.source = source
 
 
+class ContentError(LineageError):
+    """Raised when the content of a recorded version cannot be kept or given back.
+
+    Attributes:
+        ref: the artifact (``"artifact:12"``) whose content was asked for.
+    """
+
+    def __init__(self, message: str, *, ref: object = None) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
+class NotKept(ContentError):
+    """Raised when a version's content was never kept (opted out, over the size limit,
+    remote, or recorded before keeping), so it cannot be checked out."""
+
+
+class MissingObject(ContentError):
+    """Raised when an object a version needs is in none of the object stores looked at.
+
+    Attributes:
+        key: the object's key (``"sha256/ab/cdef…"``).
+    """
+
+    def __init__(self, message: str, *, ref: object = None, key: str | None = None) -> None:
+        super().__init__(message, ref=ref)
+        self.key = key
+
+
+class CorruptObject(ContentError):
+    """Raised when a kept object's bytes do not match the fingerprint it is kept under.
+
+    Attributes:
+        key: the object's key.
+    """
+
+    def __init__(self, message: str, *, ref: object = None, key: str | None = None) -> None:
+        super().__init__(message, ref=ref)
+        self.key = key
+
+
 class SearchError(LineageError):
     """Raised when a run search cannot be run as asked: a malformed ``--where`` or ``--sort``
     expression, or a key that no run has.
@@ -203,6 +254,11 @@ class CacheWarning(LineageWarning):
     """A ``cache=True`` step call was not looked up in the cache (the message says why:
     an argument that cannot be keyed exactly, an input without a fingerprint, a return
     value that mixes artifacts and other values)."""
+
+
+class KeepWarning(LineageWarning):
+    """Content was recorded but not kept (:mod:`lineage.keeping`): over the size limit,
+    or the copy into the object store failed (the message says why and what to do)."""
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -34,6 +34,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from lineage import _convert, _fold, _runref, _text, _timeline
 from lineage._schema import CACHE_CONTEXT_TYPE, EXPERIMENT_TYPE
 from lineage.artifacts import Artifact
+from lineage.checkout import restore_checks
 from lineage.errors import FingerprintError, InvalidRef
 from lineage.fingerprint import ALGORITHMS, fingerprint, fingerprint_content
 from lineage.graph import (
@@ -834,19 +835,23 @@ class ArtifactCheck:
     """The recorded artifact."""
     status: str
     """``ok``, ``changed``, ``missing``, ``unreadable``, ``elsewhere`` (recorded on another
-    host and not reachable here), or ``skipped`` (no local content to re-read: in-memory
-    content, a remote URI, or no recorded fingerprint)."""
+    host and not reachable here), ``skipped`` (no local content to re-read: in-memory
+    content, a remote URI, or no recorded fingerprint), or ``restored`` (changed or
+    missing, and put back from its kept copy by ``verify(restore=True)``)."""
     recorded: str | None
     """The fingerprint recorded in the store."""
     current: str | None
     """The fingerprint of the content now (``None`` when it cannot be computed)."""
     detail: str = ""
     """Why, for anything but ``ok``."""
+    restorable: bool = False
+    """For a changed or missing file or folder: a kept copy can restore it."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape of one check."""
         return {"artifact": _artifact_dict(self.artifact), "status": self.status,
-                "recorded": self.recorded, "current": self.current, "detail": self.detail}
+                "recorded": self.recorded, "current": self.current, "detail": self.detail,
+                "restorable": self.restorable}
 
     def __repr__(self) -> str:
         return f"<ArtifactCheck {_text.label(self.artifact)} artifact:{self.artifact.id}: {self.status}>"
@@ -895,12 +900,13 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        """At least one artifact was checked, and none changed, went missing or became
-        unreadable (skipped ones, and ones recorded on another host, are neither), and
-        every approval checks (signature, record, approved content)."""
-        return any(r.status == "ok" for r in self.results) and all(
-            r.status in ("ok", "skipped", "elsewhere") for r in self.results) and all(
-            a.ok for a in self.approvals)
+        """At least one artifact was checked (or restored), and none changed, went missing
+        or became unreadable (skipped ones, and ones recorded on another host, are neither;
+        ones restored from their kept copies are fine), and every approval checks
+        (signature, record, approved content)."""
+        return any(r.status in ("ok", "restored") for r in self.results) and all(
+            r.status in ("ok", "skipped", "elsewhere", "restored") for r in self.results
+        ) and all(a.ok for a in self.approvals)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -1006,15 +1012,20 @@ def _recorded_content(a: Artifact) -> ArtifactCheck | None:
 
 
 def verify(store: Store, ref: Ref | None = None, *,
-           map: Mapping[str, str] | None = None) -> Verification:
+           map: Mapping[str, str] | None = None, restore: bool = False) -> Verification:
     """Re-fingerprint the content behind recorded artifacts, at every location each was
     seen at.
+
+    A changed or missing file or folder says whether a kept copy can restore it
+    (``ArtifactCheck.restorable``); with ``restore`` those copies are put back.
 
     Args:
         store: the store.
         ref: check this artifact and its provenance; ``None`` checks every artifact.
         map: path prefixes to read elsewhere: ``{"/home/alice": "/mnt/alice"}`` checks
             what was recorded under ``/home/alice`` in ``/mnt/alice``.
+        restore: put back the kept copy of every changed or missing file and folder
+            (see :mod:`lineage.checkout`).
 
     Example:
         >>> import lineage, tempfile, pathlib
@@ -1034,8 +1045,9 @@ def verify(store: Store, ref: Ref | None = None, *,
         p = provenance(store, ref)
         arts = [p.target, *p.artifacts]
         target, load = p.target, p.graph.copy
-    return Verification([_check(a, map) for a in sorted(arts, key=lambda a: a.id or 0)],
-                        target=target, load=load, approvals=approvals_of(store, ref))
+    checks = [_check(a, map) for a in sorted(arts, key=lambda a: a.id or 0)]
+    restore_checks(store, checks, restore=restore)  # what kept copies can put back
+    return Verification(checks, target=target, load=load, approvals=approvals_of(store, ref))
 
 
 # --- compare ------------------------------------------------------------------------------

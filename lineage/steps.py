@@ -105,6 +105,9 @@ class StepSpec:
     """Bumped by hand (``cache_version=2``) to invalidate the cache of a step."""
     returns: type[Artifact] | None = None
     """The artifact class the return annotation names: a returned path is recorded as it."""
+    keep: bool | None = None
+    """Keep the content the step records: ``None`` (the store's rule), False, or True
+    (whatever its size); see :mod:`lineage.keeping`."""
 
     _type: pb.ExecutionType | None = attrs.field(default=None, repr=False)
     _base: tuple[dict[str, str], pb.Execution] | None = attrs.field(default=None, repr=False)
@@ -195,6 +198,7 @@ def _artifact_annotation(annotation: Any) -> type[Artifact] | None:
 
 def _inspect(
     func: Any, name: str | None, kind: Any, cache: Any, store: Any, cache_version: Any = None,
+    keep: Any = None,
 ) -> StepSpec:
     problems: list[str] = []
     step_name = name if name is not None else getattr(func, "__name__", None)
@@ -212,6 +216,8 @@ def _inspect(
     if cache_version is not None and (isinstance(cache_version, bool) or not isinstance(
             cache_version, (str, int))):
         problems.append(f"cache_version={cache_version!r} must be a string or an int")
+    if keep is not None and not isinstance(keep, bool):
+        problems.append(f"keep={keep!r} must be True, False or None (the store's rule)")
     if store is not None and not isinstance(store, (Store, str, os.PathLike)):
         problems.append(
             f"store={store!r} must be a lineage.Store (lineage.connect(...)) or a store URI"
@@ -266,6 +272,7 @@ def _inspect(
         cache_version=cache_version,
         returns=_artifact_annotation(hints.get("return", signature.return_annotation))
         if signature.return_annotation is not inspect.Signature.empty else None,
+        keep=keep,
     )
 
 
@@ -281,6 +288,7 @@ def step(
     cache: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
     cache_version: str | int | None = None,
+    keep: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -293,6 +301,7 @@ def step(
     cache: bool = False,
     store: Store | str | os.PathLike[str] | None = None,
     cache_version: str | int | None = None,
+    keep: bool | None = None,
 ) -> Any:
     """Record every call of a function as an MLMD execution.
 
@@ -316,6 +325,8 @@ def step(
             ``lineage.connect()``.
         cache_version: bump it (``cache_version=2``) to stop reusing earlier results of
             this step, e.g. after changing code the cache key cannot see.
+        keep: keep the content of what the step records (``False``: never; ``True``:
+            whatever its size; default: the store's rule, see :mod:`lineage.keeping`).
 
     Raises:
         StepError: at decoration time, listing every problem (unknown kind, ...).
@@ -335,7 +346,7 @@ def step(
     def decorate(target: Any) -> Any:
         if isinstance(target, (staticmethod, classmethod)):
             return type(target)(decorate(target.__func__))
-        spec = _inspect(target, name, kind, cache, store, cache_version)
+        spec = _inspect(target, name, kind, cache, store, cache_version, keep)
 
         @functools.wraps(target)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

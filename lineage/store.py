@@ -43,16 +43,21 @@ from lineage.errors import (
     translate,
 )
 from lineage.fingerprint import FingerprintCache, fingerprint, fingerprint_content
+from lineage.keeping import configure, keep, settings
 from lineage.records import Execution, Run
 
 if TYPE_CHECKING:
+    from lineage.checkout import Checkout
     from lineage.doctor import DoctorReport
     from lineage.formats import Exported
     from lineage.formats.bundle_import import ImportResult
     from lineage.graph import LineageGraph
+    from lineage.housekeeping import Collection, Usage
     from lineage.metrics import RunMetrics
+    from lineage.objects import ObjectStore
     from lineage.plot import Chart
     from lineage.queries import Comparison, Impact, LineageDiff, Provenance, Verification
+    from lineage.remotes import Transfer
     from lineage.search import RunSearch
 
 __all__ = ["Ref", "Store", "connect", "default_store", "store_of"]
@@ -105,8 +110,12 @@ def last_present(get: Callable[[int], T | None]) -> tuple[int, T] | None:
 
 
 def connect(
-    uri: str | os.PathLike[str] | None = None, *, read_only: bool = False,
+    uri: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
     create: bool | None = None,
+    objects: str | os.PathLike[str] | None = None,
+    keep: bool | int | str | None = None,
 ) -> Store:
     """Open (or create) a lineage store.
 
@@ -125,6 +134,11 @@ def connect(
             existing file that is not an MLMD store (a 0-byte file, another program's
             SQLite database). ``True``: add them to such a file too. ``False``: create
             nothing; a missing store is an error.
+        objects: where recorded content is kept (a path or fsspec URL, ``s3://…``);
+            default ``$LINEAGE_OBJECTS``, else ``objects/`` beside a SQLite file (see
+            :mod:`lineage.keeping`).
+        keep: which content is kept: ``True`` (default: up to 1 GiB each), ``False``,
+            a size limit (``"10G"``) or ``"all"``; default ``$LINEAGE_KEEP``.
 
     Raises:
         ConnectionFailed: the store cannot be opened or reached.
@@ -137,11 +151,16 @@ def connect(
         <lineage.Store :memory:>
     """
     backend = parse_uri(uri, read_only=read_only)
-    return Store(backend, read_only=read_only, create=create)
+    store = Store(backend, read_only=read_only, create=create)
+    configure(store, objects=objects, keep=keep)
+    return store
 
 
-def _reopen(backend: Backend, read_only: bool) -> Store:
-    return Store(backend, read_only=read_only)
+def _reopen(backend: Backend, read_only: bool, kept: tuple[str, Any] | None = None) -> Store:
+    store = Store(backend, read_only=read_only)
+    if kept is not None:  # where the pickled store kept content, and its keep policy
+        configure(store, objects=kept[0], keep=kept[1])
+    return store
 
 
 # --- the default store -------------------------------------------------------------------
@@ -237,7 +256,7 @@ class Store:
                 "use a SQLite file (lineage.connect('path/metadata.sqlite')) for process pools",
                 uri=self.uri,
             )
-        return (_reopen, (self._backend, self.read_only))
+        return (_reopen, (self._backend, self.read_only, settings(self)))
 
     # --- the connection, in this process -------------------------------------------------
 
@@ -566,7 +585,8 @@ class Store:
         def attempt() -> Artifact:
             prepared = _identity.prepare(self, artifact, type_id)
             proto = prepared.proto
-            writes = [proto] if not proto.id or prepared.dirty else []
+            kept = keep(self, artifact, proto)  # keeps the content before the record
+            writes = [proto] if not proto.id or prepared.dirty or kept else []
             writes += prepared.others
             if writes:
                 ids = self._call("put_artifacts", writes)
@@ -900,13 +920,15 @@ class Store:
         return diff(self, ref_a, ref_b)
 
     def verify(
-        self, ref: Ref | None = None, *, map: Mapping[str, str] | None = None
+        self, ref: Ref | None = None, *, map: Mapping[str, str] | None = None,
+        restore: bool = False,
     ) -> Verification:
         """Re-fingerprint recorded content at every location it was seen at and report what
-        changed; ``map`` reads path prefixes elsewhere (see :func:`lineage.queries.verify`)."""
+        changed; ``map`` reads path prefixes elsewhere; ``restore`` puts back kept copies of
+        changed or missing files (see :func:`lineage.queries.verify`)."""
         from lineage.queries import verify
 
-        return verify(self, ref, map=map)
+        return verify(self, ref, map=map, restore=restore)
 
     def compare(self, runs: Sequence[str | int | Run]) -> Comparison:
         """Runs side by side with params and final metrics (see :mod:`lineage.queries`)."""
@@ -1003,6 +1025,51 @@ class Store:
         from lineage.doctor import doctor
 
         return doctor(self, fix=fix, stale_after=stale_after)
+
+    # --- kept content (implemented in lineage.keeping, checkout, remotes, housekeeping) ---
+
+    @property
+    def objects(self) -> ObjectStore:
+        """Where this store keeps the content of recorded versions (see
+        :mod:`lineage.keeping`)."""
+        from lineage.keeping import objects_of
+
+        return objects_of(self)
+
+    def checkout(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> Checkout:
+        """Give back the exact content of a version, verified against its fingerprint (see
+        :func:`lineage.checkout.checkout`)."""
+        from lineage.checkout import checkout
+
+        return checkout(self, ref, path)
+
+    def push(self, remote: str | None = None, refs: Sequence[Ref] | None = None) -> Transfer:
+        """Copy the kept objects that ``refs`` (and their provenance; default: every
+        artifact) need to a remote object store (see :func:`lineage.remotes.push`)."""
+        from lineage.remotes import push
+
+        return push(self, remote, refs)
+
+    def pull(self, remote: str | None = None, refs: Sequence[Ref] | None = None) -> Transfer:
+        """Copy the kept objects that ``refs`` need from a remote object store into this
+        store's (see :func:`lineage.remotes.pull`)."""
+        from lineage.remotes import pull
+
+        return pull(self, remote, refs)
+
+    def gc(self, *, dry_run: bool = True, min_age: float = 600.0) -> Collection:
+        """Remove the objects no recorded artifact references (a dry run by default; see
+        :func:`lineage.housekeeping.gc`)."""
+        from lineage.housekeeping import gc
+
+        return gc(self, dry_run=dry_run, min_age=min_age)
+
+    def du(self) -> Usage:
+        """What the kept objects take, per name and version (see
+        :func:`lineage.housekeeping.du`)."""
+        from lineage.housekeeping import du
+
+        return du(self)
 
     def audit(self, ref: Ref, path: str | os.PathLike[str] | None = None) -> str | Path:
         """An audit report of ``ref`` (see :mod:`lineage.report`)."""

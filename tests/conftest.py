@@ -139,8 +139,9 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def pg_uri(postgres: PostgresServer) -> str:
+def pg_uri(postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URI of a fresh (not yet created) PostgreSQL database."""
+    monkeypatch.setenv("LINEAGE_OBJECTS", str(tmp_path / "objects"))  # not ./.lineage/objects
     return postgres.uri()
 
 
@@ -261,8 +262,9 @@ def mariadb() -> Iterator[MariaDBServer]:
 
 
 @pytest.fixture
-def mysql_uri(mariadb: MariaDBServer) -> str:
+def mysql_uri(mariadb: MariaDBServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URI of a fresh (not yet created) MySQL database on MariaDB."""
+    monkeypatch.setenv("LINEAGE_OBJECTS", str(tmp_path / "objects"))  # not ./.lineage/objects
     return mariadb.uri()
 
 
@@ -280,12 +282,16 @@ def sqlite_uri(tmp_path: Path) -> str:
         pytest.param("mysql", marks=pytest.mark.mysql),
     ]
 )
-def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_uri(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """A fresh store URI of each backend: a SQLite file, ``:memory:``, PostgreSQL and MariaDB."""
     if request.param == "sqlite":
         return str(tmp_path / "store" / "metadata.sqlite")
     if request.param == "memory":
         return ":memory:"
+    # server stores keep content in ./.lineage/objects by default: the test's own instead
+    monkeypatch.setenv("LINEAGE_OBJECTS", str(tmp_path / "objects"))
     if request.param == "mysql":
         mysql_server: MariaDBServer = request.getfixturevalue("mariadb")
         return mysql_server.uri()

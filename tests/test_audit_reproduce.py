@@ -80,6 +80,8 @@ def test_the_demo_pipeline_is_re_performed_with_the_same_digests(tmp_path: Path)
     uri, _out, _ = record_demo(tmp_path / "demo")
     store = lineage.connect(uri, read_only=True)
     before = {a.id: a.fingerprint for a in store.artifacts()}
+    # both demo runs write models/clf.pkl: model v2's file holds v1 again (kept copies)
+    checks = {r.artifact.id: (r.status, r.restorable) for r in store.verify().results}
     result = reproduce(store, "clf-serving", tmp_path / "scratch")
     assert result.ok, str(result)
     assert result.target_status == "same" and result.target_now == store.get("clf-serving").fingerprint
@@ -96,7 +98,8 @@ def test_the_demo_pipeline_is_re_performed_with_the_same_digests(tmp_path: Path)
     # nothing was written to the audited store or over the recorded files
     after = lineage.connect(uri, read_only=True)
     assert {a.id: a.fingerprint for a in after.artifacts()} == before
-    assert after.verify().ok
+    assert {r.artifact.id: (r.status, r.restorable) for r in after.verify().results} == checks
+    assert all(status == "ok" or restorable for status, restorable in checks.values())
 
 
 def test_what_cannot_be_re_run_is_said_plainly(recorded: dict[str, Any]) -> None:
@@ -117,11 +120,17 @@ def test_what_cannot_be_re_run_is_said_plainly(recorded: dict[str, Any]) -> None
     assert by_step["fit"].status == "not re-run"
     assert "the code changed" in by_step["fit"].reason
     assert changed.target_status == "not reproduced" and "NOT REPRODUCED" in str(changed)
-    # the raw data is gone
+    # the raw data is gone: the store's kept copy stands in for it
     recorded["raw"].unlink()
-    gone = reproduce(store, "m", recorded["tmp"] / "s4")
+    restored = reproduce(store, "m", recorded["tmp"] / "s4")
+    assert restored.steps[0].status == "same", str(restored)
+    # and when the kept copy is gone too, the report says so
+    kept = store.get("raw").kept
+    assert kept is not None
+    (Path(store.objects.local_path(kept["key"]) or "")).unlink()
+    gone = reproduce(store, "m", recorded["tmp"] / "s5")
     assert gone.steps[0].status == "not re-run" and "raw.csv" in gone.steps[0].reason
-    assert "gone" in gone.steps[0].reason and "keeps no copy" in gone.steps[0].reason
+    assert "gone" in gone.steps[0].reason and "could not restore" in gone.steps[0].reason
 
 
 def test_foreign_and_failed_steps(sqlite_store: lineage.Store, tmp_path: Path) -> None:

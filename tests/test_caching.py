@@ -101,10 +101,13 @@ def test_what_cannot_be_keyed_runs_and_says_why(store: lineage.Store) -> None:
     assert store.executions(state="CACHED") == []
 
 
-def test_in_memory_outputs_are_given_back_or_the_step_runs(store: lineage.Store) -> None:
+@pytest.mark.parametrize("keep", [None, False])
+def test_in_memory_outputs_are_given_back_or_the_step_runs(
+    store: lineage.Store, keep: bool | None
+) -> None:
     calls: list[int] = []
 
-    @lineage.step(store=store, cache=True)
+    @lineage.step(store=store, cache=True, keep=keep)
     def make(n: int = 3) -> lineage.Dataset:
         calls.append(n)
         return lineage.Dataset(content=np.arange(n), name="made")
@@ -113,7 +116,10 @@ def test_in_memory_outputs_are_given_back_or_the_step_runs(store: lineage.Store)
     second = make()
     assert second.content is not None and list(second.content) == [0, 1, 2]
     assert first.id == second.id
-    assert len(calls) == 2  # its bytes are not kept here: the call ran again
+    if keep is None:  # kept (the default): the hit gives its bytes back
+        assert len(calls) == 1 and len(store.executions(state="CACHED")) == 1
+    else:  # its bytes are not kept: the call ran again
+        assert len(calls) == 2
 
 
 def test_a_mixed_return_says_why_it_is_not_cached(store: lineage.Store) -> None:

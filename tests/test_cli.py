@@ -60,7 +60,7 @@ def as_json(value: Any) -> Any:
 
 COMMANDS = ["ls", "run", "which", "show", "provenance", "impact", "diff", "verify", "compare", "graph", "audit",
             "approve", "attest", "reproduce", "export", "import", "plot", "ui", "tag",
-            "note", "fingerprint", "doctor"]
+            "note", "checkout", "push", "pull", "gc", "du", "fingerprint", "doctor"]
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

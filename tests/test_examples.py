@@ -63,6 +63,15 @@ def test_tabular_demo_twice_keeps_versions_and_hits_the_cache(tmp_path: Path) ->
     assert last[1:] == ["--store", ".lineage/metadata.sqlite", "ui", "--open"]
     assert last[0].endswith("lineage")
 
+    # Both runs wrote models/clf.pkl: the first model comes back exactly from its kept copy,
+    # and the deployed model has its bytes (the best F1 was put back in place first).
+    v1, v2 = store.get("clf@1"), store.get("clf@2")
+    assert v1.uri == v2.uri and "Getting data back" in first
+    copy = out / "models" / "clf-v1.pkl"
+    assert f"sha256:{hashlib.sha256(copy.read_bytes()).hexdigest()}" == v1.fingerprint
+    assert f"checked out Model clf v1 (artifact:{v1.id}) to {copy}" in second
+    assert deployed.fingerprint == v1.fingerprint
+
     diff = store.diff("clf@1", "clf@2")
     assert diff.params == {"train": {"C": (1.0, 0.1)}}
     assert "train.C: 1.0 -> 0.1" in first.split("Why do the two models differ?")[1]

@@ -226,3 +226,19 @@ def test_lineage_fingerprint_command_prints_the_digest_and_the_manifest(
     assert main(["fingerprint", str(tmp_path / "fifo")]) == 1
     err = capsys.readouterr().err
     assert "a FIFO" in err and "internal error" not in err
+
+
+def test_a_kept_folder_with_odd_names_is_checked_out_exactly(tmp_path: Path) -> None:
+    """Kept content reads the manifest back (names escaped as sha256sum escapes them)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    files = {"plain.csv": b"a\n", "back\\slash.txt": b"b\n", "new\nline.txt": b"c\n",
+             "carriage\rreturn.txt": b"d\n", "file\x1cseparator.txt": b"e\n"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    store = lineage.connect(tmp_path / "store" / "meta.sqlite")
+    recorded = store.put(lineage.Dataset(folder, name="odd"))
+    restored = tmp_path / "restored"
+    store.checkout(recorded, restored)
+    assert {p.name: p.read_bytes() for p in restored.iterdir()} == files
+    assert fingerprint(restored) == recorded.fingerprint

@@ -1,19 +1,23 @@
 """What `make demo` runs: train twice, deploy the better model, then ask the audit questions.
 
 1. ``pipeline.py`` with ``params.yaml`` (run "baseline") and with ``--C 0.1`` (run "C-0.1").
-2. The model with the better F1 is deployed by a ``deploy`` step.
-3. The questions an auditor asks, answered from the store, with the answers printed:
+2. Both runs write their model to ``out/models/clf.pkl``, so the second overwrote the
+   first: the store gives the first model's exact bytes back (``store.checkout``) from
+   the copy it kept when it recorded them.
+3. The model with the better F1 is put back in place and deployed by a ``deploy`` step.
+4. The questions an auditor asks, answered from the store, with the answers printed:
    provenance of the deployed model, the diff between the two models, the impact of the
    raw dataset, a re-verification of the data, and the two runs side by side.
    The training curves (loss per epoch) and the confusion matrices the runs logged.
-4. The pictures: provenance, impact and diff diagrams, the training curves of both runs and
+5. The pictures: provenance, impact and diff diagrams, the training curves of both runs and
    the best run's test confusion matrix (SVG), and an audit report (HTML and Markdown,
    recorded in the store) under ``examples/tabular/out/``, with a signed in-toto/SLSA
    attestation of the deployed model and its Model Card next to them (the demo signs with
    a key it makes in ``out/keys/``; use your own).
 
 Run it again: the data keeps its versions (same content, same record) and every cached
-step is a cache hit.
+step is a cache hit (a hit whose output file was overwritten since gets its kept bytes
+back instead of running again).
 """
 
 from __future__ import annotations
@@ -67,9 +71,24 @@ def main() -> int:
         print(f"run {result['run']}: {result['model']!r} {result['metrics'].values}")  # type: ignore[attr-defined]
         print(f"  cache hits: {len(hits)} step(s) skipped" + (f" ({', '.join(hits)})" if hits else ""))
 
+    _heading("Getting data back: model clf v1, overwritten by the second run")
+    first = baseline["model"]
+    assert isinstance(first, lineage.Model) and first.path is not None
+    now = lineage.fingerprint(first.path)
+    holder = next((m for m in store.artifacts(name="clf") if m.fingerprint == now), None)
+    print(f"{first.path.relative_to(out)} now holds "
+          f"{f'model clf v{holder.version}' if holder else 'other bytes'} ({now[:19]}…)")
+    print(f"model clf v{first.version} was {(first.fingerprint or '')[:19]}… and is kept: "
+          f"{(first.kept or {}).get('objects')}")
+    copy = store.checkout(first, out / "models" / "clf-v1.pkl")
+    print(copy)
+    print(f"$ lineage checkout clf@{first.version} -o {copy.path}   # the same from the shell")
+
     candidates = (baseline, override)
     best = max(candidates, key=lambda r: r["metrics"].values["f1"])  # type: ignore[attr-defined]
     rule = "highest f1 on the test set among runs " + ", ".join(str(r["run"]) for r in candidates)
+    restored = store.checkout(best["model"])  # type: ignore[arg-type]
+    print(f"before deploying, the best model (by F1) goes back in place:\n  {restored}")
     with lineage.run("deploy", experiment="breast-cancer", store=store):
         deployed = pipeline.deploy(best["model"], best["metrics"], rule=rule)
     print(f"deployed {best['model']!r} (best F1) as {deployed!r}")

@@ -148,7 +148,7 @@ def train(
             "train_accuracy": float(accuracy_score(labels, predicted)),
         }, step=epoch)
         lineage.log_confusion_matrix(labels, predicted, labels=classes, step=epoch)
-    path = OUT / "models" / f"clf-C{C:g}.pkl"
+    path = OUT / "models" / "clf.pkl"  # every run writes the same file, as scripts do
     path.write_bytes(pickle.dumps(model))
     return lineage.Model(path, name="clf", algorithm="SGDClassifier(log_loss)")
 
