@@ -200,6 +200,23 @@ def set_final_metrics(props: Any, metrics: Mapping[str, Any]) -> None:
             del props["metrics"]
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` ready for ``json.dumps``: non-finite floats as strings (``'nan'``), keys as
+    strings, tuples as lists: what every ``to_dict()`` and export gives.
+
+    Example:
+        >>> jsonable({1: (float("inf"), 2.0)})
+        {'1': ['inf', 2.0]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
 def props_to_dict(props: Mapping[str, pb.Value]) -> dict[str, Any]:
     """Decode a properties map, keys sorted (final metrics packed for their size are
     ``metrics``, as when they fit)."""

@@ -142,8 +142,8 @@ def attest(store: Store, ref: Ref) -> dict[str, Any]:
         since it was recorded, is missing, or has no fingerprint.
     """
     from lineage import __version__
+    from lineage._convert import jsonable as _jsonable
     from lineage.evidence import evidence
-    from lineage.queries import _jsonable
 
     ev = evidence(store, ref)
     target = ev.target

@@ -169,7 +169,7 @@ class Evidence:
 
     def to_dict(self) -> dict[str, Any]:
         """Every section as JSON (what ``lineage audit REF --json`` prints)."""
-        from lineage.queries import _jsonable
+        from lineage._convert import jsonable as _jsonable
 
         out: dict[str, Any] = _jsonable({
             "target": art_dict(self.target),
@@ -203,7 +203,7 @@ def artifact_facts(a: Artifact) -> dict[str, Any]:
 
 def execution_facts(e: Execution) -> dict[str, Any]:
     """The facts of one execution a report states."""
-    from lineage.queries import _jsonable
+    from lineage._convert import jsonable as _jsonable
 
     props = e.properties
     out: dict[str, Any] = _jsonable({
@@ -216,7 +216,7 @@ def execution_facts(e: Execution) -> dict[str, Any]:
 
 def run_facts(r: Run) -> dict[str, Any]:
     """The facts of one run a report states."""
-    from lineage.queries import _jsonable
+    from lineage._convert import jsonable as _jsonable
 
     out: dict[str, Any] = _jsonable({"name": r.name, "params": dict(sorted(r.params.items()))})
     return out
@@ -229,13 +229,18 @@ def _readers(store: Store, artifact_ids: Iterable[int]) -> dict[int, list[Execut
     """artifact id → the executions that read it (INPUT events), oldest first."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
+    return _by_event(store, artifact_ids, pb.Event.INPUT)
+
+
+def _by_event(store: Store, artifact_ids: Iterable[int], kind: int) -> dict[int, list[Execution]]:
+    """artifact id → the executions with an event of ``kind`` on it, oldest first."""
     ids = sorted(set(artifact_ids))
     if not ids:
         return {}
     events = store._batched("get_events_by_artifact_ids", ids)
     by_art: dict[int, set[int]] = {}
     for ev in events:
-        if ev.type == pb.Event.INPUT:
+        if ev.type == kind:
             by_art.setdefault(ev.artifact_id, set()).add(ev.execution_id)
     execs = store.executions_by_id({e for s in by_art.values() for e in s})
     return {a: sorted((execs[e] for e in s if e in execs), key=lambda x: (x.create_time or 0, x.id))
@@ -746,17 +751,7 @@ def evidence(store: Store, ref: Ref) -> Evidence:
 
 
 def _producers(store: Store, artifact_ids: Iterable[int]) -> dict[int, list[Execution]]:
-    """artifact id → the executions that wrote it (OUTPUT events)."""
+    """artifact id → the executions that wrote it (OUTPUT events), oldest first."""
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    ids = sorted(set(artifact_ids))
-    if not ids:
-        return {}
-    events = store._batched("get_events_by_artifact_ids", ids)
-    by_art: dict[int, set[int]] = {}
-    for ev in events:
-        if ev.type == pb.Event.OUTPUT:
-            by_art.setdefault(ev.artifact_id, set()).add(ev.execution_id)
-    execs = store.executions_by_id({e for s in by_art.values() for e in s})
-    return {a: sorted((execs[e] for e in s if e in execs), key=lambda x: (x.create_time or 0, x.id))
-            for a, s in by_art.items()}
+    return _by_event(store, artifact_ids, pb.Event.OUTPUT)

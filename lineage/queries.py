@@ -22,7 +22,6 @@ the queried artifact included) and displays as SVG in Jupyter.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -297,19 +296,10 @@ def _step_dict(ex: Execution, runs: Sequence[Run]) -> dict[str, Any]:
 
 
 def _json_dict(value: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = _jsonable(value)
+    out: dict[str, Any] = _convert.jsonable(value)
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    """Non-finite floats become strings so ``json.dumps`` output stays valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _artifact_dict(a: Artifact) -> dict[str, Any]:

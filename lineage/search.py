@@ -134,8 +134,8 @@ class RunSummary:
             "start_time": self.start_time,
             "end_time": self.end_time,
             "duration": self.duration,
-            "params": _jsonable(self.params),
-            "metrics": _jsonable(self.metrics),
+            "params": _convert.jsonable(self.params),
+            "metrics": _convert.jsonable(self.metrics),
         }
 
 
@@ -670,12 +670,3 @@ def _table(search: RunSearch) -> str:
     return text + ("\n" + "; ".join(notes) if notes else "")
 
 
-def _jsonable(value: Any) -> Any:
-    """Non-finite floats become strings (``'nan'``), as in every ``to_dict()``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value

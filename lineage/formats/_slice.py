@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -143,18 +142,10 @@ def is_our_run(ctype: pb.ContextType | None) -> bool:
 
 
 def dumps(value: Any, *, indent: int | None) -> str:
-    return json.dumps(jsonable(value), sort_keys=True, indent=indent, ensure_ascii=False,
+    return json.dumps(_convert.jsonable(value), sort_keys=True, indent=indent, ensure_ascii=False,
                       allow_nan=False, default=str)
 
 
-def jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def clean(text: str, secrets: Sequence[str]) -> str:
@@ -170,4 +161,5 @@ def iso(ms: float | None) -> str | None:
 
 def seconds_ms(value: Any) -> float | None:
     return float(value) * 1000 if isinstance(value, (int, float)) and value > 0 else None
+
 

@@ -15,7 +15,7 @@ from typing import Any
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert
-from lineage.formats._slice import Slice, clean, dumps, iso, jsonable, producer, seconds_ms
+from lineage.formats._slice import Slice, clean, dumps, iso, producer, seconds_ms
 
 __all__ = ["to_prov"]
 
@@ -111,7 +111,7 @@ def to_prov(sl: Slice, secrets: Sequence[str]) -> dict[str, Any]:
                       ("wasDerivedFrom", derived), ("wasAssociatedWith", associated)):
         if rels:
             doc[key] = rels
-    out: dict[str, Any] = jsonable(doc)
+    out: dict[str, Any] = _convert.jsonable(doc)
     return out
 
 

@@ -412,8 +412,8 @@ def api_run(request: Request) -> Response:
 
 
 def api_run_metrics(request: Request) -> Response:
+    from lineage._convert import jsonable as _jsonable
     from lineage.metrics import run_metrics
-    from lineage.queries import _jsonable
 
     ref = _views.run_ref(request.path_params["run"])
     return _json_response(_jsonable(run_metrics(_store(request), ref).to_dict()))

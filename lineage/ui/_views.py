@@ -285,7 +285,7 @@ def artifact(store: Store, ref: int | str) -> Artifact:
 
 def artifact_dict(a: Artifact) -> dict[str, Any]:
     """``/api/artifacts/{id}``: what ``lineage show REF --json`` prints."""
-    from lineage.queries import _jsonable
+    from lineage._convert import jsonable as _jsonable
 
     out: dict[str, Any] = _jsonable({
         **a.to_dict(), "base_type": a.base_type, "properties": a.properties, "state": a.state,
@@ -379,7 +379,7 @@ def execution(store: Store, eid: int) -> Execution:
 
 def execution_dict(ex: Execution) -> dict[str, Any]:
     """``/api/executions/{id}``: what ``lineage show execution:ID --json`` prints."""
-    from lineage.queries import _jsonable
+    from lineage._convert import jsonable as _jsonable
 
     out: dict[str, Any] = _jsonable({
         **ex.to_dict(), "error": ex.error, "base_type": ex.base_type,
