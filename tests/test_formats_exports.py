@@ -18,7 +18,6 @@ from typing import Any
 
 import attr
 import pytest
-import tomllib
 from jsonschema import Draft202012Validator
 from ml_metadata.proto import metadata_store_pb2 as pb
 from referencing import Registry, Resource
@@ -27,6 +26,11 @@ from test_foreign_stores import write_taxi
 
 import lineage
 from lineage.formats.openlineage import FACET_PREFIX, OL_SCHEMA, SCHEMA_BASE, facet_schemas
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = Path(__file__).resolve().parent / "data" / "openlineage"
