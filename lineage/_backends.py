@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +56,34 @@ _CREATION_RACES = (
     "concurrent",
     "deadlock",  # MySQL/MariaDB: two creators' CREATE TABLE/INSERT transactions collided
 )
+
+
+# MLMD's client logs every backend error through absl ("WARNING:absl:mlmd client
+# InternalError: ... database is locked") before raising it, including the lost races that
+# Store._call retries and wins. While a call is in Store._call its records are dropped:
+# a retry that succeeds stays quiet, and a failure that is not retried reaches the caller
+# as a StoreError carrying MLMD's message. Direct calls on ``store.mlmd`` still log.
+_in_call = threading.local()
+_MLMD_CLIENT_LOG = "mlmd client %s: %s"
+
+
+class _QuietRetries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == _MLMD_CLIENT_LOG and getattr(_in_call, "depth", 0))
+
+
+logging.getLogger("absl").addFilter(_QuietRetries())
+
+
+@contextlib.contextmanager
+def quiet_mlmd_client() -> Iterator[None]:
+    """Within this block, on this thread, MLMD's client does not log the errors it raises
+    (the caller handles or reports them)."""
+    _in_call.depth = getattr(_in_call, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _in_call.depth -= 1
 
 
 @attrs.frozen

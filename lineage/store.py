@@ -20,9 +20,9 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _faults, _fork, _identity, _limits, _runref
+from lineage import _convert, _faults, _fork, _identity, _limits, _runref, _types
 from lineage._active import current_run
-from lineage._backends import Backend, open_mlmd, parse_uri, reconnect
+from lineage._backends import Backend, open_mlmd, parse_uri, quiet_mlmd_client, reconnect
 from lineage._recording import remember
 from lineage._schema import (
     EXPERIMENT_PROPERTIES,
@@ -307,11 +307,14 @@ class Store:
     # --- the MLMD boundary -------------------------------------------------------------
 
     def _call(
-        self, method: str, *args: Any, retry: bool = True, missing: Any = _RAISE, **kwargs: Any
+        self, method: str, *args: Any, retry: bool = True, missing: Any = _RAISE,
+        route: bool = True, **kwargs: Any
     ) -> Any:
         """Call ``store.mlmd.<method>``; translate errors; retry lost races.
 
         ``missing``, when given, is returned instead of raising when MLMD says NotFound.
+        Queries by type name cover every type of that name where the store holds
+        duplicates (``route``; see :mod:`lineage._types`).
 
         Aborted transactions (SQLite busy, MLMD's own conflict detection) and PostgreSQL's
         deadlock/aborted-transaction errors are retried with jittered back-off for up to
@@ -322,6 +325,10 @@ class Store:
             # Every MLMD write is a put_* call: refusing them here covers every write
             # method of the library, present and future.
             self._check_writable(method.replace("_", " "))
+        if route and "_by_type" in method:
+            found = _types.routed(self, method, args, kwargs)
+            if found is not _types.NOT_ROUTED:
+                return found
         delay, deadline = 0.005, time.monotonic() + 60
         reopened = False
         reconnects = 0
@@ -329,7 +336,7 @@ class Store:
             try:
                 used = self._mlmd
                 try:
-                    with self._lock:
+                    with self._lock, quiet_mlmd_client():
                         return getattr(self.mlmd, method)(*args, **kwargs)
                 except (mlmd_errors.StatusError, RuntimeError) as exc:
                     # A server connection lost (a restart): reconnect and run it again.
@@ -416,16 +423,37 @@ class Store:
         self._check_writable(f"register the {kind} type {proto.name!r}")
         method = {"artifact": "put_artifact_type", "execution": "put_execution_type",
                   "context": "put_context_type"}[kind]
-        try:
-            type_id = self._call(method, proto, can_add_fields=True, can_omit_fields=True)
-        except StoreError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, mlmd_errors.AlreadyExistsError) or (
-                isinstance(cause, mlmd_errors.UnimplementedError) and "base_type" in str(cause)
-            ):
-                raise TypeConflict(self._conflict(kind, proto, exc.__cause__),
-                                   uri=self.uri) from exc.__cause__
-            raise
+        plain = proto
+        if not proto.external_id:
+            # The unique key on Type.external_id makes the database refuse a second type
+            # of this name from a concurrent writer (see lineage._types); a type another
+            # tool created keeps the external id it has.
+            stored = self._type_named(kind, proto.name)
+            if stored is not None:  # (by name, MLMD on MySQL leaves external_id out)
+                stored = next(iter(self._call(f"get_{kind}_types_by_id", [stored.id])), stored)
+            ours = _types.external_id(kind, proto.name)
+            if ours is not None and (stored is None or not stored.external_id):
+                proto = type(plain)()
+                proto.CopyFrom(plain)
+                proto.external_id = ours
+        while True:
+            try:
+                type_id = self._call(method, proto, can_add_fields=True, can_omit_fields=True)
+                break
+            except StoreError as exc:
+                cause = exc.__cause__
+                if proto is not plain and _types.is_creation_race(cause):
+                    # Another writer created it just now and the database refused our
+                    # insert: the same put without the external id finds theirs by name.
+                    proto = plain
+                    continue
+                if isinstance(cause, mlmd_errors.AlreadyExistsError) or (
+                    isinstance(cause, mlmd_errors.UnimplementedError)
+                    and "base_type" in str(cause)
+                ):
+                    raise TypeConflict(self._conflict(kind, proto, exc.__cause__),
+                                       uri=self.uri) from exc.__cause__
+                raise
         self._registered[key] = int(type_id)
         return int(type_id)
 
@@ -658,7 +686,8 @@ class Store:
 
             if (aliased := resolve_alias(self, ref, type_name)) is not None:
                 return aliased
-        type_names = [type_name] if type_name else [t.name for t in self._all_artifact_types()]
+        type_names = [type_name] if type_name else list(dict.fromkeys(
+            t.name for t in self._all_artifact_types()))
         hits: list[pb.Artifact] = []
         for tname in type_names:
             if match:

@@ -7,10 +7,7 @@ and the library must neither mix the two names up nor loop on the clash.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from test_concurrency import _check_nothing_lost, _run_workers
 
 import lineage
 from lineage.errors import ArtifactError, NotFound, StoreError
@@ -108,9 +105,3 @@ def test_a_request_over_max_allowed_packet_does_not_break_the_store(mysql_uri: s
     big = store.put(lineage.Metrics({"a": 3}, name="big", blob="z" * 1_000_000))
     assert len(store.get(big.id).properties["blob"]) == 1_000_000
 
-
-@pytest.mark.slow
-@pytest.mark.mysql
-def test_four_processes_on_a_new_mysql_store_lose_nothing(mysql_uri: str, tmp_path: Path) -> None:
-    _run_workers(mysql_uri, tmp_path)
-    _check_nothing_lost(lineage.connect(mysql_uri))
