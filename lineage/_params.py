@@ -27,7 +27,7 @@ from lineage.errors import StepError
 
 __all__ = ["ParamWarning", "flatten", "load_config", "normalise"]
 
-_MAX_DEPTH = 20
+_MAX_DEPTH = _values.VALUE_DEPTH_MAX  # deeper values are refused when written
 
 
 class ParamWarning(UserWarning):
