@@ -309,14 +309,22 @@ def nested(depth: int) -> Any:
     return value
 
 
-def nested_dicts(depth: int) -> Any:
-    value: Any = 1.5
+def nested_dicts(depth: int, leaf: Any = 1.5) -> Any:
+    value: Any = leaf
     for _ in range(depth):
         value = {"k": value}
     return value
 
 
-@pytest.mark.parametrize("make", [nested, nested_dicts])
+def nested_exact(depth: int) -> Any:
+    """Nested dicts and lists around 2.0: packed as an ExactValue, not a plain struct."""
+    value: Any = 2.0
+    for i in range(depth):
+        value = {"k": value, "n": 2**60} if i % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("make", [nested, nested_dicts, nested_exact])
 def test_nesting_up_to_the_limit_round_trips_and_beyond_is_refused(
     sqlite_store: lineage.Store, make: Callable[[int], Any]
 ) -> None:
