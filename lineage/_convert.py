@@ -10,9 +10,11 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from lineage import _limits, _values
+from lineage._proto.lineage.v1 import values_pb2
 from lineage._schema import ARTIFACT_PROPERTIES, INPUT_EVENTS, OUTPUT_EVENTS, RECORDED_BY
 from lineage.artifacts import Artifact, artifact_class
-from lineage.errors import ArtifactError
+from lineage.errors import ArtifactError, LineageError
 from lineage.records import Execution, Run
 
 _STATE_NAMES = {v: k for k, v in pb.Execution.State.items()}
@@ -28,8 +30,19 @@ _INDEXED_MAX = 2000
 
 # --- values ---------------------------------------------------------------------------
 
+#: The first bytes of a ``google.protobuf.BytesValue`` in ``proto_value`` that holds a
+#: serialized ``lineage.v1.ExactValue`` (proto/lineage/v1/values.proto): a dict or list a
+#: plain ``google.protobuf.Struct`` would not keep exactly (2.0, -0.0, ints beyond 2**53).
+#: A BytesValue, not the message itself in the ``Any``: MLMD's C++ side knows BytesValue,
+#: and logs "Proto type not found" for types it does not know whenever a record is
+#: rewritten.
+EXACT_MARKER = b"lineage.v1.ExactValue:"
+_SAFE_INT = 2**53
+
 
 def _to_pb_value(x: Any) -> struct_pb2.Value:
+    """``x`` as a plain ``google.protobuf.Value`` (numbers become doubles: lossy for
+    integral floats and ints beyond 2**53; see :func:`_plain_pb_value`)."""
     out = struct_pb2.Value()
     if x is None:
         out.null_value = struct_pb2.NULL_VALUE
@@ -52,11 +65,39 @@ def _to_pb_value(x: Any) -> struct_pb2.Value:
     return out
 
 
+def _struct_exact(x: Any) -> bool:
+    """Whether :func:`_from_pb_value` gives ``x`` back from :func:`_to_pb_value`'s message:
+    no integral float (2.0, -0.0) and no int beyond 2**53 anywhere in it."""
+    kind = type(x)
+    if kind is int:
+        return bool(-_SAFE_INT < x < _SAFE_INT)
+    if kind is float:
+        return _values.is_float_exact_in_struct(x)
+    if kind is str or kind is bool or x is None:
+        return True
+    if isinstance(x, Mapping):
+        return all(_struct_exact(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return all(_struct_exact(v) for v in x)
+    if isinstance(x, bool):
+        return True
+    if isinstance(x, int):
+        return bool(-_SAFE_INT < x < _SAFE_INT)
+    if isinstance(x, float):
+        return _values.is_float_exact_in_struct(float(x))
+    return True  # other types: _to_pb_value refuses them
+
+
+def _plain_pb_value(x: Any) -> struct_pb2.Value | None:
+    """``x`` as a plain ``google.protobuf.Value`` if that reads back exactly, else None."""
+    return _to_pb_value(x) if _struct_exact(x) else None
+
+
 def _from_pb_value(v: struct_pb2.Value) -> Any:
     kind = v.WhichOneof("kind")
     if kind == "number_value":
         n = v.number_value
-        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+        return int(n) if n.is_integer() and abs(n) < _SAFE_INT else n
     if kind == "string_value":
         return v.string_value
     if kind == "bool_value":
@@ -68,40 +109,122 @@ def _from_pb_value(v: struct_pb2.Value) -> Any:
     return None
 
 
+def _to_exact(x: Any) -> values_pb2.ExactValue:
+    out = values_pb2.ExactValue()
+    if x is None:
+        out.null_value = True
+    elif isinstance(x, bool):
+        out.bool_value = x
+    elif isinstance(x, int):
+        if _INT64[0] <= x <= _INT64[1]:
+            out.int_value = x
+        else:
+            out.big_int_value = int(x).to_bytes((x.bit_length() + 8) // 8, "big", signed=True)
+    elif isinstance(x, float):
+        out.float_value = x
+    elif isinstance(x, str):
+        out.string_value = x
+    elif isinstance(x, Mapping):
+        out.struct_value.SetInParent()
+        for k, v in x.items():
+            out.struct_value.keys.append(str(k))
+            out.struct_value.values.append(_to_exact(v))
+    elif isinstance(x, (list, tuple)):
+        out.list_value.SetInParent()
+        for v in x:
+            out.list_value.values.append(_to_exact(v))
+    else:
+        raise TypeError(f"cannot store a {type(x).__name__} in a struct")
+    return out
+
+
+def _from_exact(v: values_pb2.ExactValue) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "int_value":
+        return v.int_value
+    if kind == "float_value":
+        return v.float_value
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "big_int_value":
+        return int.from_bytes(v.big_int_value, "big", signed=True)
+    if kind == "struct_value":
+        return {k: _from_exact(x) for k, x in zip(v.struct_value.keys, v.struct_value.values,
+                                                  strict=False)}
+    if kind == "list_value":
+        return [_from_exact(x) for x in v.list_value.values]
+    return None
+
+
+def _pack(value: pb.Value, x: Any) -> None:
+    """Pack ``x`` in ``value.proto_value``: a plain ``google.protobuf.Value`` (readable by
+    any tool) when it reads back exactly, else an ``ExactValue`` (see
+    :data:`EXACT_MARKER`)."""
+    plain = _plain_pb_value(x)
+    if plain is not None:
+        value.proto_value.Pack(plain)
+    else:
+        value.proto_value.Pack(wrappers_pb2.BytesValue(
+            value=EXACT_MARKER + _to_exact(x).SerializeToString()))
+
+
+def _unpack_exact(any_value: Any) -> tuple[bool, Any]:
+    raw = wrappers_pb2.BytesValue()
+    if not any_value.Unpack(raw) or not raw.value.startswith(EXACT_MARKER):
+        return False, None
+    exact = values_pb2.ExactValue()
+    exact.ParseFromString(raw.value[len(EXACT_MARKER):])
+    return True, _from_exact(exact)
+
+
 def _sql_exact(x: float) -> bool:
-    """Whether MLMD's SQL round trip of a double (``%f`` out, ``%.15g`` back) keeps ``x``."""
-    return float(f"{x:f}") == x and float(f"{x:.15g}") == x
+    """Whether MLMD's SQL round trip of a double (``%f`` out, ``%.15g`` back) keeps ``x``
+    (and its sign: -0.0 is kept packed)."""
+    return (float(f"{x:f}") == x and float(f"{x:.15g}") == x
+            and (x != 0 or math.copysign(1.0, x) > 0))
 
 
-def to_value(x: Any, *, typed: bool = False, packed: bool = False) -> pb.Value:
-    """Encode a Python value as an MLMD ``Value``, losslessly where MLMD allows.
+def to_value(x: Any, *, typed: bool = False, packed: bool = False,
+             where: str = "the value", error: type[LineageError] = ArtifactError) -> pb.Value:
+    """Encode a Python value as an MLMD ``Value``, exactly, or raise ``error`` (naming
+    ``where``) before anything is written.
 
     bool, int (64-bit), float (NaN and inf included) and str are native; dicts are structs;
     lists, tuples and ``None`` are ``google.protobuf.Value`` messages in ``proto_value``.
-    Raises ``TypeError`` for anything else.
+    numpy and pandas scalars are made plain first, and text, nesting and size are checked
+    (:func:`lineage._values.plain`). Raises ``TypeError`` for other types.
 
     MLMD writes a ``double_value`` into SQL with six decimals (``1e-7`` is stored as 0,
     ``3.14159265`` as 3.141593) and SQLite reads it back with 15 significant digits, so a
     float that would not survive that is packed exactly in ``proto_value``, unless
     ``typed`` (a declared DOUBLE property must be a double).
 
+    A ``google.protobuf.Struct`` keeps numbers as doubles: a dict or list holding an
+    integral float (2.0, -0.0) or an int beyond 2**53 is packed as a
+    ``lineage.v1.ExactValue`` instead (:data:`EXACT_MARKER`), as are ints beyond 64 bits.
+
     MLMD indexes string and struct values, and PostgreSQL refuses index rows over ~2.7 kB:
     strings and dicts longer than 2,000 bytes (unless ``typed``) and anything when
-    ``packed`` (for properties declared PROTO) go in a packed ``google.protobuf.Value``.
+    ``packed`` (for properties declared PROTO) go in a packed value.
 
     Example:
         >>> from_value(to_value(1e-7)), from_value(to_value(0.5)), from_value(to_value(2**40))
         (1e-07, 0.5, 1099511627776)
+        >>> from_value(to_value({"lr": 2.0, "seed": 2**70}))
+        {'lr': 2.0, 'seed': 1180591620717411303424}
     """
     value = pb.Value()
-    set_value(value, x, typed=typed, packed=packed)
+    set_value(value, x, typed=typed, packed=packed, where=where, error=error)
     return value
 
 
-def set_value(value: pb.Value, x: Any, *, typed: bool = False, packed: bool = False) -> None:
+def set_value(value: pb.Value, x: Any, *, typed: bool = False, packed: bool = False,
+              where: str = "the value", error: type[LineageError] = ArtifactError) -> None:
     """Encode ``x`` into ``value`` in place, replacing what it held, as :func:`to_value`
-    encodes it (one message less to build and copy). On ``TypeError`` ``value`` is left
-    as it was.
+    encodes it (one message less to build and copy). On ``TypeError`` or ``error``
+    ``value`` is left as it was.
 
     Example:
         >>> from ml_metadata.proto import metadata_store_pb2 as pb
@@ -109,8 +232,14 @@ def set_value(value: pb.Value, x: Any, *, typed: bool = False, packed: bool = Fa
         ('int_value', 3)
     """
     kind = type(x)  # exact types first: the common cases, decided as the chain below would
+    if kind is str:
+        if len(x) > _INDEXED_MAX // 4 or "\0" in x or not x.isascii():
+            x = _values.plain(x, where, error)
+    elif kind is not int and kind is not float and kind is not bool and x is not None:
+        x = _values.plain(x, where, error)
+        kind = type(x)
     if packed:
-        value.proto_value.Pack(_to_pb_value(x))
+        _pack(value, x)
     elif kind is str and (typed or len(x) <= _INDEXED_MAX // 4):
         value.string_value = x
     elif kind is int and _INT32[0] <= x <= _INT32[1]:
@@ -125,27 +254,36 @@ def set_value(value: pb.Value, x: Any, *, typed: bool = False, packed: bool = Fa
         # MLMD's PostgreSQL schema keeps int_value in a 32-bit INTEGER column: wider ints
         # go in a packed google.protobuf.Int64Value (from_value unpacks it).
         value.proto_value.Pack(wrappers_pb2.Int64Value(value=x))
-    elif isinstance(x, (int, float)) and not math.isfinite(float(x)):
+    elif isinstance(x, int):
+        if typed:
+            raise error(f"{where} is an int of {x.bit_length()} bits; a declared int property "
+                        f"holds at most 64 bits ({_INT64[0]} to {_INT64[1]})")
+        _pack(value, x)  # beyond 64 bits: an ExactValue
+    elif isinstance(x, float) and not math.isfinite(x):
         # MLMD writes doubles as SQL literals, and `nan`/`inf` break the query: keep
         # non-finite numbers in a packed google.protobuf.Value (from_value unpacks it).
-        value.proto_value.Pack(_to_pb_value(float(x)))
-    elif isinstance(x, float) and not typed and not _sql_exact(x):
         value.proto_value.Pack(_to_pb_value(x))
-    elif isinstance(x, (int, float)):
-        value.double_value = float(x)
+    elif isinstance(x, float) and not typed and not _sql_exact(x):
+        _pack(value, x)
+    elif isinstance(x, float):
+        value.double_value = x
     elif isinstance(x, str):
         if not typed and len(x) > _INDEXED_MAX // 4 and len(x.encode()) > _INDEXED_MAX:
             value.proto_value.Pack(_to_pb_value(x))
         else:
             value.string_value = x
     elif isinstance(x, Mapping):
-        struct = _to_pb_value(x)
-        if not typed and struct.ByteSize() > _INDEXED_MAX:
+        struct = _plain_pb_value(x)
+        if struct is None and not typed:
+            _pack(value, x)
+        elif struct is None:  # a declared STRUCT of ours: lineage writes exact ones only
+            value.struct_value.CopyFrom(_to_pb_value(x).struct_value)
+        elif not typed and struct.ByteSize() > _INDEXED_MAX:
             value.proto_value.Pack(struct)
         else:
             value.struct_value.CopyFrom(struct.struct_value)
     elif x is None or isinstance(x, (list, tuple)):
-        value.proto_value.Pack(_to_pb_value(x))
+        _pack(value, x)
     else:
         raise TypeError(f"cannot store a {type(x).__name__} as an MLMD property")
 
@@ -170,6 +308,9 @@ def from_value(value: pb.Value) -> Any:
         wide = wrappers_pb2.Int64Value()
         if value.proto_value.Unpack(wide):
             return wide.value
+        ok, exact = _unpack_exact(value.proto_value)
+        if ok:
+            return exact
         from lineage._series import chunk_of_bytes  # metric points: shown as series
 
         chunk = chunk_of_bytes(value.proto_value)
@@ -182,22 +323,29 @@ def from_value(value: pb.Value) -> Any:
 
 
 #: Final metric values too big for the indexed, typed ``metrics`` STRUCT (PostgreSQL btree
-#: rows stop at ~2.7 kB) go packed in this PROTO property; readers see them as ``metrics``.
+#: rows stop at ~2.7 kB), or that a plain Struct would not keep exactly (1.0, -0.0, ints
+#: beyond 2**53), go packed in this PROTO property; readers see them as ``metrics``.
 METRICS_PACKED = "metrics_packed"
 
 
 def set_final_metrics(props: Any, metrics: Mapping[str, Any]) -> None:
     """Write final metric values into an execution's or run's typed properties: the
-    ``metrics`` STRUCT while it fits an index row, else packed in ``metrics_packed``."""
-    struct = _to_pb_value(dict(metrics))
-    if struct.ByteSize() <= _INDEXED_MAX:
+    ``metrics`` STRUCT while it fits an index row and keeps every value exactly; else
+    packed in ``metrics_packed`` (which readers prefer), with the ``metrics`` STRUCT kept
+    beside it as other MLMD tools and queries see it (1.0 as 1) when it fits."""
+    values = dict(metrics)
+    struct = _to_pb_value(values)
+    fits = struct.ByteSize() <= _INDEXED_MAX
+    if fits and _struct_exact(values):
         props["metrics"].struct_value.CopyFrom(struct.struct_value)
         if METRICS_PACKED in props:
             del props[METRICS_PACKED]
-    else:
-        props[METRICS_PACKED].proto_value.Pack(struct)
-        if "metrics" in props:
-            del props["metrics"]
+        return
+    _pack(props[METRICS_PACKED], values)
+    if fits:
+        props["metrics"].struct_value.CopyFrom(struct.struct_value)
+    elif "metrics" in props:
+        del props["metrics"]
 
 
 def jsonable(value: Any) -> Any:
@@ -226,13 +374,97 @@ def props_to_dict(props: Mapping[str, pb.Value]) -> dict[str, Any]:
     return out
 
 
-def set_props(target: Any, props: Mapping[str, Any], *, typed: bool = False) -> None:
-    """Write Python values into a protobuf properties map (``typed``: declared properties)."""
+def set_props(target: Any, props: Mapping[str, Any], *, typed: bool = False,
+              what: str = "property", error: type[LineageError] = ArtifactError) -> None:
+    """Write Python values into a protobuf properties map (``typed``: declared properties
+    of lineage's own, which it writes as their type wants). Every value is converted and
+    checked before ``target`` is touched: on an error, ``target`` is as it was."""
+    encoded: dict[str, pb.Value] = {}
     for key, val in props.items():
+        where = f"{what} {key!r}"
+        _limits.check_name(key, f"{what} name", error)
         try:
-            target[key].CopyFrom(to_value(val, typed=typed))
+            encoded[key] = to_value(val, typed=typed, where=where, error=error)
         except TypeError as exc:
-            raise ArtifactError(f"property {key!r}: {exc}") from None
+            raise error(f"{where}: {exc}") from None
+    for key, value in encoded.items():
+        target[key].CopyFrom(value)
+
+
+_DECLARED_NAMES = {pb.INT: "int", pb.DOUBLE: "float", pb.STRING: "str", pb.BOOLEAN: "bool",
+                   pb.STRUCT: "dict or list", pb.PROTO: "any value"}
+
+
+def set_declared(props: Any, custom: Any, declared: Mapping[str, int],
+                 values: Mapping[str, Any]) -> None:
+    """Write user properties of an artifact whose class declares their type (``declared``:
+    name → MLMD property type) into ``props``, exactly: a value the declared type cannot
+    hold exactly is also written, exactly, as the custom property of the same name, which
+    readers prefer (:func:`recorded_fields`); the declared property keeps the closest value
+    its type holds (a float rounded to MLMD's six decimals, a dict with 2.0 as 2), or is
+    left out (None, a list, an int beyond 32 bits, a text over 2,000 bytes).
+
+    Raises:
+        ArtifactError: a value of another type than declared (an int for a float is
+            taken as that float), or one :func:`to_value` refuses; nothing is written.
+    """
+    typed: dict[str, pb.Value] = {}
+    exact: dict[str, Any] = {}
+    for key, raw in values.items():
+        where = f"property {key!r}"
+        x = _values.plain(raw, where, ArtifactError)
+        ptype = declared[key]
+        if x is None or ptype == pb.PROTO:
+            exact[key] = x
+            if ptype == pb.PROTO and x is not None:
+                typed[key] = to_value(x, packed=True, where=where)
+                del exact[key]
+            continue
+        wrong = ArtifactError(f"{where} is declared {_DECLARED_NAMES.get(ptype, ptype)} by "
+                              f"its artifact class; got a {type(x).__name__}: {x!r:.80}")
+        if ptype == pb.BOOLEAN:
+            if not isinstance(x, bool):
+                raise wrong
+            typed[key] = pb.Value(bool_value=x)
+        elif ptype == pb.INT:
+            if not isinstance(x, int) or isinstance(x, bool):
+                raise wrong
+            if _INT32[0] <= x <= _INT32[1]:
+                typed[key] = pb.Value(int_value=x)
+            else:
+                exact[key] = x
+        elif ptype == pb.DOUBLE:
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                raise wrong
+            f = float(x)
+            if math.isfinite(f):
+                typed[key] = pb.Value(double_value=f)
+            if not (math.isfinite(f) and _sql_exact(f)):
+                exact[key] = f
+        elif ptype == pb.STRING:
+            if not isinstance(x, str):
+                raise wrong
+            if len(x) <= _INDEXED_MAX // 4 or len(x.encode()) <= _INDEXED_MAX:
+                typed[key] = pb.Value(string_value=x)
+            else:
+                exact[key] = x
+        elif ptype == pb.STRUCT:
+            if not isinstance(x, (dict, list)):
+                raise wrong
+            if isinstance(x, dict):
+                struct = _to_pb_value(x)
+                if struct.ByteSize() <= _INDEXED_MAX:
+                    typed[key] = pb.Value(struct_value=struct.struct_value)
+                    if _struct_exact(x):
+                        continue
+            exact[key] = x
+        else:
+            raise wrong
+    packed = {key: to_value(x, where=f"property {key!r}") for key, x in exact.items()}
+    for key, value in typed.items():
+        props[key].CopyFrom(value)
+    for key, value in packed.items():
+        custom[key].CopyFrom(value)
 
 
 # --- artifacts --------------------------------------------------------------------------
@@ -281,8 +513,8 @@ def artifact_to_proto(
         custom: dict[str, Any] = {}
         for key, val in artifact.properties.items():
             (typed if key in declared else custom)[key] = val
-        set_props(props, typed, typed=True)
         set_props(proto.custom_properties, custom)
+        set_declared(props, proto.custom_properties, declared, typed)
     return proto
 
 

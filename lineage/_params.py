@@ -22,12 +22,12 @@ from typing import Any
 
 import attrs
 
-from lineage import _limits
+from lineage import _limits, _values
 from lineage.errors import StepError
 
 __all__ = ["ParamWarning", "flatten", "load_config", "normalise"]
 
-_MAX_DEPTH = 20
+_MAX_DEPTH = _values.VALUE_DEPTH_MAX  # deeper values are refused when written
 
 
 class ParamWarning(UserWarning):
@@ -70,6 +70,9 @@ def _scalar(value: object) -> tuple[bool, Any]:
                 return True, base(value)
     if isinstance(value, enum.Enum):
         return True, value.name
+    ok, converted = _values.numpy_or_pandas(value)  # np.float32(0.9) -> 0.9, pd.NA -> None
+    if ok:
+        return True, converted
     if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
         shape = getattr(value, "shape", None)
         if shape == ():  # numpy scalar
@@ -164,8 +167,9 @@ def flatten(name: str, value: Any, *, _depth: int = 0) -> dict[str, Any]:
     """
     out = _flatten(name, value, _depth=_depth)
     if _depth == 0:
-        for key in out:  # each becomes an MLMD property name
+        for key, item in out.items():  # each becomes an MLMD property: checked before writing
             _limits.check_name(key, "parameter name", StepError)
+            out[key] = _values.plain(item, f"parameter {key!r}", StepError)
     return out
 
 

@@ -58,13 +58,22 @@ def new_event(kind: int, path: Sequence[str | int]) -> pb.Event:
     return ev
 
 
-def set_prop(target: Any, key: str, value: Any, *, typed: bool = False) -> None:
+def set_prop(target: Any, key: str, value: Any, *, typed: bool = False,
+             what: str = "parameter", error: type[LineageError] = StepError) -> None:
+    """Set ``target[key]`` (a param unless ``typed``); a value of a type MLMD cannot hold
+    is recorded as its ``repr``; one :func:`lineage._values.plain` refuses raises ``error``
+    and leaves ``target`` as it was."""
     if not typed:  # a param: secrets are redacted before they are written
         value = redact_value(key, value)
+    existed = key in target
     try:
-        _convert.set_value(target[key], value, typed=typed)
+        _convert.set_value(target[key], value, typed=typed, where=f"{what} {key!r}", error=error)
     except TypeError:
         target[key].CopyFrom(_convert.to_value(repr(value)))
+    except LineageError:
+        if not existed:
+            del target[key]
+        raise
 
 
 _type_ids: weakref.WeakKeyDictionary[Store, dict[type[Artifact], int]] = weakref.WeakKeyDictionary()

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _limits
+from lineage import _limits, _values
 from lineage._schema import ARTIFACT_PROPERTIES
 from lineage.errors import ArtifactError
 from lineage.secrets import redact_url
@@ -187,7 +187,10 @@ class Artifact:
                 raise ArtifactError(f"{key!r} is set by lineage; it cannot be given as a property")
         for key in properties:
             _limits.check_name(key, "property name", ArtifactError)
-        self.properties: dict[str, Any] = dict(properties)
+        # numpy/pandas scalars made plain, bad text refused: before anything is written
+        self.properties: dict[str, Any] = {
+            key: _values.plain(value, f"property {key!r}", ArtifactError)
+            for key, value in properties.items()}
         self.id: int | None = None
         self.version: int | None = None
         self.previous_version: int | None = None
@@ -314,7 +317,8 @@ class Metrics(Artifact, base_type="METRICS"):
         uri: str | os.PathLike[str] | None = None,
         **properties: Any,
     ) -> None:
-        values = dict(values or {})
+        values = {key: _values.plain(value, f"metric {key!r}", ArtifactError)
+                  for key, value in dict(values or {}).items()}  # np.float32(0.9) -> 0.9
         if uri is None:
             super().__init__(content=values, name="metrics" if name is None else name,
                              **values, **properties)

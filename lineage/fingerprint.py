@@ -495,6 +495,11 @@ def _canonical_json(value: Any) -> bytes:
     def default(obj: Any) -> Any:
         if isinstance(obj, float):  # pragma: no cover - floats are handled by json
             return obj
+        from lineage._values import numpy_or_pandas
+
+        ok, plain = numpy_or_pandas(obj)  # np.float32(0.9) as 0.9, as it is recorded
+        if ok:
+            return json_safe(plain)
         raise FingerprintError(
             f"cannot fingerprint a {type(obj).__name__} inside a mapping or list; "
             "use numbers, strings, bools, None, lists and dicts",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert, _params, _series
+from lineage import _convert, _limits, _params, _series
 from lineage._active import _CALL, _Call
 from lineage._proto.lineage.v1 import metrics_pb2
 from lineage.errors import StepError
@@ -246,7 +246,7 @@ def _inline(proto: pb.Execution | pb.Context) -> list[metrics_pb2.MetricChunk]:
 
 
 def _final_of(proto: pb.Execution | pb.Context) -> dict[str, Any]:
-    value = proto.properties.get("metrics") or proto.properties.get(_convert.METRICS_PACKED)
+    value = proto.properties.get(_convert.METRICS_PACKED) or proto.properties.get("metrics")
     found = _convert.from_value(value) if value is not None else None
     return dict(found) if isinstance(found, dict) else {}
 
@@ -469,7 +469,15 @@ def _number(name: str, value: Any) -> float | int:
         raise StepError(
             f"metric {name!r} is {value!r}; metrics are numbers (log text with log_params)"
         )
+    if isinstance(scalar, int) and not -_SAFE_INT < scalar < _SAFE_INT:
+        raise StepError(
+            f"metric {name!r} is {scalar}, an int beyond 2**53: metric series keep doubles, "
+            "which would not hold it exactly; log it with log_params"
+        )
     return typing.cast(float | int, scalar)
+
+
+_SAFE_INT = 2**53
 
 
 def _check_step(step_index: Any) -> int | None:
@@ -491,11 +499,13 @@ def _check_metrics(values: Any, step_index: Any) -> dict[str, float | int]:
         _check_step(step_index)
     out: dict[str, float | int] = {}
     for key, value in values.items():
+        name = key if type(key) is str else str(key)
+        _limits.check_name(name, "metric name", StepError)
         kind = type(value)
-        if kind is float or kind is int:  # the common case, as _number decides it
-            out[key if type(key) is str else str(key)] = value
+        if kind is float or (kind is int and -_SAFE_INT < value < _SAFE_INT):  # common case
+            out[name] = value
         else:
-            out[str(key)] = _number(str(key), value)
+            out[name] = _number(name, value)
     return out
 
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from lineage import _convert
+from lineage import _convert, _values
 from lineage._schema import HIDDEN_CONTEXT_TYPES
 from lineage.artifacts import Artifact
 from lineage.errors import AmbiguousRef, NotFound, TagError
@@ -286,8 +286,7 @@ def all_annotations(store: Store) -> dict[Target, Annotations]:
 def _check_value(key: str, value: Any) -> Any:
     if not isinstance(key, str) or not _KEY.match(key):
         raise TagError(f"tag key {key!r}: a non-empty text without spaces or '='")
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        value = value.item()
+    value = _values.plain(value, f"tag {key}", TagError)  # np.float32(0.9) -> 0.9; no NUL
     if isinstance(value, float) and not math.isfinite(value):
         raise TagError(f"tag {key}={value!r}: a tag value is a finite number or a text")
     if not isinstance(value, (str, int, float, bool)):
@@ -413,6 +412,8 @@ def note(store: Store, ref: Any, text: str | None, *, kind: str | None = None) -
     """
     if text is not None and not isinstance(text, str):
         raise TagError(f"a note is a text, not {type(text).__name__}")
+    if text:
+        _values.plain(text, "the note", TagError)
     what, proto = _target(store, ref, kind)
     store._check_writable(f"write a note on {ref!r}")
 

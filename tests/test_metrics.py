@@ -372,13 +372,14 @@ def test_series_written_by_older_versions_are_read(sqlite_store: lineage.Store) 
     with lineage.run("old", store=sqlite_store) as run:
         fit()
     # what earlier versions wrote: {name: [[step, value], ...]} packed in the records
+    # (a plain google.protobuf.Value, 1.0 as the number 1: written before exact values)
     old = {"loss": [[0, 1.0], [1, 0.5]]}
     [ctx] = sqlite_store.mlmd.get_contexts_by_id([run.id])
-    ctx.properties["metric_series"].CopyFrom(_convert.to_value(old, packed=True))
+    ctx.properties["metric_series"].proto_value.Pack(_convert._to_pb_value(old))
     sqlite_store.mlmd.put_contexts([ctx])
     [execution] = sqlite_store.mlmd.get_executions_by_context(run.id)
-    execution.properties["metric_series"].CopyFrom(_convert.to_value({"f1": [[3, 0.25]]},
-                                                                     packed=True))
+    execution.properties["metric_series"].proto_value.Pack(
+        _convert._to_pb_value({"f1": [[3, 0.25]]}))
     sqlite_store.mlmd.put_executions([execution])
     m = run_metrics(sqlite_store, "old")
     assert m.run_series == {"loss": [(0, 1), (1, 0.5)]}
