@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from lineage.errors import FingerprintError
 
@@ -73,6 +73,11 @@ def _new_hasher(algo: str) -> _Hasher:
         hasher: _Hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         return hasher
     raise FingerprintError(f"unknown fingerprint algorithm {algo!r}; use one of {ALGORITHMS}")
+
+
+def _key(path: str | os.PathLike[str]) -> str:
+    """A file's key in the digest cache: its resolved path."""
+    return os.fspath(Path(path).resolve())
 
 
 class FingerprintCache:
@@ -124,16 +129,24 @@ class FingerprintCache:
 
     def get(self, path: str | os.PathLike[str], algo: str, st: os.stat_result | None = None) -> str | None:
         """Return the cached digest of an unchanged file, else ``None``."""
+        try:
+            st = st or os.stat(path)
+            key = _key(path)
+        except (OSError, ValueError):
+            return None
+        return self._get(key, algo, st)
+
+    def _get(self, key: str, algo: str, st: os.stat_result) -> str | None:
+        """:meth:`get` by the file's resolved path ``key``."""
         db = self._connect()
         if db is None:
             return None
         try:
-            st = st or os.stat(path)
             row = db.execute(
                 "SELECT size, mtime_ns, inode, digest FROM digests WHERE path=? AND algo=?",
-                (os.fspath(Path(path).resolve()), algo),
+                (key, algo),
             ).fetchone()
-        except (sqlite3.Error, OSError):
+        except sqlite3.Error:
             return None
         if row and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ino):
             return str(row[3])
@@ -143,13 +156,19 @@ class FingerprintCache:
         """Remember ``digest`` for the file as it was when ``st`` was taken."""
         if time.time_ns() - st.st_mtime_ns < _RACY_NS:
             return
+        self._put(_key(path), algo, st, digest)
+
+    def _put(self, key: str, algo: str, st: os.stat_result, digest: str) -> None:
+        """:meth:`put` by the file's resolved path ``key``."""
+        if time.time_ns() - st.st_mtime_ns < _RACY_NS:
+            return
         db = self._connect()
         if db is None:
             return
         try:
             db.execute(
                 "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)",
-                (os.fspath(Path(path).resolve()), algo, st.st_size, st.st_mtime_ns, st.st_ino, digest),
+                (key, algo, st.st_size, st.st_mtime_ns, st.st_ino, digest),
             )
             if not self._batching:
                 db.commit()
@@ -277,7 +296,11 @@ def _file_hex(
     cache: FingerprintCache | None,
     progress: bool | None,
     st: os.stat_result | None = None,
+    *,
+    key: str | None = None,
 ) -> str:
+    """The hex digest of a regular file (``key``: its resolved path, when the caller knows
+    it: the digest cache's key)."""
     try:
         if st is None:
             st = os.stat(path)
@@ -286,54 +309,78 @@ def _file_hex(
                 f"cannot fingerprint {Path(path)}: it is {_kind(st.st_mode)}; only regular "
                 "files and folders have fingerprints", path=Path(path))
         racy = time.time_ns() - st.st_mtime_ns < _RACY_NS  # never cached: skip the lookup
-        if cache is not None and not racy and (hit := cache.get(path, algo, st)) is not None:
-            return hit
+        if cache is not None and not racy:
+            key = key or _key(path)
+            if (hit := cache._get(key, algo, st)) is not None:
+                return hit
         digest, st = _hash_file(path, algo, st, progress)
     except OSError as exc:
         raise FingerprintError(
             f"cannot read {Path(path)} to fingerprint it: {exc.strerror or exc}", path=Path(path)
         ) from exc
-    if cache is not None:
-        cache.put(path, algo, st, digest)
+    if cache is not None and time.time_ns() - st.st_mtime_ns >= _RACY_NS:
+        cache._put(key or _key(path), algo, st, digest)
     return digest
 
 
-def _walk_files(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """Yield (posix relative path, path, stat) of every regular file under ``root``
-    (symbolic links to regular files too; links to folders are not followed), sorted by
-    the bytes of the relative path.
+def _walk_files(root: str) -> list[tuple[str, str, os.stat_result, bool]]:
+    """(posix relative path, path, stat, is a symbolic link) of every regular file under
+    ``root`` (symbolic links to regular files too; links to folders are not followed), sorted
+    by the bytes of the relative path.
+
+    The walk is ``os.walk``'s (``followlinks=False``: a link to a folder is neither walked
+    into nor a file), on plain strings: a folder of many small files spends as long in
+    path objects as in hashing otherwise.
 
     Raises:
         FingerprintError: a subfolder cannot be read, or a FIFO, device or socket is found.
     """
 
-    def failed(exc: OSError) -> None:
-        where = Path(exc.filename) if exc.filename else root
+    def failed(exc: OSError) -> NoReturn:
+        where = Path(exc.filename) if exc.filename else Path(root)
         raise FingerprintError(
-            f"cannot fingerprint {root}: cannot read {where} ({exc.strerror or exc}); a "
+            f"cannot fingerprint {Path(root)}: cannot read {where} ({exc.strerror or exc}); a "
             "folder's fingerprint covers every file under it", path=where) from exc
 
-    found: list[tuple[bytes, str, Path, os.stat_result]] = []
-    for dirpath, _dirnames, filenames in os.walk(root, onerror=failed, followlinks=False):
-        for filename in filenames:
-            full = Path(dirpath) / filename
+    found: list[tuple[bytes, str, str, os.stat_result, bool]] = []
+    folders = [("", root)]
+    while folders:
+        reldir, folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            failed(exc)
+        for entry in entries:
+            rel = reldir + entry.name
             try:
-                st = os.stat(full)
+                link = entry.is_symlink()
+            except OSError:
+                link = False
+            try:
+                is_dir = entry.is_dir()  # follows a link, as os.walk does
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not link:
+                    folders.append((rel + "/", entry.path))
+                continue  # a symbolic link to a folder: not followed
+            try:
+                st = os.stat(entry.path)
             except FileNotFoundError:
                 continue  # a dangling symbolic link: no content (find -xtype f skips it too)
             except OSError as exc:
                 failed(exc)
-                raise  # pragma: no cover - failed() raised
             if stat.S_ISDIR(st.st_mode):
-                continue  # a symbolic link to a folder: not followed
+                continue  # became a folder (or a link to one) since it was listed
             if not stat.S_ISREG(st.st_mode):
+                full = Path(entry.path)
                 raise FingerprintError(
-                    f"cannot fingerprint {root}: {full} is {_kind(st.st_mode)}; a folder's "
+                    f"cannot fingerprint {Path(root)}: {full} is {_kind(st.st_mode)}; a folder's "
                     "fingerprint covers regular files only: move it out", path=full)
-            rel = full.relative_to(root).as_posix()
-            found.append((os.fsencode(rel), rel, full, st))
-    for _key, rel, full, st in sorted(found, key=lambda f: f[0]):
-        yield rel, full, st
+            found.append((os.fsencode(rel), rel, entry.path, st, link))
+    found.sort(key=lambda f: f[0])
+    return [(rel, full, st, link) for _key, rel, full, st, link in found]
 
 
 def manifest_line(hexdigest: str, rel: str) -> str:
@@ -368,13 +415,18 @@ def manifest(
         >>> manifest(d)
         '8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4  a.txt\\n'
     """
-    root = Path(path)
+    root = os.fspath(path)
     if cache is None:
         return "".join(manifest_line(_file_hex(full, algo, None, None, st), rel)
-                       for rel, full, st in _walk_files(root))
+                       for rel, full, st, _link in _walk_files(root))
+    # The cache's key is a file's resolved path: the resolved folder and the relative path
+    # (no folder under it is a link), resolved again only for a file that is a link.
+    real_root = os.path.realpath(root)
     with cache.batch():
-        return "".join(manifest_line(_file_hex(full, algo, cache, None, st), rel)
-                       for rel, full, st in _walk_files(root))
+        return "".join(
+            manifest_line(_file_hex(full, algo, cache, None, st, key=(
+                os.path.realpath(full) if link else os.path.join(real_root, rel))), rel)
+            for rel, full, st, link in _walk_files(root))
 
 
 def manifest_entries(text: str) -> list[tuple[str, str]]:

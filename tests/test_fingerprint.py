@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -231,6 +232,63 @@ def test_cache_lives_in_the_store_folder_and_skips_unchanged_files(tmp_path: Pat
     os.utime(f, ns=(OLD_NS + 10**9, OLD_NS + 10**9))
     second = store.put(lineage.Dataset(f, name="big"))
     assert second.version == 2 and second.fingerprint == fingerprint(f)
+
+
+def test_folder_put_records_what_fingerprint_says_and_caches_each_file_by_its_real_path(
+    tmp_path: Path,
+) -> None:
+    """A folder's first put (keeping on) records exactly ``lineage.fingerprint`` of the
+    folder, its manifest and its location; the digests it caches are keyed by each file's
+    resolved path, as ``FingerprintCache.get`` of that file looks them up (a file under a
+    subfolder, a link to a file outside, the folder reached through a link)."""
+    outside = _old_file(tmp_path / "elsewhere" / "target.txt", b"outside\n")
+    real = _make_tree(tmp_path / "real", TREE)
+    (real / "link-to-file").symlink_to(tmp_path / "elsewhere" / "target.txt")
+    (real / "link-to-dir").symlink_to(real / "sub", target_is_directory=True)
+    for f in [p for p in real.rglob("*") if p.is_file() and not p.is_symlink()]:
+        os.utime(f, ns=(OLD_NS, OLD_NS))
+    via = tmp_path / "via"
+    via.symlink_to(real, target_is_directory=True)  # the folder given through a link
+
+    expected = fingerprint(via)
+    assert expected == fingerprint(real)
+    text = manifest(via)
+    assert [line.split("  ", 1)[1] for line in text.splitlines()] == [
+        "a.txt", "b.csv", "empty", "link-to-file", "sub/deeper/A.txt", "sub/deeper/a b.txt",
+        "sub/z.bin"]
+
+    store = lineage.connect(tmp_path / "store" / "metadata.sqlite")
+    put = store.put(lineage.Dataset(via, name="tree"))
+    assert (put.fingerprint, put.version, put.name) == (expected, 1, "tree")
+    assert put.locations == [{"uri": str(via), "host": socket.gethostname()}]
+    got = store.get("tree")
+    assert (got.id, got.fingerprint, got.uri) == (put.id, expected, str(via))
+    kept = got.kept
+    assert kept is not None
+    objects = lineage.keeping.objects_of(store)
+    assert (kept["kind"], kept["files"], kept["size"]) == (
+        "folder", 7, sum(len(v) for v in TREE.values()) + len(b"outside\n"))
+    assert objects.read(kept["key"]) == text.encode()
+
+    # The cached digests are the files' own, under their resolved paths.
+    cache = store._fingerprints()
+    hexes = dict((rel, hexd) for hexd, rel in
+                 (line.split("  ", 1) for line in text.splitlines()))
+    for rel, hexd in hexes.items():
+        assert cache.get(via / rel, "sha256") == hexd, rel
+    rows = dict(sqlite3.connect(tmp_path / "store" / "fingerprints.sqlite").execute(
+        "SELECT path, digest FROM digests").fetchall())
+    assert rows[str(tmp_path / "elsewhere" / "target.txt")] == hexes["link-to-file"]
+    assert rows[str(real / "sub" / "deeper" / "a b.txt")] == hexes["sub/deeper/a b.txt"]
+    assert not any(str(via) in path for path in rows)
+    assert outside.st_ino == os.stat(real / "link-to-file").st_ino
+
+    # Unchanged files come from the cache: rewritten in place (same size, mtime, inode),
+    # the folder still has its recorded fingerprint through the store, not without it.
+    _rewrite_in_place_keeping_size_and_mtime(real / "sub" / "z.bin", bytes(2560))
+    assert store.fingerprint_of(lineage.Dataset(real, name="tree")) == expected
+    assert fingerprint(real) != expected
+    assert store.put(lineage.Dataset(via, name="tree")).id == put.id
 
 
 def test_recently_modified_files_are_not_cached(tmp_path: Path) -> None:
