@@ -13,14 +13,12 @@ A type that another tool created with an external id of its own keeps it.
 
 Stores written before this (or by other tools) may already hold duplicates. Every query
 by type name goes through :func:`routed`: when the store holds more than one type of that
-name, it reads with MLMD's filter query ``type = "<name>"``, which matches them all.
+name, the nodes of all of them are read.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from ml_metadata.metadata_store import ListOptions
 
 if TYPE_CHECKING:
     from lineage.store import Store
@@ -56,21 +54,17 @@ def is_creation_race(cause: BaseException | None) -> bool:
         s in text for s in ("unique", "duplicate", "conflict of external_id"))
 
 
-def duplicated_names(store: Store, kind: str) -> frozenset[str]:
-    """The type names of ``kind`` that the store holds more than once (read once per
-    store object: from now on ``lineage`` never creates a duplicate)."""
-    cache: dict[str, frozenset[str]] = store.__dict__.setdefault("_duplicated_types", {})
+def duplicated_names(store: Store, kind: str) -> dict[str, frozenset[int]]:
+    """The type names of ``kind`` that the store holds more than once, with their ids
+    (read once per store object: from now on ``lineage`` never creates a duplicate)."""
+    cache: dict[str, dict[str, frozenset[int]]] = store.__dict__.setdefault(
+        "_duplicated_types", {})
     if kind not in cache:
-        seen: set[str] = set()
-        dup: set[str] = set()
+        ids: dict[str, set[int]] = {}
         for t in store._call(f"get_{kind}_types", route=False):
-            (dup if t.name in seen else seen).add(t.name)
-        cache[kind] = frozenset(dup)
+            ids.setdefault(t.name, set()).add(t.id)
+        cache[kind] = {name: frozenset(i) for name, i in ids.items() if len(i) > 1}
     return cache[kind]
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def routed(store: Store, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -78,9 +72,11 @@ def routed(store: Store, method: str, args: tuple[Any, ...], kwargs: dict[str, A
     :data:`NOT_ROUTED` when the store holds that name once (the plain call is right).
 
     ``get_<kind>s_by_type(name)`` and ``get_<kind>_by_type_and_name(type, name)`` are
-    routed; anything else is not.
+    routed; anything else is not. MLMD has no query by type id, and its filter queries
+    are gone in ml-metadata 1.21, so a duplicated name is answered from all nodes of the
+    kind, filtered by type id here: slower on a big store, and only for such names.
     """
-    if not args or not isinstance(args[0], str):
+    if not args or not isinstance(args[0], str) or kwargs:
         return NOT_ROUTED
     for kind in _KINDS:
         if method == f"get_{kind}s_by_type":
@@ -91,21 +87,13 @@ def routed(store: Store, method: str, args: tuple[Any, ...], kwargs: dict[str, A
             break
     else:
         return NOT_ROUTED
-    type_name = args[0]
-    if type_name not in duplicated_names(store, kind):
+    type_ids = duplicated_names(store, kind).get(args[0])
+    if type_ids is None:
         return NOT_ROUTED
-    query = f"type = {_quoted(type_name)}"
+    found = [n for n in store._call(f"get_{kind}s", route=False) if n.type_id in type_ids]
     if one:
         if len(args) < 2 or not isinstance(args[1], str):
             return NOT_ROUTED
-        query += f" AND name = {_quoted(args[1])}"
-    given = kwargs.get("list_options")
-    if given is not None and given.filter_query:
-        query = f"({given.filter_query}) AND {query}"
-    options = ListOptions(filter_query=query)
-    if given is not None:
-        options.limit, options.order_by, options.is_asc = given.limit, given.order_by, given.is_asc
-    found = list(store._call(f"get_{kind}s", list_options=options, route=False))
-    if one:
-        return min(found, key=lambda n: n.id) if found else None
+        named = [n for n in found if n.name == args[1]]
+        return min(named, key=lambda n: n.id) if named else None
     return sorted(found, key=lambda n: n.id)

@@ -170,7 +170,7 @@ def test_a_digest_looking_store_value_does_not_break_a_fresh_report(
 ) -> None:
     fake = "lineage-audit-digest: sha256:" + "ab" * 32
     model = _pipeline(sqlite_store, tmp_path / "w",
-                      note=f"{fake} <!-- {fake} --> {_PLACEHOLDER} \x00\x1b[31m")
+                      note=f"{fake} <!-- {fake} --> {_PLACEHOLDER} \x01\x1b[31m")
     for suffix in ("md", "html"):
         out = audit(sqlite_store, model, tmp_path / f"r.{suffix}")
         assert check(out).ok, check(out).message

@@ -8,6 +8,7 @@ and the library must neither mix the two names up nor loop on the clash.
 from __future__ import annotations
 
 import pytest
+from ml_metadata.proto import metadata_store_pb2 as pb
 
 import lineage
 from lineage.errors import ArtifactError, NotFound, StoreError
@@ -95,9 +96,16 @@ def test_a_step_with_a_long_parameter_name(store: lineage.Store) -> None:
 @pytest.mark.mysql
 def test_a_request_over_max_allowed_packet_does_not_break_the_store(mysql_uri: str) -> None:
     store = lineage.connect(mysql_uri)
-    # MariaDB's default max_allowed_packet is 16 MiB.
-    with pytest.raises(StoreError, match="max_allowed_packet"):
+    # One value over 1,000,000 bytes is refused before anything is written ...
+    with pytest.raises(ArtifactError, match="1,000,000 bytes"):
         store.put(lineage.Metrics({"a": 1}, name="huge", blob="y" * (17 << 20)))
+    # ... and a raw request over MariaDB's max_allowed_packet (16 MiB by default), made
+    # through the store, fails with the reason and leaves the store usable.
+    raw = pb.Artifact(type_id=store._register_type("artifact", pb.ArtifactType(name="Raw")),
+                      name="raw")
+    raw.custom_properties["blob"].string_value = "y" * (17 << 20)
+    with pytest.raises(StoreError, match="max_allowed_packet"):
+        store._call("put_artifacts", [raw])
     # The server dropped the connection inside MLMD's transaction; the store reconnects.
     after = store.put(lineage.Metrics({"a": 2}, name="after"))
     assert store.get("after").id == after.id
