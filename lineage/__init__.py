@@ -13,6 +13,14 @@ Example:
 
 from __future__ import annotations
 
+import os as _os
+
+# MLMD's C++ client logs two glog INFO lines ("Connecting to database.", "Connection to
+# database succeed.") on stderr for every PostgreSQL/MySQL connection. glog reads this
+# once, when ml_metadata's extension loads (below); warnings and errors still show, and a
+# value set by the user wins.
+_os.environ.setdefault("GLOG_minloglevel", "1")
+
 from lineage._params import ParamWarning
 from lineage.approvals import Approval, ApprovalCheck, approve
 from lineage.artifacts import Artifact, Config, Dataset, Metrics, Model

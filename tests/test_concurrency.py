@@ -9,6 +9,7 @@ worker gets there first.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -310,3 +311,19 @@ def test_mlmd_client_errors_reach_the_caller_not_the_log(tmp_path: Path) -> None
     assert "refused: StoreError True" in done.stdout  # the failure says what failed
     assert "raw: InternalError" in done.stdout
     assert done.stderr.count("mlmd client InternalError") == 1
+
+
+@pytest.mark.postgres
+def test_connecting_to_a_server_prints_nothing(pg_uri: str) -> None:
+    """MLMD's C++ client logs two glog INFO lines per PostgreSQL connection ("Connecting to
+    database."); lineage turns glog's INFO off unless the user set GLOG_minloglevel."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import lineage; " \
+           f"lineage.connect({pg_uri!r}).runs()"
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300, env={k: v for k, v in os.environ.items()
+                                             if k != "GLOG_minloglevel"})
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "GLOG_minloglevel": "0"})
+    assert "Connecting to database" in chosen.stderr  # the user's setting wins
