@@ -18,6 +18,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from lineage import _convert, _identity, _timeline
+from lineage._schema import OUTPUT_EVENTS
 from lineage.artifacts import Artifact
 from lineage.errors import LineageError, StepError, StoreError
 from lineage.keeping import keep_pending
@@ -287,12 +288,21 @@ class Pending:
 
 def stamp_outputs(store: Store, proto: pb.Execution, outputs: Pending) -> None:
     """Record where the outputs about to be written fall in the store's order of records
-    (``output_seq``: event path → :func:`lineage._timeline.stamp`)."""
-    if not outputs.items:
+    (``output_seq``: event path → :func:`lineage._timeline.stamp`).
+
+    Only outputs already in the store (content recorded before: a shared intermediate)
+    need a stamp. A new artifact cannot have been read before this write: every reader's
+    execution is created after it, so its place is the execution's own id (the default
+    of :func:`lineage._timeline.production_key`), and the store is not read for it. The
+    retry of a lost race (the new artifact turned out to exist) stamps again.
+    """
+    shared = [path for path, _artifact, stored in outputs.items
+              if stored is None or stored.id]
+    if not shared:
         return
     seq = _timeline.output_seq_of(proto) or {}
     now = _timeline.stamp(store)
-    for path, _artifact, _proto in outputs.items:
+    for path in shared:
         seq[_convert.event_path(new_event(outputs.event_type, path))] = now
     proto.properties["output_seq"].CopyFrom(_convert.to_value(seq, packed=True))
 
@@ -331,6 +341,8 @@ def put_execution(
                 raise
             for p in pending:
                 p.reprepare()
+                if p.event_type in OUTPUT_EVENTS:
+                    stamp_outputs(store, proto, p)
             time.sleep(random.random() * 0.005 * (_attempt + 1))
             continue
         start = 0

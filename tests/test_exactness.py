@@ -111,6 +111,21 @@ def test_verify_of_the_latest_model_checks_only_what_it_used(
         ("model", 2), ("train", 2), ("raw", 2)}
 
 
+def test_only_re_produced_outputs_carry_a_place(
+    store: lineage.Store, two_runs: dict[str, Any]
+) -> None:
+    """r2's split re-produces the test split (stamped with its place in the store's order)
+    and produces a new train split (no stamp needed: its place is the execution's id)."""
+    r1_split = [e for e in store.executions(step="split", run="r1")]
+    r2_split = [e for e in store.executions(step="split", run="r2")]
+    assert [len(x) for x in (r1_split, r2_split)] == [1, 1]
+    first = store.mlmd.get_executions_by_id([r1_split[0].id])[0]
+    second = store.mlmd.get_executions_by_id([r2_split[0].id])[0]
+    assert "output_seq" not in first.properties  # both outputs were new
+    seq = lineage._convert.from_value(second.properties["output_seq"])
+    assert list(seq) == ["test"] and seq["test"] >= second.id
+
+
 def test_cached_re_emission_counts_for_later_readers(store: lineage.Store, tmp_path: Path) -> None:
     calls: list[int] = []
 
