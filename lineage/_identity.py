@@ -105,8 +105,15 @@ def _set_locations(proto: pb.Artifact, locations: list[dict[str, str]]) -> None:
         _convert.to_value([[loc["uri"], loc["host"]] for loc in locations], packed=True))
 
 
+#: Most locations kept per record: the first one and the most recent others. A step that
+#: writes the same bytes to a new path each run (``out/<date>/model.pkl``) would otherwise
+#: grow the list, rewritten whole by each put, without end.
+LOCATIONS_MAX = 100
+
+
 def add_location(proto: pb.Artifact, uri: str) -> bool:
-    """Add ``uri`` (seen on this host) to the locations of ``proto``; whether it was new."""
+    """Add ``uri`` (seen on this host) to the locations of ``proto``; whether it was new.
+    Past :data:`LOCATIONS_MAX`, the oldest but the first are let go."""
     if not uri:
         return False
     where = _location_host(uri)
@@ -114,7 +121,10 @@ def add_location(proto: pb.Artifact, uri: str) -> bool:
     for loc in known:
         if loc["uri"] == uri and loc["host"] in ("", where):
             return False
-    _set_locations(proto, [*known, {"uri": uri, "host": where}])
+    kept = [*known, {"uri": uri, "host": where}]
+    if len(kept) > LOCATIONS_MAX:
+        kept = [kept[0], *kept[len(kept) - LOCATIONS_MAX + 1:]]
+    _set_locations(proto, kept)
     return True
 
 

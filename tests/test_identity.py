@@ -1,4 +1,4 @@
-"""Recording never changes what a step reads; a record keeps every location its content
+"""Recording never changes what a step reads; a record keeps the locations its content
 was seen at; a path without a name is the record already made of it."""
 
 from __future__ import annotations
@@ -157,6 +157,30 @@ def test_verify_uses_whichever_location_still_holds_the_bytes(
     a.unlink()
     [check] = store.verify("d").results
     assert check.status == "missing"
+
+
+def test_the_same_bytes_at_a_new_path_every_run_keep_a_bounded_record(
+    sqlite_store: lineage.Store, tmp_path: Path
+) -> None:
+    """A step writing identical bytes to out/<run>/model.bin each run: one record, its
+    first location and the most recent ones, never a list that grows with every run."""
+    from lineage._identity import LOCATIONS_MAX
+
+    @lineage.step(store=sqlite_store)
+    def export(i: int) -> lineage.Model:
+        path = tmp_path / "out" / f"run-{i}" / "model.bin"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"the same weights")
+        return lineage.Model(path, name="model")
+
+    runs = LOCATIONS_MAX + 20
+    for i in range(runs):
+        export(i)
+    [model] = sqlite_store.artifacts(name="model")
+    uris = [loc["uri"] for loc in model.locations]
+    expected = [0, *range(runs - LOCATIONS_MAX + 1, runs)]
+    assert uris == [str(tmp_path / "out" / f"run-{i}" / "model.bin") for i in expected]
+    assert sqlite_store.get(f"file:{tmp_path / 'out' / 'run-5' / 'model.bin'}").id == model.id
 
 
 def test_verify_tells_another_host_from_missing(tmp_path: Path) -> None:
