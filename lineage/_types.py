@@ -18,6 +18,7 @@ name, the nodes of all of them are read.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,17 +55,26 @@ def is_creation_race(cause: BaseException | None) -> bool:
         s in text for s in ("unique", "duplicate", "conflict of external_id"))
 
 
+#: How long a store object trusts its list of duplicated type names, in seconds (a
+#: long-lived reader, the web UI say, sees duplicates that older writers add later).
+DUPLICATES_TTL = 60.0
+
+
 def duplicated_names(store: Store, kind: str) -> dict[str, frozenset[int]]:
     """The type names of ``kind`` that the store holds more than once, with their ids
-    (read once per store object: from now on ``lineage`` never creates a duplicate)."""
-    cache: dict[str, dict[str, frozenset[int]]] = store.__dict__.setdefault(
+    (read again after :data:`DUPLICATES_TTL` seconds: ``lineage`` itself never creates a
+    duplicate now, but older versions and other tools may)."""
+    cache: dict[str, tuple[float, dict[str, frozenset[int]]]] = store.__dict__.setdefault(
         "_duplicated_types", {})
-    if kind not in cache:
+    now = time.monotonic()
+    found = cache.get(kind)
+    if found is None or now - found[0] > DUPLICATES_TTL:
         ids: dict[str, set[int]] = {}
         for t in store._call(f"get_{kind}_types", route=False):
             ids.setdefault(t.name, set()).add(t.id)
-        cache[kind] = {name: frozenset(i) for name, i in ids.items() if len(i) > 1}
-    return cache[kind]
+        found = cache[kind] = (now, {name: frozenset(i) for name, i in ids.items()
+                                     if len(i) > 1})
+    return found[1]
 
 
 def routed(store: Store, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

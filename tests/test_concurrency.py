@@ -234,7 +234,8 @@ def _duplicate_type(uri: str, name: str, kind: int, request: pytest.FixtureReque
 
 
 def test_queries_by_type_name_see_every_duplicate_type(
-    writer_uri: str, tmp_path: Path, request: pytest.FixtureRequest
+    writer_uri: str, tmp_path: Path, request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A store written while duplicates could still happen: the records of the second
     ``work`` step type and the second ``Data`` artifact type are all found."""
@@ -250,6 +251,8 @@ def test_queries_by_type_name_see_every_duplicate_type(
     with lineage.run("before", store=store):
         work(1)
     store.close()
+    reader = lineage.connect(writer_uri, read_only=True)  # a long-lived reader
+    assert len(reader.executions(step="work")) == 1
     exec_type = _duplicate_type(writer_uri, "work", 0, request)
     art_type = _duplicate_type(writer_uri, "Data", 1, request)
     store = lineage.connect(writer_uri)
@@ -263,6 +266,9 @@ def test_queries_by_type_name_see_every_duplicate_type(
     [e2] = store.mlmd.put_executions([done])
     store.close()
 
+    monkeypatch.setattr(lineage._types, "DUPLICATES_TTL", 0.0)  # the minute has passed
+    assert [e.id for e in reader.executions(step="work")] == [first.id, e2]
+    reader.close()
     store = lineage.connect(writer_uri)
     assert [e.id for e in store.executions(step="work")] == [first.id, e2]
     assert sorted(a.id for a in store.artifacts(type="Data")) == [data1.id, a2]
