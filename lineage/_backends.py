@@ -32,6 +32,7 @@ import sqlite3
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,28 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# SQLite's locks are POSIX record locks, which belong to the process: closing *any*
+# descriptor of a file drops every lock the process holds on it, those of the MLMD
+# connections it has open included (SQLite shares descriptors only among its own
+# connections, and MLMD links its own SQLite). A connection that lost its locks no longer
+# keeps other processes from deleting the write-ahead log under it, and then reads stale
+# or wrong pages: a long-lived reader saw no executions, or "database disk image is
+# malformed". So a file this process has open through MLMD is never opened again by
+# lineage's checks (it was checked when first opened): only stat() is used on it.
+_held: dict[tuple[int, int], weakref.WeakSet[Any]] = {}
+
+
+def _held_here(st: os.stat_result) -> bool:
+    holders = _held.get((st.st_dev, st.st_ino))
+    return bool(holders)
+
+
+def _hold(path: Path, store: Any) -> None:
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        _held.setdefault((st.st_dev, st.st_ino), weakref.WeakSet()).add(store)
+
+
 #: MLMD's table names (schema 10); a SQLite file holding none of them is not an MLMD store.
 MLMD_TABLES = frozenset({
     "Artifact", "ArtifactProperty", "Association", "Attribution", "Context",
@@ -316,13 +339,15 @@ def _sqlite_target(backend: Backend, *, read_only: bool, create: bool | None) ->
                 "full disk or an interrupted copy?); restore it, or delete it (or pass "
                 "create=True) to start a new store there"))
         return str(path)
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        raise _refuse(backend, f"cannot read it ({exc.strerror or exc})") from exc
-    if header != _SQLITE_HEADER:
-        raise _refuse(backend, "it is not a SQLite database (no SQLite header); check the path")
+    held = _held_here(st)
+    if not held:
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise _refuse(backend, f"cannot read it ({exc.strerror or exc})") from exc
+        if header != _SQLITE_HEADER:
+            raise _refuse(backend, "it is not a SQLite database (no SQLite header); check the path")
     target = str(path)
     if read_only and not folder_ok:
         # A reader cannot create -wal/-shm here. With both present SQLite reads them
@@ -335,6 +360,8 @@ def _sqlite_target(backend: Backend, *, read_only: bool, create: bool | None) ->
                 "cannot be read in a folder that cannot be written; copy the store with its "
                 "-wal file to a writable folder"))
         target = _file_uri(path, mode="ro") if has_wal else _file_uri(path, immutable="1")
+    if held:
+        return target
     tables = _sqlite_tables(backend, target)
     if not tables:
         if read_only:
@@ -538,6 +565,8 @@ def open_mlmd(
                         # process creates the schema fails with "database is locked".
                         _prepare_sqlite(backend)
                 store = _open_once(backend, config, read_only)
+            if backend.kind == "sqlite" and backend.path is not None:
+                _hold(backend.path, store)
             if backend.kind == "grpc":
                 # The gRPC client connects lazily; probe so a dead server fails here.
                 store.get_context_types()

@@ -10,7 +10,6 @@ worker gets there first.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -224,11 +223,25 @@ def _duplicate_type(uri: str, name: str, kind: int, request: pytest.FixtureReque
         new = int(server.sql(f"USE {db}; SELECT MAX(id) FROM Type"))
         server.sql(f"USE {db}; " + copy.format(t="TypeProperty", new=new, old=old))
         return new
-    with sqlite3.connect(uri) as db:
-        old = db.execute("SELECT MIN(id) FROM Type WHERE name = ? AND type_kind = ?",
-                         (name, kind)).fetchone()[0]
-        new = db.execute("INSERT INTO Type(name, type_kind) VALUES (?, ?)", (name, kind)).lastrowid
-        db.execute(copy.format(t="TypeProperty", new=new, old=old))
+    # In another process: SQLite's POSIX locks are per process, and a write made here
+    # through Python's own SQLite library would drop the locks of the MLMD connections
+    # this process holds on the file (the long-lived reader of the test below).
+    script = textwrap.dedent("""
+        import sqlite3, sys
+        uri, name, kind, copy = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+        db = sqlite3.connect(uri)
+        with db:
+            old = db.execute("SELECT MIN(id) FROM Type WHERE name = ? AND type_kind = ?",
+                             (name, kind)).fetchone()[0]
+            new = db.execute("INSERT INTO Type(name, type_kind) VALUES (?, ?)",
+                             (name, kind)).lastrowid
+            db.execute(copy.format(t="TypeProperty", new=new, old=old))
+        db.close()
+        print(new)
+    """)
+    done = subprocess.run([sys.executable, "-c", script, uri, name, str(kind), copy],
+                          capture_output=True, text=True, check=True, timeout=120)
+    new = int(done.stdout)
     assert new is not None
     return int(new)
 
@@ -333,3 +346,37 @@ def test_connecting_to_a_server_prints_nothing(pg_uri: str) -> None:
     chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "GLOG_minloglevel": "0"})
     assert "Connecting to database" in chosen.stderr  # the user's setting wins
+
+
+def test_a_long_lived_reader_stays_right_while_others_write(tmp_path: Path) -> None:
+    """Stores kept open (a notebook's, the web UI's read-only one) while this process
+    opens the same file again and another program writes. SQLite's locks belong to the
+    process: lineage once opened the file to check it on every connect, which dropped the
+    open connections' locks, and the write-ahead log was then reset under them: the
+    reader saw no executions at all, or "database disk image is malformed"."""
+    uri = str(tmp_path / "store" / "metadata.sqlite")
+
+    @lineage.step(kind="train")
+    def work(i: int) -> lineage.Dataset:
+        return lineage.Dataset(content=f"{i}".encode(), name="data")
+
+    first = lineage.connect(uri)  # kept open, as a notebook keeps its stores
+    with lineage.run("first", store=first):
+        work(0)
+    reader = lineage.connect(uri, read_only=True)
+    assert len(reader.executions(step="work")) == 1
+    other = textwrap.dedent(f"""
+        import sqlite3
+        db = sqlite3.connect({uri!r})  # another program, with its own SQLite library
+        with db:
+            db.execute("INSERT INTO Type(name, type_kind) VALUES ('other-tool', 0)")
+        db.close()
+    """)
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=120)
+    writer = lineage.connect(uri)  # the same file, opened again in this process
+    with lineage.run("second", store=writer):
+        for i in range(1, 4):
+            work(i)
+    assert len(reader.executions(step="work")) == 4
+    assert sorted(r.name for r in reader.runs()) == ["first", "second"]
+    assert len(first.executions(step="work")) == 4
