@@ -382,13 +382,18 @@ def _python_uri(target: str) -> str:
     return _file_uri(Path(target), mode="ro")
 
 
+def _python_read(target: str, sql: str) -> list[Any]:
+    """The rows of ``sql`` on ``target``, read with Python's ``sqlite3``, writing nothing."""
+    db = sqlite3.connect(_python_uri(target), uri=True, timeout=10)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
 def _sqlite_tables(backend: Backend, target: str) -> set[str]:
     try:
-        db = sqlite3.connect(_python_uri(target), uri=True, timeout=10)
-        try:
-            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        finally:
-            db.close()
+        rows = _python_read(target, "SELECT name FROM sqlite_master WHERE type = 'table'")
     except sqlite3.DatabaseError as exc:
         cause = _faults.known_cause(str(exc))
         why = cause.message if cause else f"SQLite cannot read it ({exc})"
@@ -399,14 +404,10 @@ def _sqlite_tables(backend: Backend, target: str) -> set[str]:
 def _sqlite_damage(target: str) -> str | None:
     """SQLite's first complaint about the file (``PRAGMA quick_check``), else ``None``."""
     try:
-        db = sqlite3.connect(_python_uri(target), uri=True, timeout=10)
-        try:
-            row = db.execute("PRAGMA quick_check(1)").fetchone()
-        finally:
-            db.close()
+        rows = _python_read(target, "PRAGMA quick_check(1)")
     except sqlite3.DatabaseError as exc:
         return str(exc)
-    return None if row is None or row[0] == "ok" else str(row[0])
+    return None if not rows or rows[0][0] == "ok" else str(rows[0][0])
 
 
 def _prepare_sqlite(backend: Backend) -> None:

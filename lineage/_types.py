@@ -64,8 +64,7 @@ def duplicated_names(store: Store, kind: str) -> dict[str, frozenset[int]]:
     """The type names of ``kind`` that the store holds more than once, with their ids
     (read again after :data:`DUPLICATES_TTL` seconds: ``lineage`` itself never creates a
     duplicate now, but older versions and other tools may)."""
-    cache: dict[str, tuple[float, dict[str, frozenset[int]]]] = store.__dict__.setdefault(
-        "_duplicated_types", {})
+    cache = store._duplicated_types
     now = time.monotonic()
     found = cache.get(kind)
     if found is None or now - found[0] > DUPLICATES_TTL:

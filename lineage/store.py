@@ -221,6 +221,8 @@ class Store:
         self._execution_types: dict[int, pb.ExecutionType] = {}
         self._context_types: dict[int, pb.ContextType] = {}
         self._registered: dict[tuple[str, str], int] = {}
+        # kind -> (when read, duplicated type name -> its type ids): see lineage._types
+        self._duplicated_types: dict[str, tuple[float, dict[str, frozenset[int]]]] = {}
         self._fingerprint_cache: FingerprintCache | None = None
         self._graph_cache: Any = None
         # (type name, logical name) -> (newest version seen, its proto): one probe per put

@@ -63,22 +63,24 @@ def _run_workers(uri: str, tmp_path: Path) -> None:
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     script = _WORKER.format(root=str(ROOT), workers=WORKERS)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, uri, str(w), str(STEPS), str(shared), str(out),
-             str(barrier)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(WORKERS)
-    ]
-    failures = []
+    _run_all(script, [uri, "{w}", str(STEPS), str(shared), str(out), str(barrier)])
+
+
+def _run_all(script: str, argv: list[str]) -> list[str]:
+    """Run ``script`` in WORKERS processes at once (``{w}`` in ``argv``: the worker's
+    number); each must exit 0 after printing ``done <w>``. Their stderr, in order."""
+    procs = [subprocess.Popen([sys.executable, "-c", script,
+                               *(a.replace("{w}", str(w)) for a in argv)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for w in range(WORKERS)]
+    failures, errors = [], []
     for w, proc in enumerate(procs):
         stdout, stderr = proc.communicate(timeout=900)
+        errors.append(stderr)
         if proc.returncode != 0 or f"done {w}" not in stdout:
             failures.append(f"worker {w} exited {proc.returncode}:\n{stderr[-3000:]}")
     assert not failures, "\n".join(failures)
+    return errors
 
 
 def _check_nothing_lost(store: lineage.Store) -> None:
@@ -172,17 +174,9 @@ def test_eight_processes_creating_a_new_step_type_make_one_type(
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     script = _RACER.format(root=str(ROOT), workers=WORKERS, races=RACES)
-    procs = [subprocess.Popen([sys.executable, "-c", script, writer_uri, str(w), str(barrier)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for w in range(WORKERS)]
-    failures = []
-    for w, proc in enumerate(procs):
-        stdout, stderr = proc.communicate(timeout=900)
-        if proc.returncode != 0 or f"done {w}" not in stdout:
-            failures.append(f"worker {w} exited {proc.returncode}:\n{stderr[-3000:]}")
+    for stderr in _run_all(script, [writer_uri, "{w}", str(barrier)]):
         # a lost race that was retried and won logs nothing
         assert "mlmd client" not in stderr, stderr[-3000:]
-    assert not failures, "\n".join(failures)
     store = lineage.connect(writer_uri)
     _check_one_type_per_name(store)
     for trial in range(RACES):
